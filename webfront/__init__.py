@@ -1,0 +1,1 @@
+"""A small social network whose data lives on actively replicated replica managers."""
