@@ -1,0 +1,428 @@
+"""Consistency checker: a history plus the final state of every replica in, a verdict out.
+
+What it proves (docs/protocol.md, DESIGN.md guarantees 1-6), each check sound in the face of
+indeterminate operations (an `info` write may or may not have been applied, and may have been
+applied late, so it never makes a check fail by itself):
+
+- every acknowledged write is present exactly once on every up replica, in seq order:
+  acknowledged posts are there once with the id the API returned (unless a delete may have
+  removed them), acknowledged registrations exist, follow edges match their owner's last
+  acknowledged follow or unfollow;
+- no write that failed with a definite error is present;
+- nothing is present that no operation asked for (phantom posts, users or edges);
+- all up replicas end at the same applied seq, digest and content;
+- reads agree with the total order: a linearizable read never misses a post acknowledged before
+  it started, nor shows one whose deletion was acknowledged before it started; a session read
+  never misses the session's own earlier acknowledged posts.
+
+The final state is a JSON object (written by `state.collect_final_state`)::
+
+    {"replicas": {"r1": {"up": true, "applied": 812, "digest": "ab12...",
+                         "counts": {"users": 40, "posts": 300, "follows": 25},
+                         "users": ["alice", ...],            # lower-case names found
+                         "posts": [{"id": 812, "author": "alice", "text": "...", "seq": 812}, ...],
+                         "follows": [["alice", "bob", 40], ...]}}}   # follower, followee, since
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from webfront.chaos.history import FAIL, INFO, OK, Fault, Op, read_history
+
+
+@dataclass(order=True)
+class Violation:
+    """One broken guarantee, ordered by the time of the operation it names."""
+
+    time: float
+    check: str
+    message: str
+    op_index: int | None = None
+    replica: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "message": self.message, "op": self.op_index,
+                "replica": self.replica, "time": round(self.time, 6)}
+
+
+class _Model:
+    """What the history says about each post, user and follow edge."""
+
+    def __init__(self, ops: list[Op]) -> None:
+        self.ops = ops
+        self.posts_by_text: dict[str, Op] = {}
+        self.acked_posts: dict[int, Op] = {}          # id -> op
+        self.post_deletes: dict[int, list[Op]] = defaultdict(list)
+        self.user_deletes: dict[str, list[Op]] = defaultdict(list)
+        self.registrations: dict[str, list[Op]] = defaultdict(list)
+        self.edge_ops: dict[tuple[str, str], list[Op]] = defaultdict(list)
+        for op in ops:
+            p = op.payload
+            if op.kind == "post":
+                self.posts_by_text[p["text"]] = op
+                if op.result == OK and _post_id(op) is not None:
+                    self.acked_posts[_post_id(op)] = op
+            elif op.kind == "delete_post":
+                self.post_deletes[int(p["id"])].append(op)
+            elif op.kind == "delete_user":
+                self.user_deletes[p["username"].lower()].append(op)
+            elif op.kind == "register":
+                self.registrations[p["username"].lower()].append(op)
+            elif op.kind in ("follow", "unfollow"):
+                self.edge_ops[(p["actor"].lower(), p["target"].lower())].append(op)
+
+    # A delete "may have happened" if it was acknowledged or indeterminate; "surely happened"
+    # only if acknowledged. `before` bounds the delete's start time (for reads).
+    def user_maybe_deleted(self, name: str, before: float = float("inf")) -> bool:
+        return any(d.result in (OK, INFO) and d.start < before
+                   for d in self.user_deletes.get(name.lower(), ()))
+
+    def user_surely_deleted(self, name: str, before: float = float("inf")) -> bool:
+        return any(d.result == OK and d.end < before for d in self.user_deletes.get(name.lower(), ()))
+
+    def post_maybe_deleted(self, post_id: int, author: str, before: float = float("inf")) -> bool:
+        return self.user_maybe_deleted(author, before) or any(
+            d.result in (OK, INFO) and d.start < before for d in self.post_deletes.get(post_id, ()))
+
+    def post_surely_deleted(self, post_id: int, author: str, before: float = float("inf")) -> bool:
+        return self.user_surely_deleted(author, before) or any(
+            d.result == OK and d.end < before for d in self.post_deletes.get(post_id, ()))
+
+
+def _post_id(op: Op) -> int | None:
+    if isinstance(op.value, dict) and op.value.get("id") is not None:
+        return int(op.value["id"])
+    return op.seq
+
+
+def check(ops: list[Op], faults: list[Fault], final: dict[str, Any] | None,
+          require_all_up: bool = True) -> dict[str, Any]:
+    """Run every check; return the summary (its `valid` is False if any check failed)."""
+    model = _Model(ops)
+    violations: list[Violation] = []
+    if final is not None:
+        violations += _check_final_state(model, final, require_all_up)
+    violations += _check_reads(model)
+    violations.sort()
+    summary = _summary(ops, faults, final, violations)
+    return summary
+
+
+# --------------------------------------------------------------------------- final state
+
+def _check_final_state(model: _Model, final: dict[str, Any], require_all_up: bool) -> list[Violation]:
+    out: list[Violation] = []
+    replicas: dict[str, dict[str, Any]] = final.get("replicas", {})
+    up = {name: r for name, r in replicas.items() if r.get("up") and "posts" in r}
+    end = max((op.end for op in model.ops), default=0.0)
+    for name, r in replicas.items():
+        if name not in up:
+            why = r.get("error") or r.get("state") or "not up"
+            if require_all_up:
+                out.append(Violation(end, "all_up", f"replica {name} is not up at the end: {why}",
+                                     replica=name))
+    if not up:
+        out.append(Violation(end, "all_up", "no replica is up at the end"))
+        return out
+    for name, r in sorted(up.items()):
+        out += _check_replica(model, name, r)
+    out += _check_agreement(up, end)
+    return out
+
+
+def _check_replica(model: _Model, name: str, r: dict[str, Any]) -> list[Violation]:
+    out: list[Violation] = []
+    posts = r["posts"]
+
+    def bad(op: Op | None, check_name: str, message: str) -> None:
+        out.append(Violation(op.end if op else float("inf"), check_name,
+                             f"replica {name}: {message}", op.index if op else None, name))
+
+    # Seq order: newest first, strictly decreasing, id == seq of its write.
+    ids = [int(p["id"]) for p in posts]
+    for a, b in zip(ids, ids[1:]):
+        if not a > b:
+            bad(model.acked_posts.get(b), "seq_order", f"posts out of seq order: {a} before {b}")
+            break
+    for p in posts:
+        if p.get("seq") is not None and int(p["seq"]) != int(p["id"]):
+            bad(model.acked_posts.get(int(p["id"])), "seq_order",
+                f"post {p['id']} has seq {p['seq']}")
+    if r.get("applied") is not None and ids and max(ids) > int(r["applied"]):
+        bad(None, "seq_order", f"post {max(ids)} is beyond applied seq {r['applied']}")
+
+    by_text: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in posts:
+        by_text[p["text"]].append(p)
+    for text, found in by_text.items():
+        op = model.posts_by_text.get(text)
+        if op is None:
+            bad(None, "phantom", f"post {found[0]['id']} ({text!r}) was never written")
+            continue
+        if len(found) > 1:
+            bad(op, "exactly_once", f"{op.describe()} applied {len(found)} times: "
+                f"ids {[p['id'] for p in found]}")
+        if op.result == FAIL:
+            bad(op, "failed_write_present", f"{op.describe()} failed ({op.error}) but post "
+                f"{found[0]['id']} is present")
+        if op.result == OK:
+            want = _post_id(op)
+            if want is not None and all(int(p["id"]) != want for p in found):
+                bad(op, "wrong_id", f"{op.describe()} was acknowledged as id {want}, "
+                    f"present as {[p['id'] for p in found]}")
+        author = op.payload.get("actor")
+        if author and any(p.get("author", "").lower() != author.lower() for p in found):
+            bad(op, "wrong_author", f"{op.describe()} present with author {found[0].get('author')}")
+    for post_id, op in model.acked_posts.items():
+        author = op.payload.get("actor", "")
+        present = op.payload["text"] in by_text
+        if not present and not model.post_maybe_deleted(post_id, author):
+            bad(op, "lost_write", f"acknowledged post {post_id} from {op.describe()} is missing")
+        if present and model.post_surely_deleted(post_id, author):
+            bad(op, "lost_delete", f"post {post_id} is present after its deletion was acknowledged")
+
+    # Users.
+    users = {u.lower() for u in r.get("users", [])}
+    for uname, regs in model.registrations.items():
+        acked = [o for o in regs if o.result == OK]
+        if uname in users:
+            if model.user_surely_deleted(uname):
+                bad(model.user_deletes[uname][-1], "lost_delete",
+                    f"user {uname} exists after its deletion was acknowledged")
+            elif not acked and all(o.result == FAIL for o in regs):
+                bad(regs[0], "failed_write_present",
+                    f"{regs[0].describe()} failed ({regs[0].error}) but user {uname} exists")
+        elif acked and not model.user_maybe_deleted(uname):
+            bad(acked[0], "lost_write", f"registration of {uname} ({acked[0].describe()}) "
+                "was acknowledged but the user is missing")
+    counts = r.get("counts") or {}
+    if counts.get("users") is not None and int(counts["users"]) != len(users):
+        bad(None, "phantom", f"holds {counts['users']} users, the history accounts for {len(users)}")
+    if counts.get("posts") is not None and int(counts["posts"]) != len(posts):
+        bad(None, "phantom", f"counts {counts['posts']} posts, lists {len(posts)}")
+
+    # Follow edges: each (actor, target) pair is driven by one process, one op at a time.
+    edges = Counter((a.lower(), b.lower()) for a, b, *_ in r.get("follows", []))
+    for edge, n in edges.items():
+        if n > 1:
+            bad(None, "exactly_once", f"follow edge {edge[0]}->{edge[1]} listed {n} times")
+        if edge not in model.edge_ops:
+            bad(None, "phantom", f"follow edge {edge[0]}->{edge[1]} was never requested")
+    for edge, edge_ops in model.edge_ops.items():
+        if model.user_maybe_deleted(edge[0]) or model.user_maybe_deleted(edge[1]):
+            if edge in edges and (model.user_surely_deleted(edge[0])
+                                  or model.user_surely_deleted(edge[1])):
+                bad(edge_ops[-1], "lost_delete", f"edge {edge[0]}->{edge[1]} outlived a deleted user")
+            continue
+        allowed = _allowed_edge_states(edge_ops)
+        present = edge in edges
+        if present not in allowed:
+            last = [o for o in edge_ops if o.result == OK][-1]
+            bad(last, "lost_write" if last.kind == "follow" else "lost_delete",
+                f"edge {edge[0]}->{edge[1]} is {'present' if present else 'absent'} after "
+                f"{last.describe()}")
+    if counts.get("follows") is not None and int(counts["follows"]) != sum(edges.values()):
+        bad(None, "phantom", f"counts {counts['follows']} follows, lists {sum(edges.values())}")
+    return out
+
+
+def _allowed_edge_states(edge_ops: list[Op]) -> set[bool]:
+    """Final presence of an edge: its last acknowledged op decides, but any indeterminate op (which
+    may have been applied late) or a definite failure of a no-op may leave the other state."""
+    ordered = sorted(edge_ops, key=lambda o: o.start)
+    acked = [o for o in ordered if o.result == OK]
+    allowed = {acked[-1].kind == "follow"} if acked else {False}
+    for o in ordered:
+        if o.result == INFO:
+            allowed.add(o.kind == "follow")
+    return allowed
+
+
+def _check_agreement(up: dict[str, dict[str, Any]], end: float) -> list[Violation]:
+    """All up replicas at one seq and digest, with the same content. The odd one out is named."""
+    out: list[Violation] = []
+    for field_name, key in (("applied seq", lambda r: r.get("applied")),
+                            ("digest", lambda r: r.get("digest")),
+                            ("content", _content_key)):
+        values = {name: key(r) for name, r in up.items()}
+        tally = Counter(values.values())
+        if len(tally) <= 1:
+            continue
+        majority, _ = tally.most_common(1)[0]
+        for name, value in sorted(values.items()):
+            if value != majority:
+                shown = value if field_name != "content" else "differs"
+                out.append(Violation(end, "divergence", f"replica {name} {field_name} "
+                                     f"{shown} != {majority if field_name != 'content' else 'others'}",
+                                     replica=name))
+    return out
+
+
+def _content_key(r: dict[str, Any]) -> str:
+    posts = [(p["id"], p.get("author", "").lower(), p["text"]) for p in r.get("posts", [])]
+    follows = sorted((a.lower(), b.lower()) for a, b, *_ in r.get("follows", []))
+    users = sorted(u.lower() for u in r.get("users", []))
+    return json.dumps([posts, follows, users])
+
+
+# --------------------------------------------------------------------------- reads
+
+def _in_scope(model: _Model, scope: str, post: Op) -> bool:
+    author = post.payload.get("actor", "").lower()
+    if scope == "public":
+        return True
+    kind, _, who = scope.partition(":")
+    if kind in ("user", "home"):
+        return author == who.lower()  # home: own posts only; follows make the rest uncertain
+    return False
+
+
+def _check_reads(model: _Model) -> list[Violation]:
+    out: list[Violation] = []
+    acked = sorted(model.acked_posts.items(), key=lambda kv: kv[1].end)
+    for read in model.ops:
+        if not read.kind.startswith("read_") or read.result != OK:
+            continue
+        if not isinstance(read.value, dict) or "ids" not in read.value:
+            continue
+        mode = read.payload.get("mode", "session")
+        scope = read.payload.get("scope", "")
+        session = read.payload.get("session")
+        ids = [int(i) for i in read.value["ids"]]
+        seen = set(ids)
+        lo = min(ids) if ids and read.value.get("more") else -1
+        for post_id, post in acked:
+            if post.end >= read.start:
+                break
+            if post_id <= lo or not _in_scope(model, scope, post):
+                continue
+            if mode != "linearizable" and (session is None or post.payload.get("session") != session):
+                continue
+            author = post.payload.get("actor", "")
+            if post_id not in seen and not model.post_maybe_deleted(post_id, author, read.end):
+                out.append(Violation(
+                    read.end, "stale_read",
+                    f"{mode} read {read.describe()} of {scope} misses post {post_id} "
+                    f"acknowledged by {post.describe()} before the read started", read.index))
+                break
+        for post_id in ids:
+            post = model.acked_posts.get(post_id)
+            if post is None:
+                continue
+            author = post.payload.get("actor", "")
+            own = session is not None and post.payload.get("session") == session
+            if (mode == "linearizable" or own) and model.post_surely_deleted(post_id, author,
+                                                                              read.start):
+                out.append(Violation(
+                    read.end, "stale_read",
+                    f"{mode} read {read.describe()} of {scope} shows post {post_id} whose "
+                    "deletion was acknowledged before the read started", read.index))
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- summary
+
+def longest_write_gap(ops: list[Op]) -> dict[str, float]:
+    """The longest stretch of the run in which no write succeeded (start, end, seconds)."""
+    if not ops:
+        return {"seconds": 0.0, "from": 0.0, "to": 0.0}
+    begin = min(op.start for op in ops)
+    finish = max(op.end for op in ops)
+    marks = [begin] + sorted(op.end for op in ops if op.is_write and op.result == OK) + [finish]
+    best = max(zip(marks, marks[1:]), key=lambda ab: ab[1] - ab[0])
+    return {"seconds": round(best[1] - best[0], 6), "from": round(best[0], 6),
+            "to": round(best[1], 6)}
+
+
+def _summary(ops: list[Op], faults: list[Fault], final: dict[str, Any] | None,
+             violations: list[Violation]) -> dict[str, Any]:
+    results = Counter(op.result for op in ops)
+    writes = [op for op in ops if op.is_write]
+    by_kind: dict[str, dict[str, int]] = defaultdict(lambda: {OK: 0, FAIL: 0, INFO: 0})
+    for op in ops:
+        by_kind[op.kind][op.result] += 1
+    checks = Counter(v.check for v in violations)
+    replicas = {}
+    for name, r in (final or {}).get("replicas", {}).items():
+        replicas[name] = {"up": bool(r.get("up")), "applied": r.get("applied"),
+                          "digest": r.get("digest"), "posts": len(r.get("posts", []))}
+    return {
+        "valid": not violations,
+        "operations": len(ops),
+        "acknowledged": results[OK],
+        "failed": results[FAIL],
+        "indeterminate": results[INFO],
+        "writes": {"total": len(writes), "acknowledged": sum(o.result == OK for o in writes),
+                   "failed": sum(o.result == FAIL for o in writes),
+                   "indeterminate": sum(o.result == INFO for o in writes)},
+        "by_kind": dict(sorted(by_kind.items())),
+        "faults": dict(sorted(Counter(f.kind for f in faults if f.phase == "start").items())),
+        "longest_write_gap": longest_write_gap(ops),
+        "lost": checks["lost_write"],
+        "divergences": checks["divergence"],
+        "violations_by_check": dict(sorted(checks.items())),
+        "first_bad": violations[0].as_dict() if violations else None,
+        "violations": [v.as_dict() for v in violations[:100]],
+        "replicas": replicas,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    gap = summary["longest_write_gap"]
+    lines = [
+        f"chaos check: {'PASS' if summary['valid'] else 'FAIL'}",
+        f"  operations {summary['operations']}: acknowledged {summary['acknowledged']}, "
+        f"failed {summary['failed']}, indeterminate {summary['indeterminate']}",
+        f"  writes {summary['writes']['total']}: acknowledged {summary['writes']['acknowledged']}, "
+        f"failed {summary['writes']['failed']}, indeterminate {summary['writes']['indeterminate']}",
+        "  faults: " + (", ".join(f"{k} {v}" for k, v in summary["faults"].items()) or "none"),
+        f"  longest window without a successful write: {gap['seconds']:.3f} s "
+        f"(t={gap['from']:.3f}-{gap['to']:.3f})",
+        f"  lost writes {summary['lost']}, divergences {summary['divergences']}",
+    ]
+    for name, r in sorted(summary["replicas"].items()):
+        lines.append(f"  replica {name}: up={r['up']} applied={r['applied']} "
+                     f"digest={(r['digest'] or '')[:16]} posts={r['posts']}")
+    if summary["first_bad"]:
+        lines.append(f"  FIRST BAD: [{summary['first_bad']['check']}] "
+                     f"{summary['first_bad']['message']}")
+        more = len(summary["violations"]) - 1
+        if more > 0:
+            lines.append(f"  ... and {more} more (see summary JSON)")
+    return "\n".join(lines)
+
+
+def check_files(history: str | Path, final: str | Path | None, out: str | Path | None = None,
+                require_all_up: bool = True) -> dict[str, Any]:
+    ops, faults = read_history(history)
+    final_state = json.loads(Path(final).read_text()) if final else None
+    summary = check(ops, faults, final_state, require_all_up=require_all_up)
+    if out:
+        Path(out).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    return summary
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m webfront.chaos.checker",
+                                     description="Check a chaos history and final state.")
+    parser.add_argument("history")
+    parser.add_argument("final", nargs="?")
+    parser.add_argument("--out", help="write the summary JSON here")
+    parser.add_argument("--allow-down", action="store_true",
+                        help="do not fail when a replica is not up at the end")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    summary = check_files(args.history, args.final, args.out, not args.allow_down)
+    print(format_summary(summary))
+    return 0 if summary["valid"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
