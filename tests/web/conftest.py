@@ -1,0 +1,135 @@
+"""Fixtures for the web tests: `app`, `client`, `auth` (flaskr's AuthActions), `api`.
+
+The app talks to a real local cluster: the `cluster` fixture of tests/conftest.py (replica
+processes plus a coordinator). With WEBTEST_FAKE=1 (or while webfront/client.py does not
+exist) an in-memory stand-in with the protocol's semantics is used instead, for quick runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+from . import fake_cluster
+
+try:
+    import webfront.client  # noqa: F401
+
+    HAVE_CLIENT = True
+except ImportError:
+    HAVE_CLIENT = False
+    sys.modules["webfront.client"] = fake_cluster.as_module()
+
+FAKE = os.environ.get("WEBTEST_FAKE") == "1" or not HAVE_CLIENT
+
+from webfront.web import create_app  # noqa: E402
+
+ADMIN = "admin_root"
+PASSWORD = "correct horse battery"
+# Cheap scrypt parameters keep the suite fast; production uses werkzeug's default scrypt.
+FAST_HASH = "scrypt:1024:8:1"
+
+
+@dataclass
+class FakeBackend:
+    coordinator_address: tuple = ("127.0.0.1", 1)
+    secret: bytes = b""
+    fake: bool = True
+    factory: object = field(default=None)
+
+
+@pytest.fixture
+def backend(request):
+    if FAKE:
+        if not HAVE_CLIENT or os.environ.get("WEBTEST_FAKE") == "1":
+            fake_cluster.ClusterClient.state = fake_cluster.FakeState()
+            return FakeBackend(factory=lambda config: fake_cluster.ClusterClient())
+    return request.getfixturevalue("cluster")
+
+
+def make_config(backend, **overrides) -> dict:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-" + uuid.uuid4().hex,
+        "COORDINATOR": backend.coordinator_address,
+        "CLUSTER_SECRET": backend.secret,
+        "CLUSTER_CLIENT_FACTORY": getattr(backend, "factory", None),
+        "WTF_CSRF_ENABLED": False,
+        "ADMINS": [ADMIN],
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+        "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app(backend):
+    return create_app(make_config(backend))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def unique(prefix: str = "u") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+class AuthActions:
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def register(self, username: str | None = None, password: str = PASSWORD,
+                 display_name: str = "", follow_redirects: bool = False):
+        username = username or unique()
+        response = self._client.post("/register", data={
+            "username": username, "password": password, "confirm": password,
+            "display_name": display_name}, follow_redirects=follow_redirects)
+        return username, response
+
+    def login(self, username: str, password: str = PASSWORD):
+        return self._client.post("/login", data={"username": username, "password": password})
+
+    def logout(self):
+        return self._client.post("/logout")
+
+    def post(self, text: str):
+        return self._client.post("/compose", data={"text": text})
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+class ApiActions:
+    """A JSON API client: `token_for(user)` signs up and logs in; requests carry the token."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def signup(self, username: str | None = None, password: str = PASSWORD) -> tuple[str, str]:
+        username = username or unique("a")
+        r = self.client.post("/api/v1/users", json={"username": username, "password": password})
+        assert r.status_code == 201, r.get_json()
+        r = self.client.post("/api/v1/tokens", json={"username": username, "password": password})
+        assert r.status_code == 200, r.get_json()
+        return username, r.get_json()["token"]
+
+    def call(self, method: str, path: str, token: str | None = None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.client.open("/api/v1" + path, method=method, headers=headers, **kwargs)
+
+
+@pytest.fixture
+def api(client):
+    return ApiActions(client)

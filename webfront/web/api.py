@@ -1,0 +1,293 @@
+"""JSON API under /api/v1, described by the OpenAPI 3 document at /api/v1/openapi.json.
+
+Clients authenticate with a bearer token from `POST /api/v1/tokens`: a signed, expiring
+token (itsdangerous, keyed by the app's secret) naming the user. Reads are linearizable
+(the API keeps no session); every write's response carries its `seq`.
+Errors are `{"error": {"code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from webfront.client import Conflict
+
+from . import auth, cluster_access
+from .admin import cluster_status
+from .errors import error_response
+from .forms import MAX_POST_CHARS, username_problem
+from .limits import login_limits
+from .openapi import openapi_document
+from .timefmt import iso
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    return error_response(exc.status, exc.code, exc.message)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt="webfront-api-token")
+
+
+def issue_token(username: str) -> str:
+    return _serializer().dumps({"u": username})
+
+
+def token_user() -> str:
+    """The username the request's bearer token names; 401 without a valid one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <token>")
+    try:
+        data = _serializer().loads(token.strip(),
+                                   max_age=current_app.config["API_TOKEN_MAX_AGE"])
+    except SignatureExpired:
+        raise ApiError(401, "token_expired", "the token has expired; get a new one") from None
+    except BadSignature:
+        raise ApiError(401, "unauthorized", "invalid token") from None
+    if not isinstance(data, dict) or not isinstance(data.get("u"), str):
+        raise ApiError(401, "unauthorized", "invalid token")
+    g.api_user = data["u"]
+    return data["u"]
+
+
+def json_body(required: dict[str, type], optional: dict[str, type] | None = None) -> dict:
+    """The request's JSON object with the named fields of the named types, or 400."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid", "the body must be a JSON object")
+    for name, kind in required.items():
+        if name not in body:
+            raise ApiError(400, "invalid", f"missing field {name!r}")
+    for name, kind in {**required, **(optional or {})}.items():
+        if name in body and (not isinstance(body[name], kind) or isinstance(body[name], bool)
+                             and kind is not bool):
+            raise ApiError(400, "invalid", f"field {name!r} must be a {kind.__name__}")
+    return body
+
+
+def query_int(name: str, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid", f"query parameter {name!r} must be an integer "
+                       f"from {low} to {high}")
+    return int(raw)
+
+
+def page_args() -> dict:
+    args: dict[str, Any] = {}
+    before = query_int("before", 0, 2**63 - 1)
+    limit = query_int("limit", 1, 200)
+    if before is not None:
+        args["before"] = before
+    if limit is not None:
+        args["limit"] = limit
+    return args
+
+
+def post_json(post: dict) -> dict:
+    return {"id": post["id"], "author": post["author"], "text": post["text"],
+            "created_at": iso(post["created_at"]), "seq": post.get("seq", post["id"])}
+
+
+def user_json(user: dict) -> dict:
+    return {"username": user["username"], "display_name": user.get("display_name"),
+            "created_at": iso(user["created_at"]), "followers": user.get("followers", 0),
+            "following": user.get("following", 0), "posts": user.get("posts", 0)}
+
+
+def posts_page(reply: dict) -> Response:
+    return jsonify(posts=[post_json(p) for p in reply["posts"]], next=reply.get("next"))
+
+
+def no_content() -> Response:
+    return Response(status=204)
+
+
+def _username_arg(username: str) -> str:
+    if username_problem(username) == "3 to 20 letters, digits or underscores.":
+        raise ApiError(404, "not_found", "no such user")
+    return username
+
+
+# ----------------------------------------------------------------------------- routes
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
+
+
+@bp.get("/health")
+def health():
+    """Liveness of this web worker, and whether the cluster can take writes now."""
+    status = cluster_status()
+    replicas = status.get("replicas", [])
+    up = sum(1 for r in replicas if r.get("state") == "up")
+    policy = status.get("policy", "majority")
+    if not status.get("reachable"):
+        writable = False
+    elif policy == "all":
+        writable = bool(replicas) and up == len(replicas)
+    elif policy == "first":
+        writable = up >= 1
+    else:
+        writable = up * 2 > len(replicas)
+    return jsonify(status="ok", cluster_reachable=bool(status.get("reachable")),
+                   writes_possible=writable, policy=policy, replicas_up=up,
+                   replicas=len(replicas), committed_seq=status.get("committed_seq"))
+
+
+@bp.post("/users")
+def create_user():
+    body = json_body({"username": str, "password": str}, {"display_name": str})
+    problem = username_problem(body["username"])
+    if problem:
+        raise ApiError(400, "invalid", f"username: {problem}")
+    if not 8 <= len(body["password"]) <= 200:
+        raise ApiError(400, "invalid", "password: 8 to 200 characters")
+    if len(body.get("display_name", "")) > 50:
+        raise ApiError(400, "invalid", "display_name: at most 50 characters")
+    args = {"username": body["username"], "password_hash": auth.hash_password(body["password"])}
+    if body.get("display_name"):
+        args["display_name"] = body["display_name"].strip()
+    try:
+        result = cluster_access.get_cluster().write("create_user", args)
+        cluster_access._check(result.reply)
+    except Conflict:
+        raise ApiError(409, "conflict", "username taken") from None
+    response = jsonify(user=user_json(result.reply["user"]), seq=result.seq)
+    response.status_code = 201
+    response.headers["Location"] = f"/api/v1/users/{result.reply['user']['username']}"
+    return response
+
+
+@bp.post("/tokens")
+@login_limits
+def create_token():
+    body = json_body({"username": str, "password": str})
+    user = auth.check_credentials(body["username"], body["password"], linearizable=True)
+    if user is None:
+        raise ApiError(401, "unauthorized", "wrong username or password")
+    return jsonify(token=issue_token(user["username"]), username=user["username"],
+                   expires_in=current_app.config["API_TOKEN_MAX_AGE"])
+
+
+@bp.get("/users/<username>")
+def get_user(username: str):
+    user = cluster_access.read_linearizable("user", {"username": _username_arg(username)})["user"]
+    return jsonify(user_json(user))
+
+
+@bp.delete("/users/<username>")
+def delete_user(username: str):
+    actor = token_user()
+    if actor.lower() != username.lower():
+        raise ApiError(403, "forbidden", "you can delete only your own account")
+    _write("delete_user", {"actor": actor})
+    return no_content()
+
+
+@bp.post("/posts")
+def create_post():
+    actor = token_user()
+    body = json_body({"text": str})
+    text = body["text"].strip()
+    if not 1 <= len(text) <= MAX_POST_CHARS:
+        raise ApiError(400, "invalid", f"text: 1 to {MAX_POST_CHARS} characters")
+    result = _write("create_post", {"actor": actor, "text": text})
+    response = jsonify(post_json(result.reply["post"]))
+    response.status_code = 201
+    return response
+
+
+@bp.delete("/posts/<int:post_id>")
+def delete_post(post_id: int):
+    actor = token_user()
+    _write("delete_post", {"actor": actor, "id": post_id})
+    return no_content()
+
+
+@bp.get("/users/<username>/posts")
+def user_posts(username: str):
+    args = {"username": _username_arg(username), **page_args()}
+    return posts_page(cluster_access.read_linearizable("user_posts", args))
+
+
+@bp.get("/timeline")
+def home_timeline():
+    actor = token_user()
+    return posts_page(cluster_access.read_linearizable("home", {"username": actor,
+                                                                **page_args()}))
+
+
+@bp.get("/public")
+def public_timeline():
+    return posts_page(cluster_access.read_linearizable("public", page_args()))
+
+
+@bp.post("/follows")
+def follow():
+    actor = token_user()
+    body = json_body({"username": str})
+    _write("follow", {"actor": actor, "target": _username_arg(body["username"])})
+    return no_content()
+
+
+@bp.delete("/follows/<username>")
+def unfollow(username: str):
+    actor = token_user()
+    _write("unfollow", {"actor": actor, "target": _username_arg(username)})
+    return no_content()
+
+
+def _people(username: str, which: str):
+    args = {"username": _username_arg(username), **page_args()}
+    reply = cluster_access.read_linearizable(which, args)
+    return jsonify(users=reply["users"], total=reply.get("total"), next=reply.get("next"))
+
+
+@bp.get("/users/<username>/followers")
+def followers(username: str):
+    return _people(username, "followers")
+
+
+@bp.get("/users/<username>/following")
+def following(username: str):
+    return _people(username, "following")
+
+
+@bp.get("/cluster")
+def cluster():
+    actor = token_user()
+    admins = {a.lower() for a in current_app.config["ADMINS"]}
+    if actor.lower() not in admins:
+        raise ApiError(403, "forbidden", "administrators only")
+    status = cluster_status()
+    if not status.get("reachable"):
+        raise ApiError(503, "unavailable", "the coordinator cannot be reached")
+    return jsonify(status)
+
+
+def _write(op: str, args: dict):
+    result = cluster_access.get_cluster().write(op, args)
+    cluster_access._check(result.reply)
+    return result

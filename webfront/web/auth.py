@@ -1,0 +1,152 @@
+"""Accounts: register, log in, log out, delete one's account; `login_required`.
+
+Passwords are hashed here (scrypt) and only the hash goes to the cluster. The session holds
+the username and the seq of the user's last write (`last_seq`, for read-your-writes).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from flask import (Blueprint, current_app, flash, g, redirect, render_template, request, session,
+                   url_for)
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from webfront.client import Conflict, NotFound
+
+from . import cluster_access
+from .forms import ActionForm, DeleteAccountForm, LoginForm, RegisterForm
+from .limits import login_limits
+
+bp = Blueprint("auth", __name__)
+
+# Checked against when the account does not exist, so a wrong name costs as long as a wrong
+# password and response times do not tell which accounts exist.
+_DUMMY_HASH = generate_password_hash("not a password", method="scrypt")
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def check_credentials(username: str, password: str, *, linearizable: bool = False) -> dict | None:
+    """The user record if `password` is right for `username`, else None."""
+    read = cluster_access.read_linearizable if linearizable else cluster_access.read
+    try:
+        user = read("user", {"username": username})["user"]
+    except NotFound:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    stored = user.get("password_hash") or ""
+    if isinstance(stored, bytes):
+        stored = stored.decode("utf-8", "replace")
+    if not check_password_hash(stored, password):
+        return None
+    user.pop("password_hash", None)
+    return user
+
+
+@bp.before_app_request
+def load_logged_in_user() -> None:
+    g.user = session.get("username")
+
+
+@bp.app_context_processor
+def inject_forms() -> dict:
+    # One CSRF-only form for the log-out button in the header and the small action buttons.
+    return {"action_form": ActionForm(), "is_admin": is_admin()}
+
+
+def is_admin() -> bool:
+    user = g.get("user")
+    admins = {a.lower() for a in current_app.config["ADMINS"]}
+    return bool(user) and user.lower() in admins
+
+
+def login_required(view):
+    @functools.wraps(view)
+    def wrapped(**kwargs):
+        if g.user is None:
+            return redirect(url_for("auth.login", next=request.path))
+        return view(**kwargs)
+
+    return wrapped
+
+
+def _log_in(username: str) -> None:
+    last_seq = session.get("last_seq", 0)
+    session.clear()  # a new session id's worth of state; no fixation
+    session["username"] = username
+    session["last_seq"] = last_seq
+    session.permanent = True
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("timeline.home")
+
+
+@bp.route("/register", methods=("GET", "POST"))
+def register():
+    if g.user:
+        return redirect(url_for("timeline.home"))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        args = {"username": form.username.data, "password_hash": hash_password(form.password.data)}
+        if form.display_name.data:
+            args["display_name"] = form.display_name.data.strip()
+        try:
+            result = cluster_access.write("create_user", args)
+        except Conflict:
+            form.username.errors.append("This name is taken.")
+        else:
+            _log_in(result.reply["user"]["username"])
+            flash("Welcome! Your account is ready.")
+            return redirect(url_for("timeline.home"))
+    status = 400 if form.errors else 200
+    return render_template("register.html", form=form), status
+
+
+@bp.route("/login", methods=("GET", "POST"))
+@login_limits
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = check_credentials(form.username.data.strip(), form.password.data)
+        if user is not None:
+            _log_in(user["username"])
+            flash(f"Logged in as {user['username']}.")
+            return redirect(_safe_next(request.args.get("next")))
+        form.password.errors.append("Wrong username or password.")
+    status = 401 if request.method == "POST" else 200
+    return render_template("login.html", form=form), status
+
+
+@bp.route("/logout", methods=("POST",))
+def logout():
+    # CSRFProtect has checked the token before we get here.
+    last_seq = session.get("last_seq", 0)
+    session.clear()
+    cluster_access.remember_seq(last_seq)
+    flash("You are logged out.")
+    return redirect(url_for("timeline.public"))
+
+
+@bp.route("/settings/delete-account", methods=("GET", "POST"))
+@login_required
+def delete_account():
+    form = DeleteAccountForm()
+    if form.validate_on_submit():
+        if form.confirm.data.strip().lower() != g.user.lower():
+            form.confirm.errors.append("Type your own username to confirm.")
+        elif check_credentials(g.user, form.password.data) is None:
+            form.password.errors.append("Wrong password.")
+        else:
+            result = cluster_access.write("delete_user", {"actor": g.user})
+            session.clear()
+            cluster_access.remember_seq(result.seq)
+            flash("Your account and your posts are deleted.")
+            return redirect(url_for("timeline.public"))
+    status = 400 if form.errors else 200
+    return render_template("delete_account.html", form=form), status

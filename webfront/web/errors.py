@@ -1,0 +1,98 @@
+"""Error pages and JSON errors, and the mapping from cluster errors to HTTP statuses.
+
+Pages under /api/ get `{"error": {"code", "message"}}`; everything else gets an HTML page.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from webfront.client import ClusterError, Conflict, Forbidden, Invalid, NotFound, Unavailable
+
+STATUS_BY_ERROR: list[tuple[type[ClusterError], int, str]] = [
+    (Unavailable, 503, "unavailable"),
+    (Invalid, 400, "invalid"),
+    (Conflict, 409, "conflict"),
+    (NotFound, 404, "not_found"),
+    (Forbidden, 403, "forbidden"),
+]
+
+EXPLANATIONS = {
+    400: "The request was not understood.",
+    401: "You need to log in first.",
+    403: "You are not allowed to do that.",
+    404: "There is nothing here.",
+    405: "That method is not allowed here.",
+    409: "That conflicts with what is already there.",
+    413: "That request is too large.",
+    429: "Too many attempts. Wait a minute and try again.",
+    503: (
+        "The network cannot save changes right now: not enough of its servers are reachable "
+        "to store your change safely. Reading still works. Please try again in a moment."
+    ),
+}
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large",
+              429: "rate_limited", 503: "unavailable"}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_response(status: int, code: str, message: str):
+    if wants_json():
+        response = jsonify(error={"code": code, "message": message})
+        response.status_code = status
+        return response
+    return render_template("error.html", status=status, message=message), status
+
+
+def _cluster_error(exc: ClusterError):
+    for kind, status, code in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            break
+    else:
+        status, code = 503, "unavailable"
+    message = getattr(exc, "message", "") or str(exc)
+    if status == 503:
+        message = EXPLANATIONS[503] if not wants_json() else (
+            "writes are unavailable: no majority of replicas reachable; retry later")
+    return error_response(status, code, message)
+
+
+def _http_error(exc: HTTPException):
+    status = exc.code or 500
+    code = HTTP_CODES.get(status, "error")
+    message = exc.description if wants_json() and exc.description else EXPLANATIONS.get(
+        status, exc.description or "Something went wrong.")
+    response = error_response(status, code, message)
+    if status == 405 and isinstance(exc, HTTPException):
+        # keep the Allow header werkzeug computed
+        resp = exc.get_response()
+        allow = resp.headers.get("Allow")
+        if allow:
+            r = response if not isinstance(response, tuple) else None
+            if r is not None:
+                r.headers["Allow"] = allow
+    return response
+
+
+def _csrf_error(exc: CSRFError):
+    return error_response(400, "csrf", "The form expired or was not sent from this site. "
+                          "Go back, reload the page and try again.")
+
+
+def _rate_limited(exc: RateLimitExceeded):
+    return error_response(429, "rate_limited", EXPLANATIONS[429])
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(ClusterError, _cluster_error)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
+    app.register_error_handler(HTTPException, _http_error)

@@ -1,0 +1,77 @@
+"""Flask-WTF forms. Field names are plain (`username`, `password`, `text`) for people and tools."""
+
+from __future__ import annotations
+
+import re
+
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFProtect
+from wtforms import PasswordField, StringField, TextAreaField
+from wtforms.validators import EqualTo, InputRequired, Length, Optional, ValidationError
+
+csrf = CSRFProtect()
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{3,20}$")
+MAX_POST_CHARS = 280
+
+# Names that are, or may one day be, paths of the site itself (`/<username>` shares the root).
+RESERVED_NAMES = frozenset(
+    """
+    about account accounts admin administrator api assets auth compose explore favicon feed
+    follow followers following health help home index login logout me messages metrics new
+    notifications post posts privacy public register root rss search security settings signin
+    signout signup static status support system terms timeline tos unfollow user users webfront
+    well_known www
+    """.split()
+)
+
+
+def username_problem(name: str) -> str | None:
+    """Why `name` cannot be registered, or None."""
+    if not USERNAME_RE.match(name):
+        return "3 to 20 letters, digits or underscores."
+    if name.lower() in RESERVED_NAMES:
+        return "This name is reserved."
+    return None
+
+
+def _valid_username(form, field) -> None:
+    problem = username_problem(field.data or "")
+    if problem:
+        raise ValidationError(problem)
+
+
+def _post_text(form, field) -> None:
+    text = (field.data or "").strip()
+    if not text:
+        raise ValidationError("Write something first.")
+    if len(text) > MAX_POST_CHARS:
+        raise ValidationError(f"At most {MAX_POST_CHARS} characters ({len(text)} now).")
+
+
+class RegisterForm(FlaskForm):
+    username = StringField("Username", validators=[InputRequired(), _valid_username])
+    display_name = StringField("Display name (optional)", validators=[Optional(), Length(max=50)])
+    password = PasswordField("Password", validators=[InputRequired(), Length(min=8, max=200)])
+    confirm = PasswordField(
+        "Repeat password",
+        validators=[InputRequired(), EqualTo("password", message="Passwords do not match.")],
+    )
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[InputRequired(), Length(max=20)])
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=200)])
+
+
+class PostForm(FlaskForm):
+    text = TextAreaField("What's happening?", validators=[_post_text])
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=200)])
+    confirm = StringField("Type your username to confirm", validators=[InputRequired()])
+
+
+class ActionForm(FlaskForm):
+    """A form with nothing but the CSRF token: follow, unfollow, delete post, log out."""

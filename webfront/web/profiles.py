@@ -1,0 +1,75 @@
+"""Profiles: a user's posts and counts, who follows them, whom they follow; follow buttons."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, redirect, render_template, url_for
+
+from . import cluster_access
+from .auth import login_required
+from .timeline import page_args
+
+bp = Blueprint("profiles", __name__)
+
+
+def _is_following(target: str) -> bool:
+    """Whether the logged-in user follows `target` (one page of their following list)."""
+    if not g.user or g.user.lower() == target.lower():
+        return False
+    before = None
+    for _ in range(50):  # bounded: 50 pages of 200
+        args = {"username": g.user, "limit": 200}
+        if before is not None:
+            args["before"] = before
+        page = cluster_access.read("following", args)
+        if any(u["username"].lower() == target.lower() for u in page["users"]):
+            return True
+        before = page.get("next")
+        if before is None:
+            return False
+    return False
+
+
+@bp.route("/<username>")
+def profile(username: str):
+    user = cluster_access.read("user", {"username": username})["user"]
+    user.pop("password_hash", None)
+    page = cluster_access.read("user_posts", {"username": user["username"], **page_args()})
+    return render_template("profile.html", profile=user, posts=page["posts"],
+                           next=page.get("next"), following=_is_following(user["username"]))
+
+
+def _people(username: str, which: str):
+    user = cluster_access.read("user", {"username": username})["user"]
+    user.pop("password_hash", None)
+    args = {"username": user["username"], **page_args()}
+    args["limit"] = min(args["limit"] * 2, 200)
+    page = cluster_access.read(which, args)
+    return render_template("people.html", profile=user, which=which, users=page["users"],
+                           total=page.get("total", len(page["users"])), next=page.get("next"))
+
+
+@bp.route("/<username>/followers")
+def followers(username: str):
+    return _people(username, "followers")
+
+
+@bp.route("/<username>/following")
+def following(username: str):
+    return _people(username, "following")
+
+
+@bp.route("/<username>/follow", methods=("POST",))
+@login_required
+def follow(username: str):
+    result = cluster_access.write("follow", {"actor": g.user, "target": username})
+    if result.reply.get("changed", True):
+        flash(f"You now follow {username}.")
+    return redirect(url_for("profiles.profile", username=username))
+
+
+@bp.route("/<username>/unfollow", methods=("POST",))
+@login_required
+def unfollow(username: str):
+    cluster_access.write("unfollow", {"actor": g.user, "target": username})
+    flash(f"You no longer follow {username}.")
+    return redirect(url_for("profiles.profile", username=username))

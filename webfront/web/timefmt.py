@@ -1,0 +1,47 @@
+"""Times: the cluster speaks integer microseconds since the epoch (UTC); people do not."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_datetime(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def iso(us: int) -> str:
+    """ISO 8601 in UTC with a `Z`, as the API and `<time datetime>` use."""
+    return to_datetime(us).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def exact(us: int) -> str:
+    return to_datetime(us).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def relative(us: int, now_us: int | None = None) -> str:
+    """'just now', '3 min ago', '5 h ago', '2 days ago', then the date."""
+    now_us = int(time.time() * 1_000_000) if now_us is None else now_us
+    seconds = max(0, (now_us - int(us)) // 1_000_000)
+    if seconds < 10:
+        return "just now"
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    if seconds < 7 * 86400:
+        days = seconds // 86400
+        return f"{days} day{'s' if days > 1 else ''} ago"
+    return to_datetime(us).strftime("%d %b %Y")
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(iso, "isotime")
+    app.add_template_filter(exact, "exacttime")
+    app.add_template_filter(relative, "reltime")

@@ -1,0 +1,63 @@
+"""Timelines: home (own and followed users' posts), public, and writing or deleting a post."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+
+from . import cluster_access
+from .auth import login_required
+from .forms import ActionForm, PostForm
+
+bp = Blueprint("timeline", __name__)
+
+
+def page_args() -> dict:
+    """`before` from the query string (for "older posts"), and the page size."""
+    args: dict = {"limit": current_app.config["PAGE_SIZE"]}
+    before = request.args.get("before", "")
+    if before.isdigit():
+        args["before"] = int(before)
+    return args
+
+
+@bp.route("/")
+def home():
+    if g.user is None:
+        return redirect(url_for("timeline.public"))
+    page = cluster_access.read("home", {"username": g.user, **page_args()})
+    return render_template("timeline.html", kind="home", title="Your timeline",
+                           posts=page["posts"], next=page.get("next"), form=PostForm())
+
+
+@bp.route("/public")
+def public():
+    page = cluster_access.read("public", page_args())
+    return render_template("timeline.html", kind="public", title="Public timeline",
+                           posts=page["posts"], next=page.get("next"),
+                           form=PostForm() if g.user else None)
+
+
+@bp.route("/compose", methods=("POST",))
+@login_required
+def compose():
+    form = PostForm()
+    if form.validate_on_submit():
+        cluster_access.write("create_post", {"actor": g.user, "text": form.text.data.strip()})
+        flash("Your post is published.")
+        return redirect(url_for("timeline.home"))
+    # Show the error next to the field, the text kept, above the timeline.
+    page = cluster_access.read("home", {"username": g.user, **page_args()})
+    return render_template("timeline.html", kind="home", title="Your timeline",
+                           posts=page["posts"], next=page.get("next"), form=form), 400
+
+
+@bp.route("/posts/<int:post_id>/delete", methods=("POST",))
+@login_required
+def delete_post(post_id: int):
+    ActionForm()  # CSRF checked by CSRFProtect
+    cluster_access.write("delete_post", {"actor": g.user, "id": post_id})
+    flash("Post deleted.")
+    target = request.form.get("next", "")
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("timeline.home")
+    return redirect(target)
