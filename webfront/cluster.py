@@ -1,0 +1,303 @@
+"""A local cluster supervisor: N replica_server processes, the coordinator and (when the web
+package exists) the web front end, on loopback ports, each with its own data dir.
+
+Used by `webfront cluster up` and by the tests (tests/conftest.py). Every process is started in
+its own session and stopped by its pid, never by name. The run file DIR/cluster.json lists each
+process's pid, role, address, data dir and command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "cluster.json"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def find_replica_server() -> str | None:
+    """The replica_server binary: beside this Python (the venv), on PATH, or in the package."""
+    candidate = Path(sys.executable).parent / "replica_server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("replica_server")
+    if found:
+        return found
+    packaged = Path(__file__).parent / "bin" / "replica_server"
+    return str(packaged) if packaged.exists() else None
+
+
+def ensure_secret(path: Path) -> Path:
+    """Create a random cluster secret (mode 0600) unless the file exists."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+@dataclass
+class Proc:
+    role: str  # replica | coordinator | web
+    id: str
+    argv: list[str]
+    address: str
+    data_dir: str
+    popen: subprocess.Popen | None = None
+    pid: int | None = None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def record(self) -> dict[str, Any]:
+        return {"role": self.role, "id": self.id, "pid": self.pid if self.alive() else None,
+                "address": self.address, "data_dir": self.data_dir, "argv": self.argv}
+
+
+@dataclass
+class LocalCluster:
+    data_dir: Path
+    replicas: int = 3
+    policy: str = "majority"
+    host: str = "127.0.0.1"
+    web_port: int | None = None  # None: no web front end
+    replica_cmd: list[str] | None = None  # default: the replica_server binary
+    insecure: bool = False
+    coordinator_args: list[str] = field(default_factory=list)
+    procs: dict[str, Proc] = field(default_factory=dict)
+    coordinator_port: int = 0
+    secret_file: Path | None = None
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.insecure:
+            self.secret_file = ensure_secret(self.data_dir / "secret")
+        cmd = self.replica_cmd
+        if cmd is None:
+            binary = find_replica_server()
+            if binary is None:
+                raise RuntimeError("replica_server not found: run scripts/bootstrap.sh")
+            cmd = [binary]
+        for i in range(1, self.replicas + 1):
+            rid = str(i)
+            port = free_port(self.host)
+            rdir = self.data_dir / f"replica-{rid}"
+            rdir.mkdir(exist_ok=True)
+            argv = cmd + ["--id", rid, "--listen", f"{self.host}:{port}", "--data-dir", str(rdir)]
+            argv += self._auth_flags()
+            self.procs[f"replica-{rid}"] = Proc("replica", rid, argv, f"{self.host}:{port}",
+                                                str(rdir))
+        self.coordinator_port = free_port(self.host)
+        cdir = self.data_dir / "coordinator"
+        cdir.mkdir(exist_ok=True)
+        argv = [sys.executable, "-m", "webfront.cli", "coordinator",
+                "--listen", f"{self.host}:{self.coordinator_port}", "--policy", self.policy,
+                "--state-dir", str(cdir), "--run-file", str(self.data_dir / RUN_FILE)]
+        argv += self._auth_flags()
+        for proc in self.replica_procs():
+            argv += ["--replica", f"{proc.id}={proc.address}"]
+        argv += self.coordinator_args
+        self.procs["coordinator"] = Proc("coordinator", "coordinator", argv,
+                                         f"{self.host}:{self.coordinator_port}", str(cdir))
+        if self.web_port is not None and _web_available():
+            argv = [sys.executable, "-m", "webfront.cli", "web",
+                    "--bind", f"{self.host}:{self.web_port}",
+                    "--coordinator", f"{self.host}:{self.coordinator_port}"]
+            argv += ["--secret-file", str(self.secret_file)] if self.secret_file else []
+            self.procs["web"] = Proc("web", "web", argv, f"{self.host}:{self.web_port}",
+                                     str(self.data_dir))
+        try:
+            for proc in self.procs.values():
+                self._spawn(proc)
+            self.wait_writable(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _auth_flags(self) -> list[str]:
+        if self.insecure:
+            return ["--insecure-no-auth"]
+        return ["--secret-file", str(self.secret_file)]
+
+    def _spawn(self, proc: Proc) -> None:
+        name = f"replica-{proc.id}.log" if proc.role == "replica" else f"{proc.role}.log"
+        log = open(self.data_dir / name, "ab")
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                    else "")
+        proc.popen = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      cwd=root, env=env)
+        log.close()
+        proc.pid = proc.popen.pid
+        self.write_run_file()
+
+    def write_run_file(self) -> None:
+        data = {
+            "coordinator": f"{self.host}:{self.coordinator_port}",
+            "web": f"http://{self.host}:{self.web_port}/" if "web" in self.procs else None,
+            "secret_file": str(self.secret_file) if self.secret_file else None,
+            "policy": self.policy,
+            "supervisor_pid": os.getpid(),
+            "processes": [p.record() for p in self.procs.values()],
+        }
+        tmp = self.data_dir / (RUN_FILE + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, self.data_dir / RUN_FILE)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM every process by pid (web, coordinator, then replicas), SIGKILL stragglers."""
+        order = sorted(self.procs.values(),
+                       key=lambda p: {"web": 0, "coordinator": 1, "replica": 2}[p.role])
+        for proc in order:
+            if proc.alive():
+                try:
+                    os.kill(proc.pid, signal.SIGCONT)
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for proc in order:
+            if proc.popen is None:
+                continue
+            try:
+                proc.popen.wait(max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.popen.wait(5)
+        if self.data_dir.exists():
+            self.write_run_file()
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # Individual processes ---------------------------------------------------------------------
+
+    def replica_procs(self) -> list[Proc]:
+        return [p for p in self.procs.values() if p.role == "replica"]
+
+    def replica(self, rid: str | int) -> Proc:
+        return self.procs[f"replica-{rid}"]
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: (p.pid if p.alive() else None) for name, p in self.procs.items()}
+
+    def signal_replica(self, rid: str | int, sig: int) -> None:
+        proc = self.replica(rid)
+        if proc.alive():
+            os.kill(proc.pid, sig)
+
+    def kill_replica(self, rid: str | int) -> None:
+        """kill -9, as a crash."""
+        proc = self.replica(rid)
+        if proc.alive():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.popen.wait(5)
+        self.write_run_file()
+
+    def stop_replica(self, rid: str | int) -> None:
+        proc = self.replica(rid)
+        if proc.alive():
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.popen.wait(5)
+        self.write_run_file()
+
+    def restart_replica(self, rid: str | int) -> None:
+        """Start a stopped or dead replica again with the same flags and data dir."""
+        proc = self.replica(rid)
+        if proc.alive():
+            self.kill_replica(rid)
+        self._spawn(proc)
+
+    # Addresses and clients -------------------------------------------------------------------
+
+    @property
+    def coordinator_address(self) -> tuple[str, int]:
+        return (self.host, self.coordinator_port)
+
+    def secret(self) -> bytes:
+        from webfront.protocol import read_secret
+
+        return read_secret(self.secret_file) if self.secret_file else b""
+
+    def client(self, timeout: float = 3.0):  # noqa: ANN201
+        from webfront.client import ClusterClient
+
+        return ClusterClient(self.coordinator_address, self.secret(), timeout=timeout)
+
+    def status(self) -> dict:
+        client = self.client()
+        try:
+            return client.status()
+        finally:
+            client.close()
+
+    def wait_writable(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            for proc in self.procs.values():
+                if proc.popen is not None and proc.popen.poll() is not None and \
+                        proc.role != "replica":
+                    raise RuntimeError(f"{proc.role} exited with {proc.popen.returncode}; "
+                                       f"see logs in {self.data_dir}")
+            try:
+                status = self.status()
+                last = status
+                if status.get("writable") and all(r["state"] == "up"
+                                                  for r in status["replicas"]):
+                    return
+            except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+                last = exc
+            time.sleep(0.05)
+        raise TimeoutError(f"cluster not writable after {timeout}s: {last}")
+
+    def wait_state(self, rid: str | int, states: str | tuple[str, ...],
+                   timeout: float = 5.0) -> dict:
+        """Poll the status until replica rid is in one of states; return its entry."""
+        if isinstance(states, str):
+            states = (states,)
+        deadline = time.monotonic() + timeout
+        entry: dict = {}
+        while time.monotonic() < deadline:
+            entry = next(r for r in self.status()["replicas"] if r["id"] == str(rid))
+            if entry["state"] in states:
+                return entry
+            time.sleep(0.02)
+        raise TimeoutError(f"replica {rid} not {states} after {timeout}s: {entry}")
+
+
+def _web_available() -> bool:
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("webfront.web.serve") is not None
+    except (ImportError, ValueError):
+        return False

@@ -1,0 +1,61 @@
+"""The coordinator: sequencer, broadcaster, monitor, reads and the client port (docs/protocol.md).
+
+Run it with `webfront coordinator --config FILE` or flags; see `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Sequence
+
+from webfront.coordinator.config import CoordinatorConfig, add_arguments, from_args
+
+
+async def serve(config: CoordinatorConfig) -> None:
+    from webfront.coordinator.core import Coordinator
+
+    loop = asyncio.get_running_loop()
+    coordinator = Coordinator(config, loop)
+    await coordinator.start()
+    if config.metrics_port:
+        from webfront.coordinator.metrics import start_metrics
+
+        start_metrics(coordinator, config.metrics_port)
+    stop = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    try:
+        await stop
+    finally:
+        coordinator.stop()
+
+
+def run(config: CoordinatorConfig) -> None:
+    """Run the coordinator until SIGINT/SIGTERM, on uvloop when it is installed."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # stock asyncio works, a little slower
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(config))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="webfront coordinator", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s coordinator %(levelname)s %(message)s",
+    )
+    try:
+        config = from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    run(config)
+    return 0

@@ -1,0 +1,254 @@
+"""The broadcaster: one persistent connection per replica, each write encoded once and the
+same bytes queued to every live replica, acks counted against the reply policy.
+
+Hot path, so no coroutine or Future per write: replica connections are asyncio Protocols that
+parse frames from what data_received hands them, a pending write is a small slotted object in a
+dict keyed by seq, and output is coalesced per replica per loop iteration (see flush.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from webfront.coordinator.config import ReplicaConfig
+from webfront.protocol import (
+    NONCE_BYTES,
+    FrameDecoder,
+    ProtocolError,
+    check_welcome,
+    encode_frame,
+    hello_body,
+)
+
+if TYPE_CHECKING:
+    from webfront.coordinator.flush import Flusher
+
+log = logging.getLogger("webfront.coordinator")
+
+UP, SUSPECT, DOWN, RECOVERING = "up", "suspect", "down", "recovering"
+
+
+class ReplicaLink:
+    """Everything the coordinator knows about one replica, across its connections.
+
+    Tracked, as in Redis, by monotonic offsets: `acked_seq` is the highest write it acked, so
+    what it misses is simply every seq above that.
+    """
+
+    def __init__(self, config: ReplicaConfig, flusher: Flusher) -> None:
+        self.config = config
+        self.id = config.id
+        self.flusher = flusher
+        self.conn: ReplicaConnection | None = None
+        self.state = DOWN
+        self.receives_writes = False  # up, suspect or recovering by replay
+        self.waiting_transfer = False  # gap older than the history: needs a state transfer
+        self.diverged = False
+        self.note = ""
+        self.acked_seq = 0
+        self.applied_seq = 0
+        self.epoch = 0
+        self.last_epoch = 0
+        self.digest = bytes(16)
+        self.recover_target = 0
+        self.last_heartbeat = 0.0  # monotonic time of the last heartbeat reply
+        self.rx = False  # anything received since the last heartbeat tick
+        self.hb_outstanding = False
+        self.hb_id = 0
+        self.misses = 0
+        self.out: list[bytes] = []
+        self.out_bytes = 0
+        self.send_cap = 16 << 20
+        self.on_overflow: Callable[[ReplicaLink], None] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.conn is not None and self.conn.open
+
+    def queue(self, frame: bytes) -> None:
+        if not self.out:
+            self.flusher.mark(self)
+        self.out.append(frame)
+        self.out_bytes += len(frame)
+
+    def flush(self) -> None:
+        out = self.out
+        if not out:
+            return
+        self.out = []
+        size = self.out_bytes
+        self.out_bytes = 0
+        conn = self.conn
+        if conn is None or conn.transport is None or not conn.open:
+            return
+        transport = conn.transport
+        transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if size and transport.get_write_buffer_size() > self.send_cap and self.on_overflow:
+            self.on_overflow(self)
+
+    def drop_output(self) -> None:
+        self.out = []
+        self.out_bytes = 0
+
+
+class ReplicaConnection(asyncio.Protocol):
+    """One TCP connection to a replica: the initiator's handshake, then frame dispatch."""
+
+    def __init__(self, link: ReplicaLink, secret: bytes, handler: Any) -> None:
+        self.link = link
+        self.secret = secret
+        self.handler = handler  # the Coordinator: on_ready, on_acks, on_lost, ...
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder()
+        self.phase = "connecting"
+        self.open = False
+        self.closed = False
+        self.nonce = os.urandom(NONCE_BYTES)
+        self.ready_waiter: asyncio.Future[dict] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            import socket
+
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            except OSError:
+                pass
+        self.phase = "welcome"
+        transport.write(encode_frame(hello_body("coordinator", self.nonce)))  # type: ignore
+
+    def data_received(self, data: bytes) -> None:
+        self.link.rx = True
+        try:
+            bodies = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self.fail(f"malformed frame from replica: {exc}")
+            return
+        if not self.open:
+            bodies = self._handshake(bodies)
+            if not bodies or not self.open:
+                return
+        if self.link.conn is self:
+            self.handler.on_frames(self.link, bodies)
+
+    def _handshake(self, bodies: list[dict]) -> list[dict]:
+        while bodies and not self.open:
+            body = bodies.pop(0)
+            try:
+                if self.phase == "welcome":
+                    self.transport.write(check_welcome(body, self.secret, self.nonce))
+                    self.phase = "ready"
+                elif self.phase == "ready":
+                    if body.get("t") != "ready":
+                        raise ProtocolError(f"expected ready, got {body.get('t')!r} {body}")
+                    self.open = True
+                    self.phase = "open"
+                    if self.ready_waiter and not self.ready_waiter.done():
+                        self.ready_waiter.set_result(body)
+            except ProtocolError as exc:
+                self.fail(f"handshake: {exc}")
+                return []
+        return bodies
+
+    def fail(self, reason: str) -> None:
+        log.warning("replica %s: %s", self.link.id, reason)
+        if self.ready_waiter and not self.ready_waiter.done():
+            self.ready_waiter.set_exception(ConnectionError(reason))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self.closed = True
+        if self.ready_waiter and not self.ready_waiter.done():
+            self.ready_waiter.set_exception(ConnectionError(f"closed during handshake: {exc}"))
+        if self.link.conn is self:
+            self.handler.on_lost(self.link, exc)
+
+
+class PendingWrite:
+    """A sequenced write waiting for acks. `waiters` are (client connection, frame id) pairs."""
+
+    __slots__ = ("seq", "rid", "waiters", "needed", "acks", "reply", "digest", "done")
+
+    def __init__(self, seq: int, rid: str, waiters: list, needed: int) -> None:
+        self.seq = seq
+        self.rid = rid
+        self.waiters = waiters
+        self.needed = needed
+        self.acks = 0
+        self.reply: Any = None
+        self.digest: bytes | None = None
+        self.done = False
+
+
+class Broadcaster:
+    """Sends writes to every replica that receives writes and decides when to answer.
+
+    `needed(policy)`: first -> 1, majority -> N // 2 + 1 of all configured replicas,
+    all -> every replica receiving writes at submit time (at least a majority).
+    """
+
+    def __init__(self, links: list[ReplicaLink], policy: str) -> None:
+        self.links = links
+        self.policy = policy
+        self.majority = len(links) // 2 + 1
+        self.pending: dict[int, PendingWrite] = {}
+        self._gc_seq = 1  # every seq below this is gone from pending
+        self.committed_seq = 0  # highest seq answered to a client
+
+    def live_links(self) -> list[ReplicaLink]:
+        return [link for link in self.links if link.receives_writes]
+
+    def needed(self) -> int:
+        """Acks needed for a new write, or 0 when it cannot be accepted now."""
+        live = sum(1 for link in self.links if link.receives_writes)
+        if self.policy == "first":
+            return 1 if live else 0
+        if live < self.majority:
+            return 0
+        return self.majority if self.policy == "majority" else live
+
+    def reset(self, last_seq: int) -> None:
+        self.pending.clear()
+        self._gc_seq = last_seq + 1
+        self.committed_seq = max(self.committed_seq, last_seq)
+
+    def broadcast(self, pending: PendingWrite, frame: bytes) -> None:
+        self.pending[pending.seq] = pending
+        for link in self.links:
+            if link.receives_writes:
+                link.queue(frame)
+
+    def collect(self) -> None:
+        """Forget pending writes that are answered and acked by every replica receiving writes."""
+        low = None
+        for link in self.links:
+            if link.receives_writes and (low is None or link.acked_seq < low):
+                low = link.acked_seq
+        pending = self.pending
+        if low is None:
+            low = self._gc_seq + len(pending)
+        seq = self._gc_seq
+        while seq <= low:
+            entry = pending.get(seq)
+            if entry is not None:
+                if not entry.done:
+                    break
+                del pending[seq]
+            seq += 1
+        self._gc_seq = seq
+
+    def unanswered(self) -> list[PendingWrite]:
+        return [p for p in self.pending.values() if not p.done]
+
+
+def monotonic_ms() -> float:
+    return time.monotonic() * 1000.0

@@ -1,0 +1,131 @@
+"""Coordinator configuration: a TOML file, then command-line flags on top of it."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POLICIES = ("first", "majority", "all")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'HOST:PORT' (or '[v6]:PORT') -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"bad address {text!r}: want HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    id: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass
+class CoordinatorConfig:
+    replicas: list[ReplicaConfig] = field(default_factory=list)
+    listen: tuple[str, int] = ("127.0.0.1", 7000)
+    policy: str = "majority"
+    secret_file: str | None = None
+    insecure: bool = False
+    state_dir: str | None = None
+    run_file: str | None = None  # the local cluster's run file: replica pids for the status
+    heartbeat_ms: int = 100
+    miss_threshold: int = 3
+    handshake_timeout_ms: int = 1000
+    read_timeout_ms: int = 3000
+    read_wait_ms: int = 1000  # how long one replica may wait for min_seq before we try another
+    startup_wait_ms: int = 2000  # wait this long for every replica before starting with a majority
+    backoff_max_ms: int = 1000
+    history_writes: int = 100_000  # recent-write buffer used to replay a returning replica's gap
+    history_bytes: int = 64 << 20
+    send_queue_bytes: int = 16 << 20  # past this a replica is taken out and catches up later
+    metrics_port: int | None = None
+
+    def validate(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
+        if not self.replicas:
+            raise ValueError("no replicas configured")
+        ids = [r.id for r in self.replicas]
+        if len(set(ids)) != len(ids):
+            raise ValueError("replica ids must be unique")
+        if not self.insecure and not self.secret_file:
+            raise ValueError("give a secret file or --insecure-no-auth")
+        if self.insecure and self.listen[0] not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("--insecure-no-auth is for loopback only")
+        if self.heartbeat_ms <= 0 or self.miss_threshold <= 0:
+            raise ValueError("heartbeat interval and miss threshold must be positive")
+
+
+_SIMPLE_KEYS = (
+    "policy", "secret_file", "insecure", "state_dir", "run_file", "heartbeat_ms",
+    "miss_threshold", "handshake_timeout_ms", "read_timeout_ms", "read_wait_ms",
+    "startup_wait_ms", "backoff_max_ms", "history_writes", "history_bytes",
+    "send_queue_bytes", "metrics_port",
+)
+
+
+def load_toml(path: str | Path) -> CoordinatorConfig:
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    config = CoordinatorConfig()
+    for key in _SIMPLE_KEYS:
+        if key in data:
+            setattr(config, key, data[key])
+    if "listen" in data:
+        config.listen = parse_address(data["listen"])
+    for item in data.get("replicas", []):
+        config.replicas.append(ReplicaConfig(str(item["id"]), item["host"], int(item["port"])))
+    return config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file; flags given here override it")
+    parser.add_argument("--listen", help="client address HOST:PORT (default 127.0.0.1:7000)")
+    parser.add_argument(
+        "--replica", action="append", default=[], metavar="ID=HOST:PORT",
+        help="a replica (repeat for each)",
+    )
+    parser.add_argument("--policy", choices=POLICIES)
+    parser.add_argument("--secret-file")
+    parser.add_argument("--insecure-no-auth", action="store_true", default=None)
+    parser.add_argument("--state-dir", help="where the coordinator keeps its epoch")
+    parser.add_argument("--run-file", help="local cluster run file (replica pids for status)")
+    parser.add_argument("--heartbeat-ms", type=int)
+    parser.add_argument("--miss-threshold", type=int)
+    parser.add_argument("--read-timeout-ms", type=int)
+    parser.add_argument("--send-queue-bytes", type=int)
+    parser.add_argument("--history-writes", type=int)
+    parser.add_argument("--metrics-port", type=int)
+    parser.add_argument("--log-level", default="INFO")
+
+
+def from_args(args: argparse.Namespace) -> CoordinatorConfig:
+    config = load_toml(args.config) if args.config else CoordinatorConfig()
+    if args.listen:
+        config.listen = parse_address(args.listen)
+    for spec in args.replica:
+        rid, sep, address = spec.partition("=")
+        if not sep:
+            raise ValueError(f"bad --replica {spec!r}: want ID=HOST:PORT")
+        host, port = parse_address(address)
+        config.replicas.append(ReplicaConfig(rid, host, port))
+    if args.insecure_no_auth:
+        config.insecure = True
+    for key in ("policy", "secret_file", "state_dir", "run_file", "heartbeat_ms",
+                "miss_threshold", "read_timeout_ms", "send_queue_bytes", "history_writes",
+                "metrics_port"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(config, key, value)
+    config.validate()
+    return config

@@ -1,0 +1,200 @@
+"""The monitor: heartbeats, suspicion, declaring replicas down, reconnecting, re-admitting.
+
+Every `heartbeat_ms` each open replica gets `hb`. A tick that finds the previous heartbeat
+unanswered and nothing at all received since the last tick counts a miss (a replica busy acking
+writes is alive): one miss makes it `suspect`, `miss_threshold` misses make it `down`, and a
+connection error makes it `down` at once. A down replica is reconnected with capped exponential
+backoff. When it answers the handshake it is `recovering`: the coordinator replays every write
+it missed from the recent-write buffer with new writes queued behind them, and marks it `up`
+once it has acked the last of them. If its gap is older than the buffer it waits, still
+`recovering`, for a state transfer (not implemented yet; status says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from webfront.coordinator.broadcaster import (
+    DOWN,
+    RECOVERING,
+    SUSPECT,
+    UP,
+    ReplicaConnection,
+    ReplicaLink,
+)
+from webfront.protocol import encode_frame
+
+if TYPE_CHECKING:
+    from webfront.coordinator.core import Coordinator
+
+log = logging.getLogger("webfront.coordinator")
+
+
+class Monitor:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self.config = coordinator.config
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._ticker: asyncio.TimerHandle | None = None
+        self.stopped = False
+
+    def start(self) -> None:
+        for link in self.c.links:
+            self.ensure_connecting(link)
+        self._schedule_tick()
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self._ticker:
+            self._ticker.cancel()
+        for task in self._tasks.values():
+            task.cancel()
+
+    # Heartbeats ---------------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        if not self.stopped:
+            self._ticker = self.c.loop.call_later(self.config.heartbeat_ms / 1000.0, self.tick)
+
+    def tick(self) -> None:
+        self._schedule_tick()
+        for link in self.c.links:
+            if not link.is_open:
+                continue
+            if link.hb_outstanding and not link.rx:
+                link.misses += 1
+                if link.misses >= self.config.miss_threshold:
+                    self.take_down(link, f"{link.misses} heartbeats missed")
+                    continue
+                if link.state == UP:
+                    link.state = SUSPECT
+                    log.info("replica %s suspect", link.id)
+            else:
+                link.misses = 0
+                if link.state == SUSPECT:
+                    link.state = UP
+            link.rx = False
+            link.hb_id += 1
+            link.hb_outstanding = True
+            link.queue(encode_frame({"t": "hb", "id": link.hb_id}))
+        self.c.reads.expire()
+
+    def on_heartbeat_reply(self, link: ReplicaLink, body: dict) -> None:
+        link.hb_outstanding = False
+        link.misses = 0
+        link.last_heartbeat = time.monotonic()
+        link.applied_seq = body.get("s", link.applied_seq)
+        link.epoch = body.get("e", link.epoch)
+        link.last_epoch = body.get("le", link.last_epoch)
+        digest = body.get("d")
+        if isinstance(digest, bytes):
+            link.digest = digest
+            known = self.c.history.digests.get(link.applied_seq)
+            if known is not None and known != digest:
+                self.c.divergence(link, link.applied_seq, "heartbeat digest differs")
+                return
+        if link.state == SUSPECT:
+            link.state = UP
+
+    # Down and back -------------------------------------------------------------------------
+
+    def take_down(self, link: ReplicaLink, reason: str) -> None:
+        """Stop sending to the replica and close its connection; reconnect later."""
+        was = link.state
+        conn = link.conn
+        link.conn = None
+        link.state = DOWN
+        link.receives_writes = False
+        link.hb_outstanding = False
+        link.misses = 0
+        link.drop_output()
+        if conn is not None and conn.transport is not None:
+            conn.transport.abort()
+        if was != DOWN:
+            log.warning("replica %s down: %s", link.id, reason)
+            link.note = reason
+        self.c.on_link_down(link)
+        self.ensure_connecting(link)
+
+    def ensure_connecting(self, link: ReplicaLink) -> None:
+        if self.stopped or link.diverged:
+            return
+        task = self._tasks.get(link.id)
+        if task is None or task.done():
+            self._tasks[link.id] = self.c.loop.create_task(self._connect_loop(link))
+
+    async def _connect_loop(self, link: ReplicaLink) -> None:
+        delay = 0.02
+        cap = self.config.backoff_max_ms / 1000.0
+        timeout = self.config.handshake_timeout_ms / 1000.0
+        while not self.stopped and link.conn is None:
+            conn = ReplicaConnection(link, self.c.secret, self.c)
+            conn.ready_waiter = self.c.loop.create_future()
+            try:
+                await asyncio.wait_for(
+                    self.c.loop.create_connection(lambda: conn, *link.config.address), timeout
+                )
+                ready = await asyncio.wait_for(conn.ready_waiter, timeout)
+            except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+                if conn.transport is not None:
+                    conn.transport.abort()
+                if not link.note.startswith("unreachable"):
+                    log.info("replica %s unreachable: %s", link.id, exc or type(exc).__name__)
+                link.note = f"unreachable: {exc or type(exc).__name__}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, cap)
+                continue
+            link.conn = conn
+            link.rx = True
+            link.note = ""
+            self.c.on_ready(link, ready)
+            return
+
+    def admit(self, link: ReplicaLink, ready: dict) -> None:
+        """A replica finished its handshake: replay its gap and let it receive writes."""
+        c = self.c
+        applied = ready.get("s", 0)
+        link.applied_seq = link.acked_seq = applied
+        link.epoch = ready.get("e", 0)
+        link.last_epoch = ready.get("le", 0)
+        if isinstance(ready.get("d"), bytes):
+            link.digest = ready["d"]
+        link.last_heartbeat = time.monotonic()
+        last = c.sequencer.last_seq
+        known = c.history.digests.get(applied)
+        if known is not None and known != link.digest:
+            c.divergence(link, applied, "digest at its applied seq differs")
+            return
+        if applied == last:
+            link.state = UP
+            link.receives_writes = True
+            link.waiting_transfer = False
+            log.info("replica %s up at seq %d", link.id, applied)
+        elif applied < last and c.history.covers_after(applied):
+            frames = c.history.frames_after(applied)
+            link.state = RECOVERING
+            link.receives_writes = True
+            link.waiting_transfer = False
+            link.recover_target = last
+            for frame in frames:
+                link.queue(frame)
+            log.info("replica %s recovering: replaying seq %d..%d", link.id, applied + 1, last)
+        else:
+            link.state = RECOVERING
+            link.receives_writes = False
+            link.waiting_transfer = True
+            link.note = (
+                f"applied {applied}, cluster at {last}: gap older than the recent-write buffer "
+                f"(from {c.history.first_seq}); waiting for state transfer (not implemented)"
+                if applied < last
+                else f"applied {applied} is ahead of the cluster ({last}); needs state transfer"
+            )
+            log.warning("replica %s %s", link.id, link.note)
+
+    def on_acked(self, link: ReplicaLink) -> None:
+        if link.state == RECOVERING and link.acked_seq >= link.recover_target:
+            link.state = UP
+            log.info("replica %s caught up at seq %d: up", link.id, link.acked_seq)

@@ -1,0 +1,154 @@
+"""The client port: web workers (and tools) connect here.
+
+The coordinator is the handshake's acceptor. After it, frames are `cw` (write), `cr` (read) and
+`st` (status); replies may come back in any order and carry the request's `id`. Many requests
+may be in flight on one connection. Replies are coalesced per connection per loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from webfront.protocol import (
+    NONCE_BYTES,
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    ProtocolError,
+    acceptor_mac,
+    encode_frame,
+    initiator_mac,
+)
+
+if TYPE_CHECKING:
+    from webfront.coordinator.core import Coordinator
+
+log = logging.getLogger("webfront.coordinator")
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder()
+        self.phase = "hello"
+        self.nonce_i = b""
+        self.nonce_a = os.urandom(NONCE_BYTES)
+        self.out: list[bytes] = []
+        self.closed = False
+        self.peer: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.out = []
+
+    # Output ---------------------------------------------------------------------------------
+
+    def send_frame(self, body: dict) -> None:
+        if self.closed:
+            return
+        if not self.out:
+            self.c.flusher.mark(self)
+        self.out.append(encode_frame(body))
+
+    def send_error(self, cid: Any, code: str, msg: str) -> None:
+        self.send_frame({"t": "err", "id": cid, "code": code, "msg": msg})
+
+    def flush(self) -> None:
+        out = self.out
+        if out and not self.closed:
+            self.out = []
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def _refuse(self, code: str, msg: str) -> None:
+        log.warning("client %s: %s: %s", self.peer, code, msg)
+        if self.transport is not None and not self.closed:
+            self.transport.write(encode_frame({"t": "err", "code": code, "msg": msg}))
+            self.transport.close()
+        self.closed = True
+
+    # Input ----------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            bodies = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self._refuse("malformed", str(exc))
+            return
+        c = self.c
+        for body in bodies:
+            if self.closed:
+                return
+            t = body["t"]
+            try:
+                if self.phase != "open":
+                    self._handshake(body)
+                elif t == "cw":
+                    rid = body.get("rid", "")
+                    op = body["op"]
+                    args = body.get("a", {})
+                    if not isinstance(rid, str) or len(rid) > 64 or not isinstance(op, str) \
+                            or not isinstance(args, dict):
+                        raise ProtocolError("bad cw fields")
+                    c.client_write(self, body["id"], rid, op, args)
+                elif t == "cr":
+                    q = body["q"]
+                    args = body.get("a") or {}
+                    mode = body.get("mode", "linearizable")
+                    if mode == "session":
+                        min_seq = body.get("min") or 0
+                    elif mode == "linearizable":
+                        min_seq = c.broadcaster.committed_seq
+                    else:
+                        raise ProtocolError(f"bad read mode {mode!r}")
+                    if not isinstance(q, str) or not isinstance(args, dict) \
+                            or not isinstance(min_seq, int):
+                        raise ProtocolError("bad cr fields")
+                    c.reads.submit(self, body["id"], q, args, min_seq)
+                elif t == "st":
+                    self.send_frame({"t": "str", "id": body.get("id"), "status": c.status()})
+                else:
+                    raise ProtocolError(f"unknown frame type {t!r}")
+            except (KeyError, ProtocolError) as exc:
+                self._refuse("malformed", f"{type(exc).__name__}: {exc}")
+                return
+
+    def _handshake(self, body: dict) -> None:
+        t = body["t"]
+        if self.phase == "hello" and t == "hello":
+            versions = body.get("v")
+            nonce = body.get("n")
+            if not isinstance(nonce, bytes) or not isinstance(versions, list):
+                raise ProtocolError("bad hello")
+            if PROTOCOL_VERSION not in versions:
+                self._refuse("version", f"no common version in {versions}")
+                return
+            self.nonce_i = nonce
+            self.transport.write(encode_frame({
+                "t": "welcome", "v": PROTOCOL_VERSION, "id": "coordinator", "n": self.nonce_a,
+                "mac": acceptor_mac(self.c.secret, nonce, self.nonce_a),
+            }))
+            self.phase = "auth"
+        elif self.phase == "auth" and t == "auth":
+            expected = initiator_mac(self.c.secret, self.nonce_i, self.nonce_a)
+            if not hmac.compare_digest(body.get("mac", b""), expected):
+                self._refuse("auth_failed", "bad MAC")
+                return
+            self.transport.write(encode_frame({"t": "ready"}))
+            self.phase = "open"
+        else:
+            raise ProtocolError(f"unexpected {t!r} during handshake")
