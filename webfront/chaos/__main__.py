@@ -1,0 +1,5 @@
+import sys
+
+from webfront.chaos.run import main
+
+sys.exit(main())
