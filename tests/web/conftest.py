@@ -16,15 +16,15 @@ import pytest
 
 from . import fake_cluster
 
-try:
-    import webfront.client  # noqa: F401
-
-    HAVE_CLIENT = True
-except ImportError:
-    HAVE_CLIENT = False
+FAKE = os.environ.get("WEBTEST_FAKE") == "1"
+if not FAKE:
+    try:
+        import webfront.client  # noqa: F401
+    except ImportError:
+        FAKE = True
+if FAKE:
+    # Before webfront.web is imported: the app then sees the stand-in's exception classes.
     sys.modules["webfront.client"] = fake_cluster.as_module()
-
-FAKE = os.environ.get("WEBTEST_FAKE") == "1" or not HAVE_CLIENT
 
 from webfront.web import create_app  # noqa: E402
 
@@ -45,9 +45,8 @@ class FakeBackend:
 @pytest.fixture
 def backend(request):
     if FAKE:
-        if not HAVE_CLIENT or os.environ.get("WEBTEST_FAKE") == "1":
-            fake_cluster.ClusterClient.state = fake_cluster.FakeState()
-            return FakeBackend(factory=lambda config: fake_cluster.ClusterClient())
+        fake_cluster.ClusterClient.state = fake_cluster.FakeState()
+        return FakeBackend(factory=lambda config: fake_cluster.ClusterClient())
     return request.getfixturevalue("cluster")
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 
 class ClusterError(Exception):
-    def __init__(self, code: str = "error", message: str = "") -> None:
-        super().__init__(f"{code}: {message}")
+    def __init__(self, message: str = "", code: str = "error") -> None:
+        super().__init__(message)
         self.code, self.message = code, message
 
 
@@ -190,11 +190,11 @@ class ClusterClient:
     def write(self, op, args, *, request_id=None) -> WriteResult:
         with self.state.lock:
             if not self.state.writable:
-                raise Unavailable("unavailable", "no majority")
+                raise Unavailable("no majority", "unavailable")
             reply = self.state.apply(op, dict(args))
             seq = self.state.seq
         if reply.get("ok") is False:
-            raise ERRORS[reply["code"]](reply["code"], reply.get("msg", ""))
+            raise ERRORS[reply["code"]](reply.get("msg", ""), reply["code"])
         return WriteResult(seq, reply)
 
     def read(self, query, args=None, *, min_seq=None) -> ReadResult:
@@ -202,7 +202,7 @@ class ClusterClient:
             reply = self.state.query(query, dict(args or {}))
             seq = self.state.seq
         if reply.get("ok") is False:
-            raise ERRORS[reply["code"]](reply["code"], reply.get("msg", ""))
+            raise ERRORS[reply["code"]](reply.get("msg", ""), reply["code"])
         return ReadResult(seq, reply)
 
     def status(self) -> dict:

@@ -54,7 +54,7 @@ def load_logged_in_user() -> None:
 @bp.app_context_processor
 def inject_forms() -> dict:
     # One CSRF-only form for the log-out button in the header and the small action buttons.
-    return {"action_form": ActionForm(), "is_admin": is_admin()}
+    return {"action_form": ActionForm(formdata=None), "is_admin": is_admin()}
 
 
 def is_admin() -> bool:
