@@ -42,12 +42,28 @@ class FakeBackend:
     factory: object = field(default=None)
 
 
+@pytest.fixture(scope="session")
+def web_cluster(tmp_path_factory):
+    """One real cluster shared by the web tests that do not break it (starting one per test
+    costs about a second). Tests that kill replicas use the per-test `cluster` fixture."""
+    from webfront.cluster import LocalCluster, find_replica_server
+
+    # The C++ binary, else a Python replica with the whole state machine (social_replica).
+    binary = None if os.environ.get("WEBFRONT_FAKE_REPLICA") == "1" else find_replica_server()
+    cmd = [binary] if binary else [sys.executable, "-m", "tests.web.social_replica"]
+    c = LocalCluster(tmp_path_factory.mktemp("web-cluster"), replicas=3, policy="majority",
+                     replica_cmd=cmd)
+    c.start()
+    yield c
+    c.stop()
+
+
 @pytest.fixture
 def backend(request):
     if FAKE:
         fake_cluster.ClusterClient.state = fake_cluster.FakeState()
         return FakeBackend(factory=lambda config: fake_cluster.ClusterClient())
-    return request.getfixturevalue("cluster")
+    return request.getfixturevalue("web_cluster")
 
 
 def make_config(backend, **overrides) -> dict:

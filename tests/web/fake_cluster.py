@@ -69,10 +69,13 @@ class FakeState:
     # -- writes
     def apply(self, op: str, a: dict) -> dict:
         self.seq += 1
-        s, now = self.seq, int(time.time() * 1_000_000)
         for r in self.replicas:
             if r["state"] == "up":
-                r["applied_seq"] = s
+                r["applied_seq"] = self.seq
+        return self.execute(op, a, self.seq, int(time.time() * 1_000_000))
+
+    def execute(self, op: str, a: dict, s: int, now: int) -> dict:
+        """Apply one command as the state machine would: deterministic in (op, a, s, now)."""
 
         def err(code, msg=""):
             return {"ok": False, "code": code, "msg": msg}
