@@ -44,7 +44,8 @@ class ChaosCluster:
     """`start()`, use, `stop()` (also on errors: use it as a context manager)."""
 
     def __init__(self, workdir: str | Path, replicas: int = 3, netns: bool = False,
-                 web_workers: int = 3, policy: str = "majority", fsync: str | None = None) -> None:
+                 web_workers: int = 3, policy: str = "majority", fsync: str | None = None,
+                 replica_cmd: list[str] | None = None) -> None:
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.n = replicas
@@ -52,6 +53,7 @@ class ChaosCluster:
         self.web_workers = web_workers
         self.policy = policy
         self.fsync = fsync
+        self.replica_cmd = replica_cmd  # default: the replica_server binary (tests may swap it)
         self.secret_file = self.dir / "secret"
         self.secret_file.write_text(secrets.token_hex(32) + "\n")
         os.chmod(self.secret_file, 0o600)
@@ -114,7 +116,7 @@ class ChaosCluster:
 
     def replica_command(self, name: str) -> list[str]:
         host, port = self.addresses[name]
-        argv = [replica_binary(), "--id", name, "--listen", f"{host}:{port}",
+        argv = [*(self.replica_cmd or [replica_binary()]), "--id", name, "--listen", f"{host}:{port}",
                 "--data-dir", str(self.dir / name), "--secret-file", str(self.secret_file)]
         if self.fsync:
             argv += ["--fsync", self.fsync]

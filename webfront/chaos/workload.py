@@ -304,7 +304,7 @@ class Workload:
 
     def _read_public(self, process, http_client, s: _Session, rng) -> None:
         self._call(process, http_client, "read_public", "GET", "/public?limit=50", None, None,
-                   {"scope": "public", "mode": "linearizable", "session": s.ident}, self._page)
+                   {"scope": "public", "mode": "linearizable", "session": s.ident, "limit": 50}, self._page)
 
     def _read_user_posts(self, process, http_client, s: _Session, rng) -> None:
         who = s.username
@@ -313,12 +313,13 @@ class Workload:
                 who = rng.choice(self._live_users)
         self._call(process, http_client, "read_user_posts", "GET", f"/users/{who}/posts?limit=50",
                    None, None, {"scope": f"user:{who.lower()}", "mode": "linearizable",
-                                "session": s.ident}, self._page)
+                                "session": s.ident, "limit": 50}, self._page)
 
     def _read_timeline(self, process, http_client, s: _Session, rng) -> None:
         result, status, _ = self._call(
             process, http_client, "read_timeline", "GET", "/timeline?limit=50", None, s.token,
-            {"scope": f"home:{s.username.lower()}", "mode": "linearizable", "session": s.ident},
+            {"scope": f"home:{s.username.lower()}", "mode": "linearizable", "session": s.ident,
+             "limit": 50},
             self._page)
         self._after(s, status)
 
@@ -347,7 +348,7 @@ class Workload:
         if ok and isinstance(reply, dict) and reply.get("ok", True):
             self.history.op(process, "read_user_posts", start, OK,
                             payload={"scope": f"user:{s.username.lower()}", "mode": "session",
-                                     "session": s.ident, "min_seq": s.last_seq,
+                                     "session": s.ident, "min_seq": s.last_seq, "limit": 50,
                                      "via": "coordinator"},
                             value=self._page(reply))
         else:
