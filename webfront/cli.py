@@ -6,6 +6,7 @@ import argparse
 import fcntl
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,7 +28,9 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
               " stop it first (Ctrl-C in its terminal)", file=sys.stderr)
         return 2
     cluster = LocalCluster(data_dir, replicas=args.replicas, policy=args.policy,
-                           web_port=args.web_port, insecure=args.insecure_no_auth)
+                           web_port=args.web_port, insecure=args.insecure_no_auth,
+                           replica_cmd=shlex.split(args.replica_command)
+                           if args.replica_command else None)
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -151,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--policy", choices=("first", "majority", "all"), default="majority")
     up.add_argument("--restart-dead", action="store_true")
     up.add_argument("--insecure-no-auth", action="store_true")
+    up.add_argument("--replica-command", help=argparse.SUPPRESS)  # tests: a stand-in replica
     replica = sub.add_parser("replica", help="one replica of a running local cluster")
     replica_sub = replica.add_subparsers(dest="action", required=True)
     start = replica_sub.add_parser("start", help="start a replica again with its recorded flags")

@@ -121,7 +121,8 @@ class LocalCluster:
         if self.web_port is not None and _web_available():
             argv = [sys.executable, "-m", "webfront.cli", "web",
                     "--bind", f"{self.host}:{self.web_port}",
-                    "--coordinator", f"{self.host}:{self.coordinator_port}"]
+                    "--coordinator", f"{self.host}:{self.coordinator_port}",
+                    "--data-dir", str(self.data_dir / "web")]
             argv += ["--secret-file", str(self.secret_file)] if self.secret_file else []
             self.procs["web"] = Proc("web", "web", argv, f"{self.host}:{self.web_port}",
                                      str(self.data_dir))
@@ -235,6 +236,15 @@ class LocalCluster:
         if proc.alive():
             self.kill_replica(rid)
         self._spawn(proc)
+
+    def restart_coordinator(self, timeout: float = 20.0) -> None:
+        """Stop the coordinator (SIGTERM) and start it again with the same flags."""
+        proc = self.procs["coordinator"]
+        if proc.alive():
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.popen.wait(5)
+        self._spawn(proc)
+        self.wait_writable(timeout)
 
     # Addresses and clients -------------------------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""`webfront cluster up`, `webfront status` and `webfront replica start` as a person runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import replica_command
+from webfront.cluster import free_port
+
+pytestmark = pytest.mark.timeout(90)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def webfront(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "webfront.cli", *args], capture_output=True,
+                          text=True, timeout=30, env=env, cwd=ROOT, **kwargs)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie counts as gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_cluster_up_status_lock_and_clean_stop(tmp_path):
+    data = tmp_path / "var"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    up = subprocess.Popen(
+        [sys.executable, "-m", "webfront.cli", "cluster", "up", "--data-dir", str(data),
+         "--web-port", str(free_port()), "--replica-command", shlex.join(replica_command())],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        lines = []
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C" in line or not line:
+                break
+        assert any("Ctrl-C" in line for line in lines), "".join(lines)
+        assert oct((data / "secret").stat().st_mode & 0o777) == "0o600"
+        run = json.loads((data / "cluster.json").read_text())
+        pids = [p["pid"] for p in run["processes"]]
+        assert all(pid and pid_alive(pid) for pid in pids)
+
+        status = webfront("status", "--data-dir", str(data), "--json")
+        assert status.returncode == 0, status.stderr
+        st = json.loads(status.stdout)
+        assert [r["state"] for r in st["replicas"]] == ["up"] * 3
+        assert all(r["pid"] for r in st["replicas"])
+        table = webfront("status", "--data-dir", str(data))
+        assert "STATE" in table.stdout and "up" in table.stdout
+
+        second = webfront("cluster", "up", "--data-dir", str(data))
+        assert second.returncode == 2 and "already running" in second.stderr
+
+        replica3 = next(p for p in run["processes"] if p["id"] == "3")
+        os.kill(replica3["pid"], signal.SIGKILL)
+        time.sleep(0.5)
+        again = webfront("replica", "start", "3", "--data-dir", str(data))
+        assert again.returncode == 0, again.stderr
+        new_pid = json.loads((data / "cluster.json").read_text())
+        pids.append(next(p["pid"] for p in new_pid["processes"] if p["id"] == "3"))
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(20)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids[:-1]):
+        time.sleep(0.1)
+    assert not any(pid_alive(p) for p in pids[:-1])
+    if pid_alive(pids[-1]):  # started by `replica start`, outside the supervisor
+        os.kill(pids[-1], signal.SIGTERM)
