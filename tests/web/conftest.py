@@ -42,17 +42,28 @@ class FakeBackend:
     factory: object = field(default=None)
 
 
+def replica_cmd() -> list[str]:
+    """The C++ binary, else a Python replica with the whole state machine (social_replica)."""
+    from webfront.cluster import find_replica_server
+
+    binary = None if os.environ.get("WEBFRONT_FAKE_REPLICA") == "1" else find_replica_server()
+    return [binary] if binary else [sys.executable, "-m", "tests.web.social_replica"]
+
+
+@pytest.fixture
+def own_cluster(cluster_factory):
+    """A fresh 3-replica majority cluster for a test that breaks it (kills replicas)."""
+    return cluster_factory(replica_cmd=replica_cmd())
+
+
 @pytest.fixture(scope="session")
 def web_cluster(tmp_path_factory):
     """One real cluster shared by the web tests that do not break it (starting one per test
     costs about a second). Tests that kill replicas use the per-test `cluster` fixture."""
-    from webfront.cluster import LocalCluster, find_replica_server
+    from webfront.cluster import LocalCluster
 
-    # The C++ binary, else a Python replica with the whole state machine (social_replica).
-    binary = None if os.environ.get("WEBFRONT_FAKE_REPLICA") == "1" else find_replica_server()
-    cmd = [binary] if binary else [sys.executable, "-m", "tests.web.social_replica"]
     c = LocalCluster(tmp_path_factory.mktemp("web-cluster"), replicas=3, policy="majority",
-                     replica_cmd=cmd)
+                     replica_cmd=replica_cmd())
     c.start()
     yield c
     c.stop()

@@ -1,0 +1,55 @@
+"""Losing the majority: writes answer a plain 503, reading pages keep working."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import FAKE, PASSWORD, make_config, unique
+from webfront.web import create_app
+
+pytestmark = pytest.mark.skipif(FAKE, reason="needs a real cluster (WEBTEST_FAKE=1 is set)")
+
+
+def test_no_majority_gives_503_and_reads_still_work(own_cluster):
+    cluster = own_cluster
+    app = create_app(make_config(cluster, CLUSTER_TIMEOUT=2.0))
+    c = app.test_client()
+    name = unique()
+    assert c.post("/register", data={"username": name, "password": PASSWORD,
+                                      "confirm": PASSWORD}).status_code == 302
+    assert c.post("/compose", data={"text": "written before the outage"}).status_code == 302
+    api = app.test_client()
+    api.post("/api/v1/users", json={"username": name + "_a", "password": PASSWORD})
+    token = api.post("/api/v1/tokens", json={"username": name + "_a",
+                                             "password": PASSWORD}).get_json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    cluster.kill_replica(1)
+    cluster.kill_replica(2)
+    cluster.wait_state(1, "down")
+    cluster.wait_state(2, "down")
+
+    r = c.post("/compose", data={"text": "written during the outage"})
+    assert r.status_code == 503
+    page = r.get_data(as_text=True)
+    assert "Cannot save changes right now" in page and "Reading still works" in page
+
+    r = api.post("/api/v1/posts", json={"text": "api during the outage"}, headers=bearer)
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "unavailable"
+    health = api.get("/api/v1/health").get_json()
+    assert health["status"] == "ok" and health["writes_possible"] is False
+
+    # reading pages keep working from the surviving replica
+    for path in ("/public", "/", f"/{name}", f"/{name}/followers"):
+        r = c.get(path)
+        assert r.status_code == 200, (path, r.get_data(as_text=True).split("<main>")[1][:600])
+    assert "written before the outage" in c.get("/public").get_data(as_text=True)
+    assert "written during the outage" not in c.get("/public").get_data(as_text=True)
+    anonymous = app.test_client()
+    assert "written before the outage" in anonymous.get("/public").get_data(as_text=True)
+
+    # and writes come back with the replicas
+    cluster.restart_replica(1)
+    cluster.wait_state(1, "up", timeout=15)
+    assert c.post("/compose", data={"text": "written after"}).status_code == 302
+    assert "written after" in c.get("/").get_data(as_text=True)
