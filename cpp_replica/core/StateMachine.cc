@@ -1,0 +1,685 @@
+#include "core/StateMachine.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cassert>
+#include <limits>
+#include <queue>
+#include <stdexcept>
+
+#include "codec/FrameError.h"
+#include "codec/Packer.h"
+#include "core/Text.h"
+
+namespace replica {
+
+struct StateMachine::User {
+    std::string name;  // spelling as created
+    std::string display;
+    std::string password;
+    bool passwordIsBin = false;  // replies give the hash back with the type it came in
+    std::int64_t createdAt = 0;
+    std::vector<std::int64_t> posts;  // ascending ids: appended in seq order
+    std::map<std::int64_t, User*> followersBySince;
+    std::map<std::int64_t, User*> followingBySince;
+    std::unordered_map<User*, std::int64_t> followers;  // user -> since
+    std::unordered_map<User*, std::int64_t> following;
+};
+
+struct StateMachine::Post {
+    std::int64_t id = 0;
+    User* author = nullptr;
+    std::string text;
+    std::int64_t createdAt = 0;
+};
+
+namespace {
+
+constexpr std::size_t kMaxRidBytes = 64;
+
+std::string error(std::string_view code, std::string_view msg) {
+    std::string out;
+    Packer p(out);
+    p.mapHeader(3);
+    p.kvBool("ok", false);
+    p.kv("code", code);
+    p.kv("msg", msg);
+    return out;
+}
+
+std::string invalid(std::string_view msg) { return error("invalid", msg); }
+
+std::string okEmpty() {
+    std::string out;
+    Packer p(out);
+    p.mapHeader(1);
+    p.kvBool("ok", true);
+    return out;
+}
+
+// A string argument: present, str, valid UTF-8.
+const msgpack::object* arg(const msgpack::object& a, std::string_view key) {
+    return Body::find(a, key);
+}
+
+std::optional<std::string_view> strArg(const msgpack::object& a, std::string_view key) {
+    const msgpack::object* o = arg(a, key);
+    if (o == nullptr) return std::nullopt;
+    auto s = asStr(*o);
+    if (!s || !Text::codePoints(*s)) return std::nullopt;
+    return s;
+}
+
+// `limit` (1..200, default 50) and `before` (int, default none) of list queries.
+bool pageArgs(const msgpack::object* a, std::int64_t& before, std::int64_t& limit,
+              std::string& err) {
+    before = std::numeric_limits<std::int64_t>::max();
+    limit = 50;
+    if (a == nullptr) return true;
+    if (const msgpack::object* o = arg(*a, "before"); o && o->type != msgpack::type::NIL) {
+        auto v = asInt(*o);
+        if (!v) {
+            err = invalid("before must be an integer");
+            return false;
+        }
+        before = *v;
+    }
+    if (const msgpack::object* o = arg(*a, "limit"); o && o->type != msgpack::type::NIL) {
+        auto v = asInt(*o);
+        if (!v || *v < 1 || *v > 200) {
+            err = invalid("limit must be an integer from 1 to 200");
+            return false;
+        }
+        limit = *v;
+    }
+    return true;
+}
+
+}  // namespace
+
+StateMachine::StateMachine() = default;
+StateMachine::~StateMachine() = default;
+
+StateMachine::User* StateMachine::findUser(std::string_view name) const {
+    if (!Text::isUsername(name)) return nullptr;
+    auto it = users_.find(Text::lower(name));
+    return it == users_.end() ? nullptr : it->second.get();
+}
+
+std::string StateMachine::applyBytes(std::string_view bodyBytes, const Limits& limits) {
+    Body body = Body::decode(bodyBytes, limits);
+    return apply(bodyBytes, body);
+}
+
+std::string StateMachine::apply(std::string_view bodyBytes, const Body& body) {
+    // Read every frame-level field before changing anything, so a malformed frame is a no-op.
+    std::int64_t seq = body.requireInt("s");
+    std::int64_t epoch = body.requireInt("e");
+    std::int64_t ts = body.requireInt("ts");
+    std::string_view rid = body.requireStr("rid");
+    std::string_view op = body.requireStr("op");
+    if (rid.size() > kMaxRidBytes) throw FrameError("malformed", "rid longer than 64 bytes");
+    if (seq != applied_ + 1) {
+        throw std::logic_error("apply out of order: seq " + std::to_string(seq) + " after " +
+                               std::to_string(applied_));
+    }
+
+    std::string reply;
+    std::string ridKey(rid);
+    auto seen = rid.empty() ? ridReplies_.end() : ridReplies_.find(ridKey);
+    if (seen != ridReplies_.end()) {
+        reply = seen->second;  // exactly once: a retry gets the first result
+    } else {
+        reply = applyOp(op, body.optional("a"), seq, ts);
+        if (!rid.empty()) rememberRid(ridKey, reply);
+    }
+
+    XXH3_state_t* state = XXH3_createState();
+    XXH3_128bits_reset(state);
+    XXH3_128bits_update(state, digest_.data(), digest_.size());
+    XXH3_128bits_update(state, bodyBytes.data(), bodyBytes.size());
+    XXH3_128bits_update(state, reply.data(), reply.size());
+    XXH128_canonical_t canon;
+    XXH128_canonicalFromHash(&canon, XXH3_128bits_digest(state));
+    XXH3_freeState(state);
+    std::copy(std::begin(canon.digest), std::end(canon.digest), digest_.begin());
+    applied_ = seq;
+    lastEpoch_ = epoch;
+    return reply;
+}
+
+void StateMachine::rememberRid(const std::string& rid, const std::string& reply) {
+    ridReplies_.emplace(rid, reply);
+    ridOrder_.push_back(rid);
+    if (ridOrder_.size() > kRidCapacity) {
+        ridReplies_.erase(ridOrder_.front());
+        ridOrder_.pop_front();
+    }
+}
+
+std::string StateMachine::applyOp(std::string_view op, const msgpack::object* args,
+                                  std::int64_t seq, std::int64_t ts) {
+    if (args == nullptr || args->type != msgpack::type::MAP) return invalid("a must be a map");
+    const msgpack::object& a = *args;
+    if (op == "create_post") return createPost(a, seq, ts);
+    if (op == "create_user") return createUser(a, ts);
+    if (op == "follow") return follow(a, seq, true);
+    if (op == "unfollow") return follow(a, seq, false);
+    if (op == "delete_post") return deletePost(a);
+    if (op == "delete_user") return deleteUser(a);
+    return invalid("unknown op");
+}
+
+// ---------------------------------------------------------------- writes
+
+std::string StateMachine::createUser(const msgpack::object& a, std::int64_t ts) {
+    auto username = strArg(a, "username");
+    if (!username || !Text::isUsername(*username))
+        return invalid("username must be 3 to 20 of A-Z a-z 0-9 _");
+    const msgpack::object* pw = arg(a, "password_hash");
+    bool pwBin = pw && pw->type == msgpack::type::BIN;
+    if (pw == nullptr || !(pwBin || pw->type == msgpack::type::STR) || pw->via.str.size < 1 ||
+        pw->via.str.size > 256 ||
+        (!pwBin && !Text::codePoints(std::string_view(pw->via.str.ptr, pw->via.str.size))))
+        return invalid("password_hash must be 1 to 256 bytes");
+    std::string display(*username);
+    if (const msgpack::object* d = arg(a, "display_name"); d && d->type != msgpack::type::NIL) {
+        auto s = asStr(*d);
+        auto n = s ? Text::codePoints(*s) : std::nullopt;
+        if (!n || *n > 50) return invalid("display_name must be at most 50 characters");
+        display = std::string(*s);
+    }
+    std::string key = Text::lower(*username);
+    if (users_.count(key)) return error("conflict", "username taken");
+    auto user = std::make_unique<User>();
+    user->name = std::string(*username);
+    user->display = std::move(display);
+    user->password.assign(pw->via.str.ptr, pw->via.str.size);  // bin and str share the layout
+    user->passwordIsBin = pwBin;
+    user->createdAt = ts;
+    User* u = user.get();
+    users_.emplace(std::move(key), std::move(user));
+
+    std::string out;
+    Packer p(out);
+    p.mapHeader(2);
+    p.kvBool("ok", true);
+    p.str("user");
+    p.mapHeader(6);
+    p.kv("username", u->name);
+    p.kv("display_name", u->display);
+    p.kv("created_at", u->createdAt);
+    p.kv("followers", std::int64_t(0));
+    p.kv("following", std::int64_t(0));
+    p.kv("posts", std::int64_t(0));
+    return out;
+}
+
+std::string StateMachine::deleteUser(const msgpack::object& a) {
+    auto actor = strArg(a, "actor");
+    if (!actor) return invalid("actor must be a string");
+    User* u = findUser(*actor);
+    if (u == nullptr) return error("not_found", "no such user");
+    // Copy the edge lists first: removeFollow edits them.
+    std::vector<User*> followers, following;
+    for (auto& [since, f] : u->followersBySince) followers.push_back(f);
+    for (auto& [since, f] : u->followingBySince) following.push_back(f);
+    for (User* f : followers) removeFollow(f, u);
+    for (User* f : following) removeFollow(u, f);
+    std::vector<std::int64_t> ids = u->posts;
+    for (std::int64_t id : ids) removePost(id);
+    users_.erase(Text::lower(u->name));
+    return okEmpty();
+}
+
+std::string StateMachine::createPost(const msgpack::object& a, std::int64_t seq,
+                                     std::int64_t ts) {
+    auto actor = strArg(a, "actor");
+    if (!actor) return invalid("actor must be a string");
+    const msgpack::object* t = arg(a, "text");
+    auto raw = t ? asStr(*t) : std::nullopt;
+    if (!raw || !Text::codePoints(*raw)) return invalid("text must be a UTF-8 string");
+    std::string_view text = Text::trim(*raw);
+    std::size_t n = *Text::codePoints(text);
+    if (n < 1 || n > 280) return invalid("text must be 1 to 280 characters");
+    User* u = findUser(*actor);
+    if (u == nullptr) return error("not_found", "no such user");
+    auto post = std::make_unique<Post>();
+    post->id = seq;
+    post->author = u;
+    post->text = std::string(text);
+    post->createdAt = ts;
+    assert(u->posts.empty() || u->posts.back() < seq);  // ids grow with seq
+    u->posts.push_back(seq);
+    Post* pp = post.get();
+    posts_.emplace(seq, std::move(post));
+
+    std::string out;
+    Packer p(out);
+    p.mapHeader(2);
+    p.kvBool("ok", true);
+    p.str("post");
+    p.mapHeader(5);
+    p.kv("id", pp->id);
+    p.kv("author", u->name);
+    p.kv("text", pp->text);
+    p.kv("created_at", pp->createdAt);
+    p.kv("seq", pp->id);
+    return out;
+}
+
+void StateMachine::removePost(std::int64_t id) {
+    auto it = posts_.find(id);
+    assert(it != posts_.end());
+    auto& list = it->second->author->posts;
+    list.erase(std::lower_bound(list.begin(), list.end(), id));
+    posts_.erase(it);
+}
+
+std::string StateMachine::deletePost(const msgpack::object& a) {
+    auto actor = strArg(a, "actor");
+    if (!actor) return invalid("actor must be a string");
+    const msgpack::object* ido = arg(a, "id");
+    auto id = ido ? asInt(*ido) : std::nullopt;
+    if (!id) return invalid("id must be an integer");
+    User* u = findUser(*actor);
+    if (u == nullptr) return error("not_found", "no such user");
+    auto it = posts_.find(*id);
+    if (it == posts_.end()) return error("not_found", "no such post");
+    if (it->second->author != u) return error("forbidden", "not the author");
+    removePost(*id);
+    return okEmpty();
+}
+
+void StateMachine::addFollow(User* from, User* to, std::int64_t since) {
+    from->following.emplace(to, since);
+    from->followingBySince.emplace(since, to);
+    to->followers.emplace(from, since);
+    to->followersBySince.emplace(since, from);
+    ++follows_;
+}
+
+void StateMachine::removeFollow(User* from, User* to) {
+    auto it = from->following.find(to);
+    assert(it != from->following.end());
+    std::int64_t since = it->second;
+    from->following.erase(it);
+    from->followingBySince.erase(since);
+    to->followers.erase(from);
+    to->followersBySince.erase(since);
+    --follows_;
+}
+
+std::string StateMachine::follow(const msgpack::object& a, std::int64_t seq, bool on) {
+    auto actor = strArg(a, "actor");
+    if (!actor) return invalid("actor must be a string");
+    auto target = strArg(a, "target");
+    if (!target) return invalid("target must be a string");
+    User* from = findUser(*actor);
+    if (from == nullptr) return error("not_found", "no such user");
+    User* to = findUser(*target);
+    if (to == nullptr) return error("not_found", "no such target user");
+    if (from == to) return error("forbidden", "cannot follow yourself");
+    bool exists = from->following.count(to) > 0;
+    bool changed = on != exists;
+    if (changed) {
+        if (on)
+            addFollow(from, to, seq);
+        else
+            removeFollow(from, to);
+    }
+    std::string out;
+    Packer p(out);
+    p.mapHeader(2);
+    p.kvBool("ok", true);
+    p.kvBool("changed", changed);
+    return out;
+}
+
+// ---------------------------------------------------------------- reads
+
+namespace {
+
+void packPostList(Packer& p, std::string_view key, std::size_t n) {
+    p.str(key);
+    p.arrayHeader(std::uint32_t(n));
+}
+
+}  // namespace
+
+std::string StateMachine::query(std::string_view q, const msgpack::object* args) const {
+    if (args != nullptr && args->type == msgpack::type::NIL) args = nullptr;
+    if (args != nullptr && args->type != msgpack::type::MAP) return invalid("a must be a map");
+    std::string out;
+    Packer p(out);
+    auto packUser = [&](const User* u, bool withPassword) {
+        p.mapHeader(withPassword ? 7 : 6);
+        p.kv("username", u->name);
+        p.kv("display_name", u->display);
+        p.kv("created_at", u->createdAt);
+        p.kv("followers", std::int64_t(u->followers.size()));
+        p.kv("following", std::int64_t(u->following.size()));
+        p.kv("posts", std::int64_t(u->posts.size()));
+        if (withPassword) {
+            p.str("password_hash");
+            if (u->passwordIsBin)
+                p.bin(u->password);
+            else
+                p.str(u->password);
+        }
+    };
+    auto packPost = [&](const Post* post) {
+        p.mapHeader(5);
+        p.kv("id", post->id);
+        p.kv("author", post->author->name);
+        p.kv("text", post->text);
+        p.kv("created_at", post->createdAt);
+        p.kv("seq", post->id);
+    };
+    // Emits {"ok":true,"posts":[...],"next":..} from ids newest first; `ids` holds up to
+    // limit+1 entries, the extra one only telling that a next page exists.
+    auto packPage = [&](std::vector<std::int64_t>& ids, std::int64_t limit) {
+        bool more = std::int64_t(ids.size()) > limit;
+        if (more) ids.resize(std::size_t(limit));
+        p.mapHeader(3);
+        p.kvBool("ok", true);
+        packPostList(p, "posts", ids.size());
+        for (std::int64_t id : ids) packPost(posts_.at(id).get());
+        p.str("next");
+        if (more)
+            p.integer(ids.back());
+        else
+            p.nil();
+    };
+    auto userArg = [&](const User*& u) -> bool {
+        auto name = args ? strArg(*args, "username") : std::nullopt;
+        if (!name) {
+            out = invalid("username must be a string");
+            return false;
+        }
+        u = findUser(*name);
+        if (u == nullptr) {
+            out = error("not_found", "no such user");
+            return false;
+        }
+        return true;
+    };
+    std::int64_t before, limit;
+    std::string err;
+
+    if (q == "user") {
+        const User* u;
+        if (!userArg(u)) return out;
+        p.mapHeader(2);
+        p.kvBool("ok", true);
+        p.str("user");
+        packUser(u, true);
+        return out;
+    }
+    if (q == "user_posts" || q == "home") {
+        if (!pageArgs(args, before, limit, err)) return err;
+        const User* u;
+        if (!userArg(u)) return out;
+        std::vector<std::int64_t> ids;
+        if (q == "user_posts") {
+            auto end = std::lower_bound(u->posts.begin(), u->posts.end(), before);
+            for (auto it = end; it != u->posts.begin() && std::int64_t(ids.size()) <= limit;)
+                ids.push_back(*--it);
+        } else {
+            // k-way merge of the per-user id lists (each ascending) with a max-heap of cursors:
+            // O(k + limit log k) instead of scanning every followed user's whole history.
+            struct Cursor {
+                std::int64_t id;
+                const std::vector<std::int64_t>* list;
+                std::size_t pos;  // index of `id` in list
+                bool operator<(const Cursor& o) const { return id < o.id; }
+            };
+            std::vector<Cursor> heap;
+            heap.reserve(u->following.size() + 1);
+            auto push = [&](const User* v) {
+                auto end = std::lower_bound(v->posts.begin(), v->posts.end(), before);
+                if (end == v->posts.begin()) return;
+                std::size_t pos = std::size_t(end - v->posts.begin()) - 1;
+                heap.push_back({v->posts[pos], &v->posts, pos});
+            };
+            push(u);
+            for (auto& [since, v] : u->followingBySince) push(v);
+            std::make_heap(heap.begin(), heap.end());
+            while (!heap.empty() && std::int64_t(ids.size()) <= limit) {
+                std::pop_heap(heap.begin(), heap.end());
+                Cursor& c = heap.back();
+                ids.push_back(c.id);
+                if (c.pos == 0) {
+                    heap.pop_back();
+                } else {
+                    --c.pos;
+                    c.id = (*c.list)[c.pos];
+                    std::push_heap(heap.begin(), heap.end());
+                }
+            }
+        }
+        packPage(ids, limit);
+        return out;
+    }
+    if (q == "public") {
+        if (!pageArgs(args, before, limit, err)) return err;
+        std::vector<std::int64_t> ids;
+        auto end = posts_.lower_bound(before);
+        for (auto it = end; it != posts_.begin() && std::int64_t(ids.size()) <= limit;)
+            ids.push_back((--it)->first);
+        packPage(ids, limit);
+        return out;
+    }
+    if (q == "followers" || q == "following") {
+        if (!pageArgs(args, before, limit, err)) return err;
+        const User* u;
+        if (!userArg(u)) return out;
+        const auto& edges = q == "followers" ? u->followersBySince : u->followingBySince;
+        std::vector<std::pair<std::int64_t, const User*>> page;
+        auto end = edges.lower_bound(before);
+        for (auto it = end; it != edges.begin() && std::int64_t(page.size()) <= limit;) {
+            --it;
+            page.emplace_back(it->first, it->second);
+        }
+        bool more = std::int64_t(page.size()) > limit;
+        if (more) page.resize(std::size_t(limit));
+        p.mapHeader(4);
+        p.kvBool("ok", true);
+        p.str("users");
+        p.arrayHeader(std::uint32_t(page.size()));
+        for (auto& [since, v] : page) {
+            p.mapHeader(3);
+            p.kv("username", v->name);
+            p.kv("display_name", v->display);
+            p.kv("since", since);
+        }
+        p.kv("total", std::int64_t(edges.size()));
+        p.str("next");
+        if (more)
+            p.integer(page.back().first);
+        else
+            p.nil();
+        return out;
+    }
+    if (q == "search") {
+        if (!pageArgs(args, before, limit, err)) return err;
+        auto prefix = args ? strArg(*args, "prefix") : std::optional<std::string_view>("");
+        if (!prefix || *Text::codePoints(*prefix) > 20)
+            return invalid("prefix must be a string of at most 20 characters");
+        std::string key = Text::lower(*prefix);
+        std::vector<const User*> found;
+        for (auto it = users_.lower_bound(key);
+             it != users_.end() && std::int64_t(found.size()) < limit &&
+             it->first.compare(0, key.size(), key) == 0;
+             ++it)
+            found.push_back(it->second.get());
+        p.mapHeader(2);
+        p.kvBool("ok", true);
+        p.str("users");
+        p.arrayHeader(std::uint32_t(found.size()));
+        for (const User* v : found) {
+            p.mapHeader(2);
+            p.kv("username", v->name);
+            p.kv("display_name", v->display);
+        }
+        return out;
+    }
+    if (q == "state") {
+        p.mapHeader(5);
+        p.kvBool("ok", true);
+        p.kv("users", std::int64_t(users_.size()));
+        p.kv("posts", std::int64_t(posts_.size()));
+        p.kv("follows", std::int64_t(follows_));
+        p.kv("applied", applied_);
+        return out;
+    }
+    return invalid("unknown query");
+}
+
+// ---------------------------------------------------------------- snapshot
+
+// Layout: ["replica-snapshot", 1, applied, lastEpoch, digest(bin16), users, posts, follows, rids]
+//   users   = [[name, display, password, passwordIsBin, createdAt], ...] by lower-case name
+//   posts   = [[id, authorLowerName, text, createdAt], ...] by id
+//   follows = [[fromLowerName, toLowerName, since], ...] by (from, since)
+//   rids    = [[rid, reply(bin)], ...] oldest first
+// Without meta (the fingerprint), only users, posts and follows are encoded.
+std::string StateMachine::encodeState(bool withMeta) const {
+    std::string out;
+    Packer p(out);
+    if (withMeta) {
+        p.arrayHeader(9);
+        p.str("replica-snapshot");
+        p.integer(1);
+        p.integer(applied_);
+        p.integer(lastEpoch_);
+        p.bin(std::string_view(reinterpret_cast<const char*>(digest_.data()), digest_.size()));
+    } else {
+        p.arrayHeader(3);
+    }
+    p.arrayHeader(std::uint32_t(users_.size()));
+    for (auto& [key, u] : users_) {
+        p.arrayHeader(5);
+        p.str(u->name);
+        p.str(u->display);
+        p.bin(u->password);
+        p.boolean(u->passwordIsBin);
+        p.integer(u->createdAt);
+    }
+    p.arrayHeader(std::uint32_t(posts_.size()));
+    for (auto& [id, post] : posts_) {
+        p.arrayHeader(4);
+        p.integer(id);
+        p.str(Text::lower(post->author->name));
+        p.str(post->text);
+        p.integer(post->createdAt);
+    }
+    p.arrayHeader(std::uint32_t(follows_));
+    for (auto& [key, u] : users_) {
+        for (auto& [since, to] : u->followingBySince) {
+            p.arrayHeader(3);
+            p.str(key);
+            p.str(Text::lower(to->name));
+            p.integer(since);
+        }
+    }
+    if (withMeta) {
+        p.arrayHeader(std::uint32_t(ridOrder_.size()));
+        for (const std::string& rid : ridOrder_) {
+            p.arrayHeader(2);
+            p.str(rid);
+            p.bin(ridReplies_.at(rid));
+        }
+    }
+    return out;
+}
+
+std::string StateMachine::snapshot() const { return encodeState(true); }
+
+StateMachine::Digest StateMachine::stateFingerprint() const {
+    std::string bytes = encodeState(false);
+    XXH128_canonical_t canon;
+    XXH128_canonicalFromHash(&canon, XXH3_128bits(bytes.data(), bytes.size()));
+    Digest d;
+    std::copy(std::begin(canon.digest), std::end(canon.digest), d.begin());
+    return d;
+}
+
+void StateMachine::clear() {
+    posts_.clear();
+    users_.clear();
+    follows_ = 0;
+    ridReplies_.clear();
+    ridOrder_.clear();
+    applied_ = 0;
+    lastEpoch_ = 0;
+    digest_.fill(0);
+}
+
+void StateMachine::restore(std::string_view bytes) {
+    auto bad = [](const char* why) { throw std::runtime_error(std::string("bad snapshot: ") + why); };
+    msgpack::object_handle handle;
+    try {
+        handle = msgpack::unpack(bytes.data(), bytes.size());
+    } catch (const std::exception& e) {
+        bad(e.what());
+    }
+    const msgpack::object& root = handle.get();
+    auto arr = [&](const msgpack::object& o, std::uint32_t n) -> const msgpack::object* {
+        if (o.type != msgpack::type::ARRAY || (n != 0 && o.via.array.size != n)) bad("shape");
+        return o.via.array.ptr;
+    };
+    auto integer = [&](const msgpack::object& o) {
+        auto v = asInt(o);
+        if (!v) bad("integer expected");
+        return *v;
+    };
+    auto string = [&](const msgpack::object& o) {
+        if (o.type != msgpack::type::STR && o.type != msgpack::type::BIN) bad("string expected");
+        return std::string(o.via.str.ptr, o.via.str.size);
+    };
+    const msgpack::object* f = arr(root, 9);
+    if (string(f[0]) != "replica-snapshot" || integer(f[1]) != 1) bad("unknown format");
+    clear();
+    applied_ = integer(f[2]);
+    lastEpoch_ = integer(f[3]);
+    std::string digest = string(f[4]);
+    if (digest.size() != 16) bad("digest size");
+    std::copy(digest.begin(), digest.end(), digest_.begin());
+    for (std::uint32_t i = 0; i < (arr(f[5], 0), f[5].via.array.size); ++i) {
+        const msgpack::object* u = arr(f[5].via.array.ptr[i], 5);
+        auto user = std::make_unique<User>();
+        user->name = string(u[0]);
+        user->display = string(u[1]);
+        user->password = string(u[2]);
+        user->passwordIsBin = u[3].type == msgpack::type::BOOLEAN && u[3].via.boolean;
+        user->createdAt = integer(u[4]);
+        users_.emplace(Text::lower(user->name), std::move(user));
+    }
+    for (std::uint32_t i = 0; i < (arr(f[6], 0), f[6].via.array.size); ++i) {
+        const msgpack::object* e = arr(f[6].via.array.ptr[i], 4);
+        auto post = std::make_unique<Post>();
+        post->id = integer(e[0]);
+        auto it = users_.find(string(e[1]));
+        if (it == users_.end()) bad("post author missing");
+        post->author = it->second.get();
+        post->text = string(e[2]);
+        post->createdAt = integer(e[3]);
+        post->author->posts.push_back(post->id);  // posts come in id order
+        posts_.emplace(post->id, std::move(post));
+    }
+    for (std::uint32_t i = 0; i < (arr(f[7], 0), f[7].via.array.size); ++i) {
+        const msgpack::object* e = arr(f[7].via.array.ptr[i], 3);
+        auto from = users_.find(string(e[0]));
+        auto to = users_.find(string(e[1]));
+        if (from == users_.end() || to == users_.end()) bad("follow edge user missing");
+        addFollow(from->second.get(), to->second.get(), integer(e[2]));
+    }
+    for (std::uint32_t i = 0; i < (arr(f[8], 0), f[8].via.array.size); ++i) {
+        const msgpack::object* e = arr(f[8].via.array.ptr[i], 2);
+        rememberRid(string(e[0]), string(e[1]));
+    }
+}
+
+}  // namespace replica

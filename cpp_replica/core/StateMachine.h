@@ -1,0 +1,98 @@
+#pragma once
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "codec/Body.h"
+#include "codec/Limits.h"
+
+namespace replica {
+
+/// The replicated state: users, posts, follows, the exactly-once table and the digest chain.
+///
+/// PURE: no clock, no randomness, no I/O. Every reply depends only on the current state and the
+/// write (time comes from the sequencer's `ts`, ids from `s`), and all iteration that reaches a
+/// reply or a snapshot follows a defined order (std::map, never hash order). So two instances fed
+/// the same write bodies produce byte-identical replies, digests and snapshots.
+///
+/// Not thread-safe: the replica server calls it from its single event-loop thread; the Python
+/// binding holds the GIL.
+class StateMachine {
+public:
+    using Digest = std::array<unsigned char, 16>;
+
+    StateMachine();
+    ~StateMachine();
+    StateMachine(const StateMachine&) = delete;
+    StateMachine& operator=(const StateMachine&) = delete;
+
+    /// Applies one write. `bodyBytes` are the exact bytes of the write frame body (hashed into
+    /// the digest); `body` is their decoding (it references `bodyBytes`). Requires
+    /// `s == applied() + 1` (asserted: ordering is the server's job). Frame-level fields
+    /// (`s`,`e`,`ts`,`rid`,`op`) must be present and typed, else FrameError("malformed") is thrown
+    /// and nothing changes. Bad arguments are not errors of the frame: they give an `invalid`
+    /// reply, consume the seq and change nothing but applied/digest. Returns the reply bytes.
+    std::string apply(std::string_view bodyBytes, const Body& body);
+
+    /// Decodes `bodyBytes` with `limits` and applies it (convenience for replay and tests).
+    std::string applyBytes(std::string_view bodyBytes, const Limits& limits = Limits());
+
+    /// Answers a read query against the current state; never changes anything. `args` may be
+    /// nullptr (no arguments). Returns the reply bytes.
+    std::string query(std::string_view q, const msgpack::object* args) const;
+
+    std::int64_t applied() const { return applied_; }
+    /// Epoch of the last applied write (0 before any).
+    std::int64_t lastEpoch() const { return lastEpoch_; }
+    /// d(applied) of the hash chain (docs/protocol.md); 16 zero bytes at seq 0.
+    const Digest& digest() const { return digest_; }
+
+    /// The whole state (including applied seq, digest and the request-id table) as bytes.
+    /// Deterministic: equal states give equal bytes.
+    std::string snapshot() const;
+    /// Replaces the whole state with a snapshot's. Throws std::runtime_error on a bad snapshot
+    /// (the state is then unspecified; callers discard the instance).
+    void restore(std::string_view bytes);
+
+    /// XXH3-128 of the user-visible state alone (users, posts, follows), so tests can check that
+    /// a refused command changed nothing even though applied/digest moved.
+    Digest stateFingerprint() const;
+
+    /// Size of the exactly-once table (bounded by kRidCapacity).
+    static constexpr std::size_t kRidCapacity = 100000;
+
+private:
+    struct User;
+    struct Post;
+    std::string applyOp(std::string_view op, const msgpack::object* args, std::int64_t seq,
+                        std::int64_t ts);
+    std::string createUser(const msgpack::object& a, std::int64_t ts);
+    std::string deleteUser(const msgpack::object& a);
+    std::string createPost(const msgpack::object& a, std::int64_t seq, std::int64_t ts);
+    std::string deletePost(const msgpack::object& a);
+    std::string follow(const msgpack::object& a, std::int64_t seq, bool on);
+    User* findUser(std::string_view name) const;
+    void addFollow(User* from, User* to, std::int64_t since);
+    void removeFollow(User* from, User* to);
+    void removePost(std::int64_t id);
+    void rememberRid(const std::string& rid, const std::string& reply);
+    void clear();
+    std::string encodeState(bool withMeta) const;
+
+    std::map<std::string, std::unique_ptr<User>> users_;  // key: lower-case username
+    std::map<std::int64_t, std::unique_ptr<Post>> posts_;  // key: id (= seq)
+    std::size_t follows_ = 0;
+    std::unordered_map<std::string, std::string> ridReplies_;
+    std::deque<std::string> ridOrder_;  // oldest first, for eviction
+    std::int64_t applied_ = 0;
+    std::int64_t lastEpoch_ = 0;
+    Digest digest_{};
+};
+
+}  // namespace replica

@@ -1,0 +1,569 @@
+#include "server/Server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <stdexcept>
+
+#include "codec/FrameError.h"
+#include "codec/Packer.h"
+#include "server/Auth.h"
+
+namespace replica {
+namespace {
+
+volatile std::sig_atomic_t gStop = 0;
+constexpr std::size_t kNonceBytes = 16;
+constexpr std::int64_t kMaxWaitMs = 5000;
+constexpr std::size_t kMaxParked = 100000;
+constexpr std::size_t kAuthFailuresAllowed = 20;  // per address per window
+constexpr auto kAuthWindow = std::chrono::seconds(10);
+
+std::string_view digestView(const StateMachine::Digest& d) {
+    return std::string_view(reinterpret_cast<const char*>(d.data()), d.size());
+}
+
+// Appends the 4-byte length and leaves room: callers pack the body, then fix the length.
+std::size_t beginFrame(std::string& out) {
+    std::size_t at = out.size();
+    out.append(4, '\0');
+    return at;
+}
+
+void endFrame(std::string& out, std::size_t at) {
+    auto n = std::uint32_t(out.size() - at - 4);
+    out[at] = char(n >> 24);
+    out[at + 1] = char(n >> 16);
+    out[at + 2] = char(n >> 8);
+    out[at + 3] = char(n);
+}
+
+}  // namespace
+
+void logLine(const char* level, const std::string& kv) {
+    // One write per line so lines from a crash never interleave mid-line.
+    std::string line = std::string("replica level=") + level + " " + kv + "\n";
+    ssize_t ignored = ::write(2, line.data(), line.size());
+    (void)ignored;
+}
+
+struct Server::Connection {
+    enum class Phase { Hello, Auth, Ready };
+    std::uint64_t id;
+    int fd;
+    std::string addr;  // peer IP, the rate-limit key
+    FrameReader reader;
+    std::string out;
+    Phase phase = Phase::Hello;
+    std::string initiatorNonce, acceptorNonce;
+    bool closing = false;   // close once `out` is flushed
+    bool wantWrite = false; // EPOLLOUT registered
+    Connection(std::uint64_t i, int f, std::string a, std::uint32_t max)
+        : id(i), fd(f), addr(std::move(a)), reader(max) {}
+};
+
+Server::Server(ServerConfig config, StateMachine& machine, Log& log, SnapshotStore* snapshots,
+               EpochStore& epochs)
+    : config_(std::move(config)),
+      machine_(machine),
+      log_(log),
+      snapshots_(snapshots),
+      epochs_(epochs),
+      lastSnapshot_(machine.applied()) {}
+
+Server::~Server() {
+    for (auto& [id, c] : conns_) ::close(c->fd);
+    if (listenFd_ >= 0) ::close(listenFd_);
+    if (epollFd_ >= 0) ::close(epollFd_);
+}
+
+void Server::stop() { gStop = 1; }
+
+int Server::listen() {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    std::string port = std::to_string(config_.port);
+    if (int rc = ::getaddrinfo(config_.host.c_str(), port.c_str(), &hints, &res); rc != 0)
+        throw std::runtime_error("cannot resolve " + config_.host + ": " + gai_strerror(rc));
+    listenFd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(listenFd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (listenFd_ < 0 || ::bind(listenFd_, res->ai_addr, res->ai_addrlen) != 0 ||
+        ::listen(listenFd_, 128) != 0) {
+        std::string err = std::strerror(errno);
+        ::freeaddrinfo(res);
+        throw std::runtime_error("cannot listen on " + config_.host + ":" + port + ": " + err);
+    }
+    ::freeaddrinfo(res);
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&ss), &len);
+    int real = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                              : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    epollFd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = 0;  // 0 = the listening socket; connections start at 1
+    ::epoll_ctl(epollFd_, EPOLL_CTL_ADD, listenFd_, &ev);
+    config_.port = real;
+    return real;
+}
+
+Server::Connection* Server::find(std::uint64_t id) {
+    auto it = conns_.find(id);
+    return it == conns_.end() ? nullptr : it->second.get();
+}
+
+int Server::nextTimeoutMs() const {
+    int timeout = 1000;
+    auto now = std::chrono::steady_clock::now();
+    for (auto& [min, p] : parked_) {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - now).count();
+        timeout = int(std::max<std::int64_t>(0, std::min<std::int64_t>(timeout, ms + 1)));
+    }
+    return timeout;
+}
+
+void Server::run() {
+    std::vector<epoll_event> events(256);
+    while (!gStop) {
+        int n = ::epoll_wait(epollFd_, events.data(), int(events.size()), nextTimeoutMs());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
+        }
+        for (int i = 0; i < n; ++i) {
+            std::uint64_t id = events[std::size_t(i)].data.u64;
+            if (id == 0) {
+                acceptAll();
+                continue;
+            }
+            Connection* c = find(id);
+            if (c == nullptr) continue;
+            if (events[std::size_t(i)].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) readFrom(*c);
+        }
+        // Group commit: one sync covers every write handled this turn, before any ack leaves.
+        log_.sync();
+        serveParked(true);
+        maybeSnapshot();
+        std::vector<std::uint64_t> ids;
+        for (auto& [id, c] : conns_) ids.push_back(id);
+        for (std::uint64_t id : ids)
+            if (Connection* c = find(id)) flush(*c);
+    }
+    log_.sync();
+    logLine("info", "event=stopped applied=" + std::to_string(machine_.applied()));
+}
+
+void Server::acceptAll() {
+    while (true) {
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        int fd = ::accept4(listenFd_, reinterpret_cast<sockaddr*>(&ss), &len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return;  // EAGAIN, or a transient error: the next turn retries
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET)
+            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
+        else if (ss.ss_family == AF_INET6)
+            ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, host,
+                        sizeof host);
+        if (rateLimited(host)) {
+            logLine("warn", std::string("event=refused reason=auth_rate_limit addr=") + host);
+            ::close(fd);
+            continue;
+        }
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        std::uint64_t id = nextConnId_++;
+        conns_.emplace(id, std::make_unique<Connection>(id, fd, host, config_.limits.maxFrameBytes));
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = id;
+        ::epoll_ctl(epollFd_, EPOLL_CTL_ADD, fd, &ev);
+        logLine("info", "event=accept conn=" + std::to_string(id) + " addr=" + host);
+    }
+}
+
+bool Server::rateLimited(const std::string& addr) {
+    auto it = authFailures_.find(addr);
+    if (it == authFailures_.end()) return false;
+    auto now = std::chrono::steady_clock::now();
+    while (!it->second.empty() && now - it->second.front() > kAuthWindow) it->second.pop_front();
+    return it->second.size() >= kAuthFailuresAllowed;
+}
+
+void Server::readFrom(Connection& c) {
+    if (c.closing) {  // level-triggered input on a connection we are dropping: finish now
+        close(c, "closed after error");
+        return;
+    }
+    char buf[65536];
+    bool eof = false;
+    while (true) {
+        ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+        if (n > 0) {
+            c.reader.feed(buf, std::size_t(n));
+            if (std::size_t(n) < sizeof buf) break;
+            continue;
+        }
+        if (n == 0) {
+            eof = true;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            eof = true;
+        }
+        break;
+    }
+    std::uint64_t id = c.id;
+    std::vector<std::string> frames;
+    try {
+        c.reader.drain(frames);
+    } catch (const FrameError& e) {
+        for (const std::string& f : frames) {  // frames before the bad length still count
+            handleFrame(c, f);
+            if (find(id) == nullptr || c.closing) return;
+        }
+        fail(c, e.code(), e.what());
+        return;
+    }
+    for (const std::string& f : frames) {
+        handleFrame(c, f);
+        if (find(id) == nullptr || c.closing) return;
+    }
+    if (eof) {
+        if (c.reader.pending() > 0)
+            close(c, "truncated frame: " + std::to_string(c.reader.pending()) +
+                         " bytes of an incomplete frame at end of stream");
+        else
+            close(c, "peer closed");
+    }
+}
+
+void Server::handleFrame(Connection& c, const std::string& bytes) {
+    try {
+        Body body = Body::decode(bytes, config_.limits);
+        std::string_view t = body.type();
+        switch (c.phase) {
+            case Connection::Phase::Hello:
+                if (t != "hello") throw FrameError("malformed", "expected hello");
+                handleHello(c, body);
+                return;
+            case Connection::Phase::Auth:
+                if (t != "auth") throw FrameError("malformed", "expected auth");
+                handleAuth(c, body);
+                return;
+            case Connection::Phase::Ready:
+                break;
+        }
+        if (t == "w") {
+            handleWrite(c, bytes, body);
+        } else if (t == "r") {
+            handleRead(c, bytes, body);
+        } else if (t == "hb") {
+            std::int64_t id = body.requireInt("id");
+            std::size_t at = beginFrame(c.out);
+            Packer p(c.out);
+            p.mapHeader(6);
+            p.kv("t", "hba");
+            p.kv("id", id);
+            p.kv("s", machine_.applied());
+            p.kv("e", epochs_.get());
+            p.str("d");
+            p.bin(digestView(machine_.digest()));
+            p.kv("le", machine_.lastEpoch());
+            endFrame(c.out, at);
+        } else {
+            throw FrameError("malformed", "unknown frame type '" + std::string(t) + "'");
+        }
+    } catch (const FrameError& e) {
+        fail(c, e.code(), e.what());
+    }
+}
+
+void Server::handleHello(Connection& c, const Body& body) {
+    const msgpack::object* v = body.optional("v");
+    if (v == nullptr || v->type != msgpack::type::ARRAY)
+        throw FrameError("malformed", "missing or mistyped key 'v'");
+    bool supported = false;
+    for (std::uint32_t i = 0; i < v->via.array.size; ++i)
+        if (asInt(v->via.array.ptr[i]) == std::optional<std::int64_t>(1)) supported = true;
+    body.requireStr("role");
+    std::string_view n = body.requireBin("n");
+    if (n.size() != kNonceBytes) throw FrameError("malformed", "nonce must be 16 bytes");
+    if (!supported) {
+        fail(c, "version", "no common protocol version (replica speaks 1)");
+        return;
+    }
+    c.initiatorNonce = std::string(n);
+    c.acceptorNonce = Auth::nonce(kNonceBytes);
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(5);
+    p.kv("t", "welcome");
+    p.kv("v", std::int64_t(1));
+    p.kv("id", config_.id);
+    p.str("n");
+    p.bin(c.acceptorNonce);
+    p.str("mac");
+    p.bin(Auth::mac(config_.secret, "acceptor", c.initiatorNonce, c.acceptorNonce));
+    endFrame(c.out, at);
+    c.phase = Connection::Phase::Auth;
+}
+
+void Server::handleAuth(Connection& c, const Body& body) {
+    std::string_view mac = body.requireBin("mac");
+    std::string expected = Auth::mac(config_.secret, "initiator", c.initiatorNonce, c.acceptorNonce);
+    if (!Auth::equal(mac, expected)) {
+        authFailures_[c.addr].push_back(std::chrono::steady_clock::now());
+        fail(c, "auth_failed", "bad handshake mac");
+        return;
+    }
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(5);
+    p.kv("t", "ready");
+    p.kv("s", machine_.applied());
+    p.kv("e", epochs_.get());
+    p.str("d");
+    p.bin(digestView(machine_.digest()));
+    p.kv("le", machine_.lastEpoch());
+    endFrame(c.out, at);
+    c.phase = Connection::Phase::Ready;
+    logLine("info", "event=ready conn=" + std::to_string(c.id) + " addr=" + c.addr);
+}
+
+void Server::handleWrite(Connection& c, const std::string& bytes, const Body& body) {
+    std::int64_t seq = body.requireInt("s");
+    std::int64_t epoch = body.requireInt("e");
+    body.requireInt("ts");
+    if (body.requireStr("rid").size() > 64) throw FrameError("malformed", "rid longer than 64 bytes");
+    body.requireStr("op");
+    if (seq < 1) throw FrameError("malformed", "seq must be >= 1");
+    if (epoch < epochs_.get()) {
+        fail(c, "stale_epoch", "epoch " + std::to_string(epoch) + " < " +
+                                   std::to_string(epochs_.get()), "s", seq);
+        return;
+    }
+    epochs_.raise(epoch);  // durable before we act on the new epoch
+    if (seq <= machine_.applied()) {
+        std::size_t at = beginFrame(c.out);
+        Packer p(c.out);
+        p.mapHeader(5);
+        p.kv("t", "a");
+        p.kv("s", seq);
+        p.kv("e", epoch);
+        p.str("d");
+        p.bin(digestView(machine_.digest()));
+        p.kvBool("dup", true);
+        endFrame(c.out, at);
+        return;
+    }
+    if (seq == machine_.applied() + 1) {
+        applyOne(c.id, bytes);
+        applyReady();
+        return;
+    }
+    if (pending_.size() >= config_.maxBufferedWrites && !pending_.count(seq)) {
+        logLine("warn", "event=drop_write reason=reorder_buffer_full s=" + std::to_string(seq));
+        return;
+    }
+    pending_[seq] = Pending{c.id, bytes};
+}
+
+// Applies buffered writes that have become next in line.
+void Server::applyReady() {
+    while (!pending_.empty() && pending_.begin()->first <= machine_.applied() + 1) {
+        auto node = pending_.extract(pending_.begin());
+        Pending& w = node.mapped();
+        if (node.key() == machine_.applied() + 1) {
+            applyOne(w.conn, w.body);
+        } else if (Connection* c = find(w.conn)) {
+            // Applied meanwhile from another connection: answer as a duplicate.
+            Body body = Body::decode(w.body, config_.limits);
+            handleWrite(*c, w.body, body);
+        }
+    }
+    serveParked(false);
+}
+
+void Server::applyOne(std::uint64_t connId, const std::string& bytes) {
+    Body body = Body::decode(bytes, config_.limits);
+    std::int64_t epoch = body.requireInt("e");
+    std::int64_t seq = body.requireInt("s");
+    Connection* c = find(connId);
+    if (epoch < epochs_.get()) {  // fenced while it waited in the reorder buffer
+        if (c) fail(*c, "stale_epoch", "epoch fenced while buffered", "s", seq);
+        return;
+    }
+    std::string reply = machine_.apply(bytes, body);
+    log_.append(seq, bytes);
+    if (c == nullptr || c->closing) return;
+    std::size_t at = beginFrame(c->out);
+    Packer p(c->out);
+    p.mapHeader(5);
+    p.kv("t", "a");
+    p.kv("s", seq);
+    p.kv("e", epoch);
+    p.str("d");
+    p.bin(digestView(machine_.digest()));
+    p.str("r");
+    p.raw(reply);
+    endFrame(c->out, at);
+}
+
+void Server::handleRead(Connection& c, const std::string& bytes, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    body.requireStr("q");
+    std::int64_t min = 0, wait = 0;
+    if (const msgpack::object* m = body.optional("min"); m && m->type != msgpack::type::NIL) {
+        auto v = asInt(*m);
+        if (!v) throw FrameError("malformed", "mistyped key 'min'");
+        min = *v;
+    }
+    if (const msgpack::object* w = body.optional("wait"); w && w->type != msgpack::type::NIL) {
+        auto v = asInt(*w);
+        if (!v) throw FrameError("malformed", "mistyped key 'wait'");
+        wait = std::clamp<std::int64_t>(*v, 0, kMaxWaitMs);
+    }
+    if (min <= machine_.applied()) {
+        answerRead(c, body, false);
+    } else if (wait == 0 || parked_.size() >= kMaxParked) {
+        answerRead(c, body, true);
+    } else {
+        parked_.emplace(min, Parked{c.id, id,
+                                    std::chrono::steady_clock::now() +
+                                        std::chrono::milliseconds(wait),
+                                    bytes});
+    }
+}
+
+void Server::answerRead(Connection& c, const Body& body, bool behind) {
+    std::int64_t id = body.requireInt("id");
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(4);
+    p.kv("t", "rr");
+    p.kv("id", id);
+    p.kv("s", machine_.applied());
+    p.str("r");
+    if (behind) {
+        p.mapHeader(3);
+        p.kvBool("ok", false);
+        p.kv("code", "behind");
+        p.kv("msg", "min seq not reached in time");
+    } else {
+        std::string_view q = body.requireStr("q");
+        p.raw(machine_.query(q, body.optional("a")));
+    }
+    endFrame(c.out, at);
+}
+
+void Server::serveParked(bool expireOnly) {
+    if (parked_.empty()) return;
+    if (!expireOnly) {
+        auto end = parked_.upper_bound(machine_.applied());
+        for (auto it = parked_.begin(); it != end;) {
+            if (Connection* c = find(it->second.conn)) {
+                Body body = Body::decode(it->second.body, config_.limits);
+                answerRead(*c, body, false);
+            }
+            it = parked_.erase(it);
+        }
+        return;
+    }
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = parked_.begin(); it != parked_.end();) {
+        Connection* c = find(it->second.conn);
+        if (c == nullptr) {
+            it = parked_.erase(it);
+        } else if (it->second.deadline <= now) {
+            Body body = Body::decode(it->second.body, config_.limits);
+            answerRead(*c, body, true);
+            it = parked_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+void Server::maybeSnapshot() {
+    if (snapshots_ == nullptr || config_.snapshotEvery <= 0) return;
+    if (machine_.applied() - lastSnapshot_ < config_.snapshotEvery) return;
+    log_.sync();
+    snapshots_->save(machine_.applied(), machine_.snapshot());
+    log_.truncatePrefix(machine_.applied());
+    lastSnapshot_ = machine_.applied();
+    logLine("info", "event=snapshot s=" + std::to_string(lastSnapshot_));
+}
+
+void Server::fail(Connection& c, const std::string& code, const std::string& reason,
+                  const char* idKey, std::int64_t idValue) {
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(idKey ? 4 : 3);
+    p.kv("t", "err");
+    if (idKey) p.kv(idKey, idValue);
+    p.kv("code", code);
+    p.kv("msg", reason);
+    endFrame(c.out, at);
+    if (code == "stale_epoch") {
+        // Fencing refuses the write, not the connection: the coordinator learns it is stale.
+        logLine("warn", "event=stale_epoch conn=" + std::to_string(c.id) + " reason=\"" + reason + "\"");
+        return;
+    }
+    logLine("warn", "event=close_connection conn=" + std::to_string(c.id) + " addr=" + c.addr +
+                        " code=" + code + " reason=\"" + reason + "\"");
+    c.closing = true;
+    flush(c);
+}
+
+void Server::flush(Connection& c) {
+    while (!c.out.empty()) {
+        ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            c.out.erase(0, std::size_t(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        close(c, "send failed");
+        return;
+    }
+    if (c.closing) {
+        if (c.out.empty()) close(c, "closed after error");
+        return;  // a closing connection with unsent bytes waits for EPOLLOUT-less retry
+    }
+    bool want = !c.out.empty();
+    if (want != c.wantWrite) {
+        epoll_event ev{};
+        ev.events = EPOLLIN | (want ? EPOLLOUT : 0u);
+        ev.data.u64 = c.id;
+        ::epoll_ctl(epollFd_, EPOLL_CTL_MOD, c.fd, &ev);
+        c.wantWrite = want;
+    }
+}
+
+void Server::close(Connection& c, const std::string& reason) {
+    logLine("info", "event=disconnect conn=" + std::to_string(c.id) + " reason=\"" + reason + "\"");
+    ::epoll_ctl(epollFd_, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::close(c.fd);
+    conns_.erase(c.id);  // destroys c
+}
+
+}  // namespace replica

@@ -1,0 +1,105 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "codec/Body.h"
+#include "codec/FrameReader.h"
+#include "codec/Limits.h"
+#include "core/StateMachine.h"
+#include "storage/EpochStore.h"
+#include "storage/Log.h"
+#include "storage/SnapshotStore.h"
+
+namespace replica {
+
+/// Settings of one replica server (filled from flags by main.cc).
+struct ServerConfig {
+    std::string id;
+    std::string host = "127.0.0.1";
+    int port = 7401;
+    std::string secret;  ///< empty in insecure mode
+    Limits limits;
+    std::int64_t snapshotEvery = 0;  ///< 0 = never
+    std::size_t maxBufferedWrites = 100000;
+};
+
+/// The replica's transport and sequencing: a single-threaded epoll loop over non-blocking
+/// sockets that runs the handshake, applies writes strictly in seq order (buffering gaps),
+/// parks reads until `min` is applied, answers heartbeats and fences stale epochs.
+///
+/// One loop turn: read everything available on every ready socket and handle those frames;
+/// group-commit the log (one sync); expire parked reads; snapshot if due; then send each
+/// connection's replies with one send(). Acks are therefore never sent before their write is
+/// durable (with --fsync always|batch). Not thread-safe: run() owns the calling thread.
+class Server {
+public:
+    /// Dependencies are owned by the caller and must outlive the server. `snapshots` may be
+    /// nullptr (no data dir: no snapshots).
+    Server(ServerConfig config, StateMachine& machine, Log& log, SnapshotStore* snapshots,
+           EpochStore& epochs);
+    ~Server();
+
+    /// Binds and listens; returns the real port (for port 0). Throws std::runtime_error.
+    int listen();
+    /// Runs the loop until stop() (from a signal handler: it only sets a flag).
+    void run();
+    static void stop();
+
+private:
+    struct Connection;
+    struct Parked {
+        std::uint64_t conn;
+        std::int64_t id;
+        std::chrono::steady_clock::time_point deadline;
+        std::string body;  // the read frame body, decoded again when answered
+    };
+    struct Pending {
+        std::uint64_t conn;
+        std::string body;
+    };
+
+    void acceptAll();
+    void readFrom(Connection& c);
+    void handleFrame(Connection& c, const std::string& bytes);
+    void handleHello(Connection& c, const Body& body);
+    void handleAuth(Connection& c, const Body& body);
+    void handleWrite(Connection& c, const std::string& bytes, const Body& body);
+    void handleRead(Connection& c, const std::string& bytes, const Body& body);
+    void applyReady();
+    void applyOne(std::uint64_t connId, const std::string& bytes);
+    void answerRead(Connection& c, const Body& body, bool behind);
+    void serveParked(bool expireOnly);
+    void maybeSnapshot();
+    void flush(Connection& c);
+    void fail(Connection& c, const std::string& code, const std::string& reason,
+              const char* idKey = nullptr, std::int64_t idValue = 0);
+    void close(Connection& c, const std::string& reason);
+    Connection* find(std::uint64_t id);
+    bool rateLimited(const std::string& addr);
+    int nextTimeoutMs() const;
+
+    ServerConfig config_;
+    StateMachine& machine_;
+    Log& log_;
+    SnapshotStore* snapshots_;
+    EpochStore& epochs_;
+    int listenFd_ = -1;
+    int epollFd_ = -1;
+    std::uint64_t nextConnId_ = 1;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
+    std::map<std::int64_t, Pending> pending_;  // out-of-order writes by seq
+    std::multimap<std::int64_t, Parked> parked_;  // reads waiting for min seq
+    std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> authFailures_;
+    std::int64_t lastSnapshot_ = 0;
+};
+
+/// One log line to stderr: "replica level=L " + the key=value pairs in `kv`.
+void logLine(const char* level, const std::string& kv);
+
+}  // namespace replica

@@ -1,0 +1,182 @@
+// replica_server: parses flags and wires the parts together; no logic of its own.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "core/StateMachine.h"
+#include "server/Server.h"
+#include "storage/EpochStore.h"
+#include "storage/FileLog.h"
+#include "storage/MemoryLog.h"
+#include "storage/SnapshotStore.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: replica_server [flags]\n"
+    "\n"
+    "A replica manager of the replicated social network: applies the sequencer's writes in seq\n"
+    "order to a deterministic state machine, logs them durably and answers reads (protocol in\n"
+    "docs/protocol.md).\n"
+    "\n"
+    "flags:\n"
+    "  --id ID                 replica id reported in the handshake (default: r-<port>)\n"
+    "  --listen HOST:PORT      address to listen on (default 127.0.0.1:7401; port 0 picks a\n"
+    "                          free port; the real one is printed)\n"
+    "  --data-dir DIR          directory for the command log, snapshots and epoch (created if\n"
+    "                          missing). Without it state is kept in memory only.\n"
+    "  --secret-file PATH      file holding the cluster's shared secret (whitespace trimmed)\n"
+    "  --insecure-no-auth      use the empty secret (development only; loopback addresses only)\n"
+    "                          exactly one of --secret-file / --insecure-no-auth is required\n"
+    "  --fsync POLICY          always | batch | never (default batch: one fsync per event-loop\n"
+    "                          turn, before that turn's acks are sent)\n"
+    "  --snapshot-every N      write a snapshot every N applied writes and drop the log segments\n"
+    "                          it covers (default 10000; 0 disables)\n"
+    "  --max-frame-bytes N     largest accepted frame body (default 1048576)\n"
+    "  --help                  show this text\n"
+    "\n"
+    "On start it prints 'replica_server listening id=ID addr=HOST:PORT' on stdout.\n"
+    "Logs go to stderr, one event per line, key=value.\n";
+
+int usageError(const std::string& msg) {
+    std::cerr << "replica_server: " << msg << "\n\n" << kUsage;
+    return 2;
+}
+
+std::string trim(const std::string& s) {
+    auto b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) return "";
+    return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+void onSignal(int) { replica::Server::stop(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    replica::ServerConfig config;
+    std::string listen = "127.0.0.1:7401", dataDir, secretFile, fsync = "batch";
+    bool insecure = false, idGiven = false;
+    config.snapshotEvery = 10000;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+            return argv[++i];
+        };
+        try {
+            if (a == "--help" || a == "-h") {
+                std::cout << kUsage;
+                return 0;
+            } else if (a == "--id") {
+                config.id = value();
+                idGiven = true;
+            } else if (a == "--listen") {
+                listen = value();
+            } else if (a == "--data-dir") {
+                dataDir = value();
+            } else if (a == "--secret-file") {
+                secretFile = value();
+            } else if (a == "--insecure-no-auth") {
+                insecure = true;
+            } else if (a == "--fsync") {
+                fsync = value();
+            } else if (a == "--snapshot-every") {
+                config.snapshotEvery = std::stoll(value());
+            } else if (a == "--max-frame-bytes") {
+                config.limits.maxFrameBytes = std::uint32_t(std::stoul(value()));
+            } else {
+                return usageError("unknown flag " + a);
+            }
+        } catch (const std::exception& e) {
+            return usageError(std::string("bad flag value: ") + e.what());
+        }
+    }
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos) return usageError("--listen wants HOST:PORT");
+    config.host = listen.substr(0, colon);
+    if (config.host.size() > 2 && config.host.front() == '[') config.host = config.host.substr(1, config.host.size() - 2);
+    try {
+        config.port = std::stoi(listen.substr(colon + 1));
+    } catch (const std::exception&) {
+        return usageError("--listen wants HOST:PORT");
+    }
+    replica::FsyncPolicy policy;
+    if (fsync == "always") policy = replica::FsyncPolicy::Always;
+    else if (fsync == "batch") policy = replica::FsyncPolicy::Batch;
+    else if (fsync == "never") policy = replica::FsyncPolicy::Never;
+    else return usageError("--fsync must be always, batch or never");
+    if (insecure == !secretFile.empty())
+        return usageError("exactly one of --secret-file and --insecure-no-auth is required");
+    if (insecure && config.host != "127.0.0.1" && config.host != "localhost" && config.host != "::1")
+        return usageError("--insecure-no-auth only on a loopback address");
+    if (!secretFile.empty()) {
+        std::ifstream in(secretFile, std::ios::binary);
+        if (!in) return usageError("cannot read secret file " + secretFile);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        config.secret = trim(ss.str());
+        if (config.secret.empty()) return usageError("secret file " + secretFile + " is empty");
+    }
+
+    std::signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa {};
+    sa.sa_handler = onSignal;  // no SA_RESTART: epoll_wait returns EINTR and the loop ends
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+
+    try {
+        replica::StateMachine machine;
+        std::unique_ptr<replica::Log> log;
+        std::unique_ptr<replica::SnapshotStore> snapshots;
+        if (!dataDir.empty()) {
+            ::mkdir(dataDir.c_str(), 0755);
+            snapshots = std::make_unique<replica::SnapshotStore>(dataDir);
+            if (auto snap = snapshots->loadLatest()) {
+                machine.restore(snap->second);
+                replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->first));
+            }
+            log = std::make_unique<replica::FileLog>(
+                dataDir, policy, [](const std::string& m) { replica::logLine("warn", m); });
+            std::int64_t replayed = 0;
+            log->replay(machine.applied(), [&](std::int64_t seq, std::string_view body) {
+                if (seq != machine.applied() + 1)
+                    throw replica::StorageError("log gap in " + dataDir + ": seq " +
+                                                std::to_string(seq) + " after " +
+                                                std::to_string(machine.applied()));
+                machine.applyBytes(body, config.limits);
+                ++replayed;
+            });
+            replica::logLine("info", "event=recovered applied=" + std::to_string(machine.applied()) +
+                                         " replayed=" + std::to_string(replayed));
+        } else {
+            log = std::make_unique<replica::MemoryLog>();
+            replica::logLine("warn", "event=no_data_dir msg=\"state is kept in memory only\"");
+        }
+        replica::EpochStore epochs(dataDir);
+        epochs.raise(machine.lastEpoch());
+        if (!idGiven)
+            config.id = config.port != 0 ? "r-" + std::to_string(config.port)
+                                         : "r-pid" + std::to_string(::getpid());
+        replica::Server server(config, machine, *log, snapshots.get(), epochs);
+        int port = server.listen();
+        std::string host = config.host.find(':') != std::string::npos ? "[" + config.host + "]" : config.host;
+        std::printf("replica_server listening id=%s addr=%s:%d\n", config.id.c_str(), host.c_str(), port);
+        std::fflush(stdout);
+        replica::logLine("info", "event=listening id=" + config.id + " addr=" + host + ":" +
+                                     std::to_string(port) + " fsync=" + fsync);
+        server.run();
+    } catch (const std::exception& e) {
+        replica::logLine("error", std::string("event=fatal reason=\"") + e.what() + "\"");
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,58 @@
+#pragma once
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "storage/Log.h"
+
+namespace replica {
+
+/// Thrown when a data dir cannot be used (corrupt record, unreadable file). The message names
+/// the file and the byte offset.
+class StorageError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Segmented file log in DATA_DIR/log (format in storage/Layout.h).
+///
+/// Opening scans every segment and verifies each record's checksum: a torn tail of the newest
+/// segment is truncated (with a warning through `warn`), any other damage throws StorageError.
+/// Not thread-safe.
+class FileLog : public Log {
+public:
+    FileLog(std::string dataDir, FsyncPolicy policy,
+            std::function<void(const std::string&)> warn = nullptr);
+    ~FileLog() override;
+
+    void append(std::int64_t seq, std::string_view body) override;
+    void sync() override;
+    void replay(std::int64_t after,
+                const std::function<void(std::int64_t, std::string_view)>& fn) override;
+    /// Starts a new segment at seq+1 and deletes the older segments.
+    void truncatePrefix(std::int64_t seq) override;
+    std::int64_t lastSeq() const override { return lastSeq_; }
+
+private:
+    struct Segment {
+        std::int64_t firstSeq;
+        std::string path;
+    };
+    void scan();
+    void openSegment(std::int64_t firstSeq);
+    std::string segmentPath(std::int64_t firstSeq) const;
+
+    std::string dir_;
+    FsyncPolicy policy_;
+    std::function<void(const std::string&)> warn_;
+    std::vector<Segment> segments_;
+    int fd_ = -1;  // the newest segment, open for append
+    bool dirty_ = false;
+    std::int64_t lastSeq_ = 0;
+    std::string scratch_;
+};
+
+/// fsync a directory so a create/rename/unlink in it is durable.
+void syncDirectory(const std::string& dir);
+
+}  // namespace replica

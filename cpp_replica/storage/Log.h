@@ -1,0 +1,41 @@
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace replica {
+
+/// When a log makes appended records durable.
+enum class FsyncPolicy {
+    Always,  ///< every append is fsynced before it returns
+    Batch,   ///< group commit: sync() is called once per event-loop turn, before acks go out
+    Never,   ///< left to the OS (fast, loses the last seconds on power loss)
+};
+
+/// The durable command log: the write bodies a replica applied, in seq order.
+///
+/// Implementations: MemoryLog (tests, no data dir) and FileLog. Not thread-safe; the server
+/// uses it from its event-loop thread only. Appends must have strictly increasing seqs.
+class Log {
+public:
+    virtual ~Log() = default;
+
+    /// Appends one applied write. Durable on return only with FsyncPolicy::Always.
+    virtual void append(std::int64_t seq, std::string_view body) = 0;
+
+    /// Makes every appended record durable (no-op for FsyncPolicy::Never and MemoryLog).
+    virtual void sync() = 0;
+
+    /// Calls `fn(seq, body)` for each stored record with seq > `after`, in order.
+    virtual void replay(std::int64_t after,
+                        const std::function<void(std::int64_t, std::string_view)>& fn) = 0;
+
+    /// Forgets records with seq <= `seq` (they are covered by a snapshot). May keep some.
+    virtual void truncatePrefix(std::int64_t seq) = 0;
+
+    /// Highest appended seq, 0 when empty.
+    virtual std::int64_t lastSeq() const = 0;
+};
+
+}  // namespace replica

@@ -1,0 +1,26 @@
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace replica {
+
+/// Snapshot files in the data dir (format in storage/Layout.h). Not thread-safe.
+class SnapshotStore {
+public:
+    explicit SnapshotStore(std::string dataDir) : dir_(std::move(dataDir)) {}
+
+    /// Writes `payload` as the snapshot at `seq` durably (temp file, fsync, rename, fsync dir),
+    /// then deletes older snapshots. Throws StorageError on I/O failure.
+    void save(std::int64_t seq, const std::string& payload);
+
+    /// The newest snapshot (seq, payload), verified; nullopt when there is none. Throws
+    /// StorageError naming the file when it is damaged.
+    std::optional<std::pair<std::int64_t, std::string>> loadLatest() const;
+
+private:
+    std::string dir_;
+};
+
+}  // namespace replica
