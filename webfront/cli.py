@@ -54,8 +54,19 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
     try:
         while not stopping:
             time.sleep(0.2)
+            try:
+                recorded = {p["id"]: p.get("pid") for p in json.loads(
+                    (data_dir / RUN_FILE).read_text())["processes"] if p["role"] == "replica"}
+            except (OSError, ValueError, KeyError):
+                recorded = {}
             for proc in cluster.replica_procs():
-                if proc.popen is not None and proc.popen.poll() is not None and proc.pid:
+                pid = recorded.get(proc.id)
+                if not proc.alive() and pid and pid != proc.pid:
+                    print(f"replica {proc.id} started again outside (pid {pid}): adopted",
+                          flush=True)
+                    cluster.adopt_replica(proc.id, pid)
+                    continue
+                if not proc.alive() and proc.pid:
                     print(f"replica {proc.id} (pid {proc.pid}) exited with "
                           f"{proc.popen.returncode}", flush=True)
                     proc.pid = None

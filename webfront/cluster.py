@@ -61,8 +61,15 @@ class Proc:
     data_dir: str
     popen: subprocess.Popen | None = None
     pid: int | None = None
+    external: bool = False  # started by `webfront replica start`, adopted by the supervisor
 
     def alive(self) -> bool:
+        if self.external and self.pid:
+            try:
+                os.kill(self.pid, 0)
+                return Path(f"/proc/{self.pid}/stat").read_text().split()[2] != "Z"
+            except (OSError, IndexError):
+                return False
         return self.popen is not None and self.popen.poll() is None
 
     def record(self) -> dict[str, Any]:
@@ -179,6 +186,12 @@ class LocalCluster:
                     pass
         deadline = time.monotonic() + timeout
         for proc in order:
+            if proc.external:
+                while proc.alive() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if proc.alive():
+                    os.kill(proc.pid, signal.SIGKILL)
+                continue
             if proc.popen is None:
                 continue
             try:
@@ -220,8 +233,14 @@ class LocalCluster:
         proc = self.replica(rid)
         if proc.alive():
             os.kill(proc.pid, signal.SIGKILL)
-            proc.popen.wait(5)
+            if proc.popen is not None:
+                proc.popen.wait(5)
         self.write_run_file()
+
+    def adopt_replica(self, rid: str | int, pid: int) -> None:
+        """Take over a replica started outside this supervisor (stopped with the rest)."""
+        proc = self.replica(rid)
+        proc.popen, proc.pid, proc.external = None, pid, True
 
     def stop_replica(self, rid: str | int) -> None:
         proc = self.replica(rid)
@@ -234,7 +253,10 @@ class LocalCluster:
         """Start a stopped or dead replica again with the same flags and data dir."""
         proc = self.replica(rid)
         if proc.alive():
-            self.kill_replica(rid)
+            os.kill(proc.pid, signal.SIGKILL)
+            if proc.popen is not None:
+                proc.popen.wait(5)
+        proc.external = False
         self._spawn(proc)
 
     def restart_coordinator(self, timeout: float = 20.0) -> None:

@@ -78,12 +78,14 @@ def test_cluster_up_status_lock_and_clean_stop(tmp_path):
         assert again.returncode == 0, again.stderr
         new_pid = json.loads((data / "cluster.json").read_text())
         pids.append(next(p["pid"] for p in new_pid["processes"] if p["id"] == "3"))
+        time.sleep(0.6)  # the supervisor adopts it
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(20)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(pid_alive(p) for p in pids[:-1]):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.1)
-    assert not any(pid_alive(p) for p in pids[:-1])
-    if pid_alive(pids[-1]):  # started by `replica start`, outside the supervisor
-        os.kill(pids[-1], signal.SIGTERM)
+    leftover = [p for p in pids if pid_alive(p)]
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftover, "supervisor left processes running"
