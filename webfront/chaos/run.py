@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from webfront.chaos.workload import Workload
 def run(out: str | Path, duration: float = 60.0, seed: int = 1, replicas: int = 3,
         processes: int = 6, faults: Sequence[str] = ("kill", "pause", "partition"),
         use_netns: bool | None = None, max_ops: int = 200_000, progress: bool = False,
-        log=print) -> dict[str, Any]:
+        log=print, replica_cmd: list[str] | None = None) -> dict[str, Any]:
     """One whole chaos run; returns the checker's summary (also written to out/summary.json)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,8 @@ def run(out: str | Path, duration: float = 60.0, seed: int = 1, replicas: int = 
     history_path = out / "history.jsonl"
     if history_path.exists():
         history_path.unlink()
-    with ChaosCluster(out / "cluster", replicas=replicas, netns=use_netns) as cluster, \
+    with ChaosCluster(out / "cluster", replicas=replicas, netns=use_netns,
+                      replica_cmd=replica_cmd) as cluster, \
             HistoryWriter(history_path) as history:
         log(f"chaos: seed {seed}, {duration:.0f} s, {replicas} replicas, faults "
             f"{', '.join(kinds) or 'none'}, web {cluster.web_url}")
@@ -92,7 +94,7 @@ def run(out: str | Path, duration: float = 60.0, seed: int = 1, replicas: int = 
     (out / "final.json").write_text(json.dumps(final, indent=1, default=str))
     ops_faults = checker.read_history(history_path)
     summary = checker.check(*ops_faults, final)
-    summary.update(seed=seed, duration=duration, replicas=replicas, fault_kinds=list(kinds),
+    summary.update(seed=seed, duration=duration, replica_count=replicas, fault_kinds=list(kinds),
                    notes=notes, harness_errors=(workload.errors + nemesis.errors)[:50])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     log(checker.format_summary(summary))
@@ -137,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "kill,pause,partition); partition/netem need root and ip netns")
     parser.add_argument("--no-netns", action="store_true", help="run replicas on loopback")
     parser.add_argument("--max-ops", type=int, default=200_000)
+    parser.add_argument("--replica-cmd", help="command for a replica instead of replica_server "
+                        "(a stand-in, e.g. 'python -m tests.web.social_replica')")
     args = parser.parse_args(argv)
     kinds = [k for k in args.faults.split(",") if k]
     bad = [k for k in kinds if k not in ALL_KINDS]
@@ -145,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = run(args.out, args.duration, args.seed, args.replicas, args.clients, kinds,
                       use_netns=False if args.no_netns else None, max_ops=args.max_ops,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(),
+                      replica_cmd=shlex.split(args.replica_cmd) if args.replica_cmd else None)
     except (OSError, RuntimeError, TimeoutError) as exc:
         print(f"chaos: the run could not be made: {exc}", file=sys.stderr)
         return 2
