@@ -37,7 +37,7 @@ function render(status) {
       cell(r.applied_seq), cell(r.epoch), cell(r.lag),
       cell((r.digest || "").slice(0, 16)),
       cell(r.last_heartbeat_ms === null || r.last_heartbeat_ms === undefined
-        ? "never" : `${r.last_heartbeat_ms} ms ago`),
+        ? "never" : `${Math.round(r.last_heartbeat_ms)} ms ago`),
     );
     return tr;
   }));

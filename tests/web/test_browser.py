@@ -1,0 +1,221 @@
+"""Browser tests: Debian's Chromium driven by Playwright, against `webfront web` (real gunicorn)
+on a free port, in front of a real local cluster. Screenshots go to test-output/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import FAKE, PASSWORD, replica_cmd, unique
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-output" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is missing: apt-get install chromium"),
+    pytest.mark.skipif(FAKE, reason="needs a real cluster (WEBTEST_FAKE=1 is set)"),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+@pytest.fixture(scope="module")
+def browser_cluster(tmp_path_factory):
+    from webfront.cluster import LocalCluster
+
+    c = LocalCluster(tmp_path_factory.mktemp("browser-cluster"), replicas=3,
+                     policy="majority", replica_cmd=replica_cmd())
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_name():
+    return unique("boss")
+
+
+@pytest.fixture(scope="module")
+def site(browser_cluster, admin_name, tmp_path_factory):
+    """`webfront web` under gunicorn with 2 workers; yields its base URL."""
+    from webfront.cluster import free_port
+
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("web")
+    key_file = workdir / "session.key"
+    key_file.write_text(os.urandom(32).hex())
+    argv = [sys.executable, "-m", "webfront.cli", "web", "--bind", f"127.0.0.1:{port}",
+            "--coordinator", "%s:%d" % browser_cluster.coordinator_address,
+            "--workers", "2", "--admins", admin_name, "--session-key-file", str(key_file)]
+    if browser_cluster.secret_file:
+        argv += ["--secret-file", str(browser_cluster.secret_file)]
+    log = open(workdir / "web.log", "wb")
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/api/v1/health", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("webfront web did not start:\n" +
+                               (workdir / "web.log").read_text()[-3000:])
+        time.sleep(0.1)
+    yield url
+    # Stop gunicorn by the pid we started (its workers are in the session it leads).
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    contexts = []
+
+    def make():
+        ctx = browser.new_context(viewport={"width": 1100, "height": 800})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.csp_errors = []
+        page.on("console", lambda m: "Content Security Policy" in m.text
+                and page.csp_errors.append(m.text))
+        page.set_default_timeout(10_000)
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def register(page, site: str, username: str, display_name: str = "") -> None:
+    page.goto(site + "/register")
+    page.get_by_label("Username").fill(username)
+    if display_name:
+        page.get_by_label("Display name (optional)").fill(display_name)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Register").click()
+    sync_api.expect(page.get_by_role("heading", name="Your timeline")).to_be_visible()
+
+
+def post(page, text: str) -> None:
+    page.get_by_label("What's happening?").fill(text)
+    page.get_by_role("button", name="Post").click()
+    sync_api.expect(page.locator(".post .text", has_text=text)).to_be_visible()
+
+
+def test_social_journey(site, new_page):
+    expect = sync_api.expect
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    bob_name, alice_name = unique("bob"), unique("alice")
+
+    bob = new_page()
+    register(bob, site, bob_name, "Bob Builder")
+    post(bob, "Bob here: can we fix it?")
+
+    alice = new_page()
+    register(alice, site, alice_name, "Alice")
+    # the counter counts down as she types, and turns red past 280
+    box = alice.get_by_label("What's happening?")
+    box.fill("hello")
+    expect(alice.locator("#text-count")).to_have_text("275 characters left")
+    box.fill("x" * 290)
+    expect(alice.locator("#text-count")).to_have_text("10 characters too many")
+    expect(alice.get_by_role("button", name="Post")).to_be_disabled()
+    post(alice, "Alice's first post <script>alert(1)</script>")  # seen at once, escaped
+    expect(alice.locator(".post time").first).to_have_attribute(
+        "datetime", re.compile(r"^\d{4}-\d\d-\d\dT.*Z$"))
+    expect(alice.locator(".post time").first).to_have_text(re.compile(r"just now|s ago"))
+
+    # follow bob: his post joins her timeline
+    alice.goto(f"{site}/{bob_name}")
+    expect(alice.get_by_role("heading", name=re.compile("Bob Builder"))).to_be_visible()
+    alice.get_by_role("button", name="Follow").click()
+    expect(alice.get_by_role("button", name="Unfollow")).to_be_visible()
+    expect(alice.locator(".followers-count")).to_have_text("1")
+    alice.get_by_role("link", name="Home").click()
+    expect(alice.locator(".post .text", has_text="Bob here")).to_be_visible()
+    texts = alice.locator(".post .text").all_inner_texts()
+    assert texts[0].startswith("Alice's first post") and texts[1].startswith("Bob here")
+    alice.screenshot(path=str(SHOTS / "home-timeline.png"), full_page=True)
+
+    # she is on his followers page
+    alice.goto(f"{site}/{bob_name}/followers")
+    expect(alice.locator("ul.people")).to_contain_text(alice_name)
+
+    # bob deletes his post; log out
+    bob.reload()
+    bob.locator(".post", has_text="Bob here").get_by_role("button", name="Delete").click()
+    expect(bob.locator(".post .text", has_text="Bob here")).to_have_count(0)
+
+    alice.get_by_role("button", name="Log out").click()
+    expect(alice.get_by_role("heading", name="Public timeline")).to_be_visible()
+    expect(alice.get_by_role("link", name="Log in")).to_be_visible()
+    alice.goto(site + "/")
+    expect(alice).to_have_url(site + "/public")
+
+    # and logs back in
+    alice.get_by_role("link", name="Log in").click()
+    alice.get_by_label("Username").fill(alice_name)
+    alice.get_by_label("Password").fill(PASSWORD)
+    alice.get_by_role("button", name="Log in").click()
+    expect(alice.get_by_role("heading", name="Your timeline")).to_be_visible()
+    assert not alice.csp_errors and not bob.csp_errors
+
+
+def test_admin_page_shows_a_replica_go_down(site, new_page, browser_cluster, admin_name):
+    expect = sync_api.expect
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = new_page()
+    register(page, site, admin_name)
+    page.get_by_role("link", name="Cluster").click()
+    expect(page.get_by_role("heading", name="Cluster status")).to_be_visible()
+    rows = page.locator("#replica-rows tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#replica-rows .state-up")).to_have_count(3)
+    page.screenshot(path=str(SHOTS / "admin-cluster.png"), full_page=True)
+
+    victim = browser_cluster.replica(3)
+    os.kill(victim.pid, signal.SIGKILL)  # kill -9 by pid
+    victim.popen.wait(5)
+    # no reload: the page's script polls and redraws the table
+    row = page.locator('#replica-rows tr[data-id="3"]')
+    expect(row.locator(".state")).to_have_text("down", timeout=15_000)
+    expect(page.locator("#replica-rows .state-up")).to_have_count(2)
+    page.screenshot(path=str(SHOTS / "admin-cluster-replica-down.png"), full_page=True)
+    assert not page.csp_errors
+
+    # other accounts are refused
+    other = new_page()
+    register(other, site, unique("nosy"))
+    response = other.goto(site + "/admin/cluster")
+    assert response.status == 403
