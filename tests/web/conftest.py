@@ -26,7 +26,7 @@ if FAKE:
     # Before webfront.web is imported: the app then sees the stand-in's exception classes.
     sys.modules["webfront.client"] = fake_cluster.as_module()
 
-from webfront.web import create_app  # noqa: E402
+from webfront.web import create_app
 
 ADMIN = "admin_root"
 PASSWORD = "correct horse battery"

@@ -7,8 +7,9 @@ import re
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from .conftest import ADMIN, PASSWORD, make_config, unique
 from webfront.web import create_app
+
+from .conftest import ADMIN, PASSWORD, make_config, unique
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -116,7 +117,7 @@ def test_create_post_rejects_bad_bodies(api, body):
 
 
 def test_tokens_are_required_and_checked(app, api):
-    name, token = api.signup()
+    name, _token = api.signup()
     for method, path, body in [("POST", "/posts", {"text": "hi"}), ("GET", "/timeline", None),
                                ("POST", "/follows", {"username": name}),
                                ("DELETE", f"/follows/{name}", None),
@@ -144,7 +145,7 @@ def test_tokens_expire(backend):
 
 def test_delete_post_only_own(api):
     alice, ta = api.signup()
-    bob, tb = api.signup()
+    _bob, tb = api.signup()
     pid = api.call("POST", "/posts", ta, json={"text": "mine"}).get_json()["id"]
     r = api.call("DELETE", f"/posts/{pid}", tb)
     assert r.status_code == 403 and error_code(r) == "forbidden"
@@ -155,7 +156,7 @@ def test_delete_post_only_own(api):
 
 def test_delete_account_only_own(api):
     alice, ta = api.signup()
-    bob, tb = api.signup()
+    _bob, tb = api.signup()
     r = api.call("DELETE", f"/users/{alice}", tb)
     assert r.status_code == 403 and error_code(r) == "forbidden"
     assert api.call("GET", f"/users/{alice}").status_code == 200

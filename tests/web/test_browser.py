@@ -56,13 +56,13 @@ def site(browser_cluster, admin_name, tmp_path_factory):
     key_file = workdir / "session.key"
     key_file.write_text(os.urandom(32).hex())
     argv = [sys.executable, "-m", "webfront.cli", "web", "--bind", f"127.0.0.1:{port}",
-            "--coordinator", "%s:%d" % browser_cluster.coordinator_address,
+            "--coordinator", "{}:{}".format(*browser_cluster.coordinator_address),
             "--workers", "2", "--admins", admin_name, "--session-key-file", str(key_file)]
     if browser_cluster.secret_file:
         argv += ["--secret-file", str(browser_cluster.secret_file)]
-    log = open(workdir / "web.log", "wb")
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(workdir / "web.log", "wb") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -85,7 +85,6 @@ def site(browser_cluster, admin_name, tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
-    log.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import FAKE, PASSWORD, make_config, unique
 from webfront.web import create_app
+
+from .conftest import FAKE, PASSWORD, make_config, unique
 
 pytestmark = pytest.mark.skipif(FAKE, reason="needs a real cluster (WEBTEST_FAKE=1 is set)")
 

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from .conftest import ADMIN, PASSWORD, make_config, unique
 from webfront.web import create_app
+
+from .conftest import ADMIN, PASSWORD, make_config, unique
 
 
 def text(response) -> str:
@@ -237,7 +238,7 @@ def test_delete_own_post_only(client, auth, app):
     post_id = int(re.search(r'id="post-(\d+)"', page).group(1))
     auth.logout()
 
-    bob, _ = auth.register()
+    auth.register()
     assert f"/posts/{post_id}/delete" not in text(client.get("/public"))  # no button
     r = client.post(f"/posts/{post_id}/delete")
     assert r.status_code == 403
@@ -302,7 +303,7 @@ def test_follow_unfollow_and_lists(client, auth):
 
 def test_cannot_follow_self_or_nobody(client, auth):
     me, _ = auth.register()
-    assert 'action="/%s/follow"' % me not in text(client.get(f"/{me}"))
+    assert f'action="/{me}/follow"' not in text(client.get(f"/{me}"))
     assert client.post(f"/{me}/follow").status_code == 403
     assert client.post("/nobody_zz_9/follow").status_code == 404
 

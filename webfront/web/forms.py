@@ -16,13 +16,7 @@ MAX_POST_CHARS = 280
 
 # Names that are, or may one day be, paths of the site itself (`/<username>` shares the root).
 RESERVED_NAMES = frozenset(
-    """
-    about account accounts admin administrator api assets auth compose explore favicon feed
-    follow followers following health help home index login logout me messages metrics new
-    notifications post posts privacy public register root rss search security settings signin
-    signout signup static status support system terms timeline tos unfollow user users webfront
-    well_known www
-    """.split()
+    ["about", "account", "accounts", "admin", "administrator", "api", "assets", "auth", "compose", "explore", "favicon", "feed", "follow", "followers", "following", "health", "help", "home", "index", "login", "logout", "me", "messages", "metrics", "new", "notifications", "post", "posts", "privacy", "public", "register", "root", "rss", "search", "security", "settings", "signin", "signout", "signup", "static", "status", "support", "system", "terms", "timeline", "tos", "unfollow", "user", "users", "webfront", "well_known", "www"]
 )
 
 

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the coordinator's client address HOST:PORT")
     p.add_argument("--secret-file", default=os.environ.get("WEBFRONT_SECRET_FILE"),
                    help="file with the cluster's shared secret (none: insecure dev mode)")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("WEBFRONT_WORKERS", 3)))
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WEBFRONT_WORKERS", "3")))
     p.add_argument("--threads", type=int, default=1, help="threads per worker")
     p.add_argument("--admins", default=os.environ.get("WEBFRONT_ADMINS", ""),
                    help="comma-separated usernames allowed on /admin/cluster")
@@ -123,8 +123,8 @@ def _child_exit(server, worker) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
-    except Exception:  # metrics must never take the server down
-        pass
+    except OSError as exc:  # metrics must never take the server down
+        log.warning("could not clean metrics of worker %s: %s", worker.pid, exc)
 
 
 if __name__ == "__main__":
