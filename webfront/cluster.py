@@ -31,7 +31,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def find_replica_server() -> str | None:
-    """The replica_server binary: beside this Python (the venv), on PATH, or in the package."""
+    """The replica_server binary: $REPLICA_SERVER_BIN or PATH (webfront.core.process's rule),
+    else beside this Python (the venv) or in the package."""
+    try:
+        from webfront.core.process import find_binary
+
+        return find_binary()
+    except (ImportError, FileNotFoundError):
+        pass
     candidate = Path(sys.executable).parent / "replica_server"
     if candidate.exists():
         return str(candidate)
