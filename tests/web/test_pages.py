@@ -404,3 +404,8 @@ def test_login_rate_limited(backend):
     codes = [c.post("/login", data={"username": unique(), "password": "bad"}).status_code
              for _ in range(3)]
     assert codes == [401, 401, 429]
+
+
+@pytest.mark.parametrize("path", ["/favicon.ico", "/wp-login.php", "/a", "/x" * 30])
+def test_implausible_names_are_404(client, path):
+    assert client.get(path).status_code == 404

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 
 from . import cluster_access
 from .auth import login_required
+from .forms import USERNAME_RE
 from .timeline import page_args
 
 bp = Blueprint("profiles", __name__)
+
+
+@bp.url_value_preprocessor
+def _plausible_username(endpoint, values) -> None:
+    # `/favicon.ico`, `/wp-login.php` and friends are not users: answer 404 without asking.
+    if values and "username" in values and not USERNAME_RE.match(values["username"]):
+        abort(404)
 
 
 def _is_following(target: str) -> bool:
