@@ -37,8 +37,10 @@ def find_replica_server() -> str | None:
         from webfront.core.process import find_binary
 
         return find_binary()
-    except (ImportError, FileNotFoundError):
+    except (ImportError, FileNotFoundError):  # webfront.core needs its compiled module
         pass
+    if os.environ.get("REPLICA_SERVER_BIN"):
+        return os.environ["REPLICA_SERVER_BIN"]
     candidate = Path(sys.executable).parent / "replica_server"
     if candidate.exists():
         return str(candidate)
