@@ -94,7 +94,7 @@ class Workload:
 
     WEIGHTS = [("post", 30), ("read_public", 10), ("read_user_posts", 10), ("read_timeline", 6),
                ("follow", 8), ("unfollow", 5), ("delete_post", 6), ("read_profile", 4),
-               ("read_followers", 3), ("session_read", 8), ("delete_user", 1)]
+               ("read_followers", 3), ("session_read", 8), ("delete_user", 0.25)]
 
     def __init__(self, base_url: str, history: HistoryWriter, seed: int, processes: int = 6,
                  timeout: float = 5.0, max_ops: int = 1_000_000,
@@ -273,8 +273,8 @@ class Workload:
         result, status, _ = self._call(
             process, http_client, "unfollow", "DELETE", f"/follows/{target}", None, s.token,
             {"actor": s.username, "target": target, "session": s.ident})
-        if result == OK:
-            s.following.discard(target)
+        if result == OK or status == 404:
+            s.following.discard(target)  # unfollowed, or the target's account is gone
         self._after(s, status)
 
     def _delete_user(self, process, http_client, s: _Session, rng) -> None:
