@@ -54,3 +54,30 @@ def test_no_majority_gives_503_and_reads_still_work(own_cluster):
     cluster.wait_state(1, "up", timeout=15)
     assert c.post("/compose", data={"text": "written after"}).status_code == 302
     assert "written after" in c.get("/").get_data(as_text=True)
+
+
+def test_coordinator_unreachable():
+    """No coordinator at all: pages say so plainly with 503, health says so, nothing hangs."""
+    from webfront.cluster import free_port
+
+    from .conftest import FakeBackend
+
+    nowhere = FakeBackend(coordinator_address=("127.0.0.1", free_port()))
+    admin = unique("adm")
+    app = create_app(make_config(nowhere, CLUSTER_TIMEOUT=0.3, ADMINS=[admin]))
+    c = app.test_client()
+    r = c.get("/public")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert "Temporarily unavailable" in r.get_data(as_text=True)
+    r = c.post("/register", data={"username": unique(), "password": PASSWORD,
+                                  "confirm": PASSWORD})
+    assert r.status_code == 503 and "Cannot save changes" in r.get_data(as_text=True)
+    health = c.get("/api/v1/health").get_json()
+    assert health["cluster_reachable"] is False and health["writes_possible"] is False
+    r = c.get("/api/v1/public")
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "unavailable"
+    with c.session_transaction() as session:
+        session["username"] = admin
+    page = c.get("/admin/cluster")
+    assert page.status_code == 200
+    assert "coordinator cannot be reached" in page.get_data(as_text=True)

@@ -44,12 +44,21 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
-def error_response(status: int, code: str, message: str):
+HEADINGS = {404: "Not found", 429: "Slow down", 503: "Cannot save changes right now"}
+READ_UNAVAILABLE = ("The network's servers cannot be reached right now. "
+                    "Please try again in a moment.")
+
+
+def error_response(status: int, code: str, message: str, heading: str | None = None):
     if wants_json():
         response = jsonify(error={"code": code, "message": message})
         response.status_code = status
+        if status == 503:
+            response.headers["Retry-After"] = "1"
         return response
-    return render_template("error.html", status=status, message=message), status
+    heading = heading or HEADINGS.get(status, f"Error {status}")
+    body = render_template("error.html", status=status, heading=heading, message=message)
+    return body, status, ({"Retry-After": "1"} if status == 503 else {})
 
 
 def _cluster_error(exc: ClusterError):
@@ -60,8 +69,13 @@ def _cluster_error(exc: ClusterError):
         status, code = 503, "unavailable"
     message = getattr(exc, "message", "") or str(exc)
     if status == 503:
-        message = EXPLANATIONS[503] if not wants_json() else (
-            "writes are unavailable: no majority of replicas reachable; retry later")
+        if wants_json():
+            message = "the cluster cannot take this request now (no majority of replicas " \
+                      "or coordinator unreachable); retry later"
+        elif request.method in ("GET", "HEAD"):
+            return error_response(503, code, READ_UNAVAILABLE, "Temporarily unavailable")
+        else:
+            message = EXPLANATIONS[503]
     return error_response(status, code, message)
 
 
@@ -70,16 +84,7 @@ def _http_error(exc: HTTPException):
     code = HTTP_CODES.get(status, "error")
     message = exc.description if wants_json() and exc.description else EXPLANATIONS.get(
         status, exc.description or "Something went wrong.")
-    response = error_response(status, code, message)
-    if status == 405 and isinstance(exc, HTTPException):
-        # keep the Allow header werkzeug computed
-        resp = exc.get_response()
-        allow = resp.headers.get("Allow")
-        if allow:
-            r = response if not isinstance(response, tuple) else None
-            if r is not None:
-                r.headers["Allow"] = allow
-    return response
+    return error_response(status, code, message)
 
 
 def _csrf_error(exc: CSRFError):
