@@ -27,12 +27,14 @@ The final state is a JSON object (written by `state.collect_final_state`)::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from webfront.chaos.history import FAIL, INFO, OK, Fault, Op, read_history
 
@@ -147,7 +149,7 @@ def _check_replica(model: _Model, name: str, r: dict[str, Any]) -> list[Violatio
 
     # Seq order: newest first, strictly decreasing, id == seq of its write.
     ids = [int(p["id"]) for p in posts]
-    for a, b in zip(ids, ids[1:]):
+    for a, b in itertools.pairwise(ids):
         if not a > b:
             bad(model.acked_posts.get(b), "seq_order", f"posts out of seq order: {a} before {b}")
             break
@@ -339,7 +341,7 @@ def longest_write_gap(ops: list[Op]) -> dict[str, float]:
     begin = min(op.start for op in ops)
     finish = max(op.end for op in ops)
     marks = [begin] + sorted(op.end for op in ops if op.is_write and op.result == OK) + [finish]
-    best = max(zip(marks, marks[1:]), key=lambda ab: ab[1] - ab[0])
+    best = max(itertools.pairwise(marks), key=lambda ab: ab[1] - ab[0])
     return {"seconds": round(best[1] - best[0], 6), "from": round(best[0], 6),
             "to": round(best[1], 6)}
 
@@ -381,13 +383,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     gap = summary["longest_write_gap"]
     lines = [
         f"chaos check: {'PASS' if summary['valid'] else 'FAIL'}",
-        f"  operations {summary['operations']}: acknowledged {summary['acknowledged']}, "
-        f"failed {summary['failed']}, indeterminate {summary['indeterminate']}",
-        f"  writes {summary['writes']['total']}: acknowledged {summary['writes']['acknowledged']}, "
-        f"failed {summary['writes']['failed']}, indeterminate {summary['writes']['indeterminate']}",
+        (f"  operations {summary['operations']}: acknowledged {summary['acknowledged']}, "
+        f"failed {summary['failed']}, indeterminate {summary['indeterminate']}"),
+        (f"  writes {summary['writes']['total']}: acknowledged {summary['writes']['acknowledged']}, "
+        f"failed {summary['writes']['failed']}, indeterminate {summary['writes']['indeterminate']}"),
         "  faults: " + (", ".join(f"{k} {v}" for k, v in summary["faults"].items()) or "none"),
-        f"  longest window without a successful write: {gap['seconds']:.3f} s "
-        f"(t={gap['from']:.3f}-{gap['to']:.3f})",
+        (f"  longest window without a successful write: {gap['seconds']:.3f} s "
+        f"(t={gap['from']:.3f}-{gap['to']:.3f})"),
         f"  lost writes {summary['lost']}, divergences {summary['divergences']}",
     ]
     for name, r in sorted(summary["replicas"].items()):

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from webfront import protocol
 from webfront.chaos.netns import NetnsLink
@@ -68,7 +68,7 @@ class ChaosCluster:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> "ChaosCluster":
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -146,8 +146,8 @@ class ChaosCluster:
 
     def _spawn_coordinator(self) -> None:
         host, port = self.coordinator_address
-        argv = [sys.executable, "-c", "import sys; from webfront.coordinator import main; "
-                "sys.exit(main())", "--listen", f"{host}:{port}", "--policy", self.policy,
+        argv = [sys.executable, "-c", ("import sys; from webfront.coordinator import main; "
+                "sys.exit(main())"), "--listen", f"{host}:{port}", "--policy", self.policy,
                 "--secret-file", str(self.secret_file), "--state-dir",
                 str(self.dir / "coordinator"), "--run-file", str(self.dir / "run.json")]
         for name in self.replica_names:
@@ -160,7 +160,7 @@ class ChaosCluster:
 
     def _spawn_web(self) -> None:
         env = dict(os.environ, WEBFRONT_SECRET_KEY=secrets.token_hex(16),
-                   WEBFRONT_COORDINATOR="%s:%d" % self.coordinator_address,
+                   WEBFRONT_COORDINATOR="{}:{}".format(*self.coordinator_address),
                    WEBFRONT_SECRET_FILE=str(self.secret_file))
         gunicorn = Path(sys.executable).parent / "gunicorn"
         argv = [str(gunicorn) if gunicorn.exists() else "gunicorn", "--workers",
@@ -188,7 +188,7 @@ class ChaosCluster:
 
     def _write_run_file(self) -> None:
         processes = [{"role": "replica", "id": n, "pid": self.procs[n].pid,
-                      "address": "%s:%d" % self.addresses[n]} for n in self.replica_names
+                      "address": "{}:{}".format(*self.addresses[n])} for n in self.replica_names
                      if n in self.procs]
         processes += [{"role": r, "pid": self.procs[r].pid} for r in ("coordinator", "web")
                       if r in self.procs]

@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 OK = "ok"
 FAIL = "fail"
@@ -123,7 +124,7 @@ class HistoryWriter:
         with self._lock:
             self._file.close()
 
-    def __enter__(self) -> "HistoryWriter":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

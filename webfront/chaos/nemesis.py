@@ -19,8 +19,9 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from webfront.chaos.history import HistoryWriter
 from webfront.chaos.netns import NetnsLink
@@ -128,7 +129,7 @@ class Nemesis:
                         "loss", f"{self.rng.choice([5, 20, 50])}%"]
                 link.netem(*spec)
                 detail = " ".join(spec)
-        except (OSError, Exception) as exc:  # a fault that cannot start is skipped, not fatal
+        except Exception as exc:  # noqa: BLE001 - a fault that cannot start is skipped, not fatal
             self.errors.append(f"{kind} {name}: {exc}")
             return
         self.history.fault(kind, name, "start", detail)
@@ -149,7 +150,7 @@ class Nemesis:
                 link.heal()
             elif fault.kind == "netem" and link is not None:
                 link.clear_netem()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - keep healing the others
             self.errors.append(f"heal {fault.kind} {fault.target}: {exc}")
         if fault in self.active:
             self.active.remove(fault)

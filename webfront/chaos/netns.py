@@ -53,7 +53,7 @@ def netem_available() -> tuple[bool, str]:
     try:
         link.create()
         done = subprocess.run(["tc", "qdisc", "add", "dev", link.host_dev, "root", "netem",
-                               "delay", "1ms"], capture_output=True, text=True, timeout=10)
+                               "delay", "1ms"], capture_output=True, check=False, text=True, timeout=10)
         _netem_cache = (done.returncode == 0, done.stderr.strip() or "")
         if done.returncode != 0:
             _netem_cache = (False, f"tc netem unavailable: {done.stderr.strip()}")
@@ -105,7 +105,7 @@ class NetnsLink:
 
     def clear_netem(self) -> None:
         subprocess.run(["tc", "qdisc", "del", "dev", self.host_dev, "root"],
-                       capture_output=True, timeout=10)
+                       capture_output=True, check=False, timeout=10)
 
     def destroy(self) -> None:
         _ip("link", "del", self.host_dev, check=False)

@@ -15,8 +15,9 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from webfront.chaos import checker, netns
 from webfront.chaos.cluster import ChaosCluster

@@ -9,8 +9,8 @@ replica is read again.
 from __future__ import annotations
 
 import itertools
-import socket
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from webfront import protocol
 
@@ -127,7 +127,7 @@ def collect_final_state(replicas: dict[str, tuple[str, int]], secret: bytes,
     for name, address in sorted(replicas.items()):
         try:
             r = read_replica(address, secret, names)
-        except (OSError, socket.timeout, protocol.ProtocolError, LookupError, RuntimeError) as exc:
+        except (TimeoutError, OSError, protocol.ProtocolError, LookupError, RuntimeError) as exc:
             r = {"up": False, "error": f"{type(exc).__name__}: {exc}"}
         if states is not None:
             r["state"] = states.get(name)

@@ -23,8 +23,9 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from webfront.chaos.history import FAIL, INFO, OK, HistoryWriter
@@ -92,7 +93,7 @@ class Http:
 class Workload:
     """`processes` client threads against `base_url` until `stop()` or the deadline."""
 
-    WEIGHTS = [("post", 30), ("read_public", 10), ("read_user_posts", 10), ("read_timeline", 6),
+    WEIGHTS: ClassVar[list[tuple[str, float]]] = [("post", 30), ("read_public", 10), ("read_user_posts", 10), ("read_timeline", 6),
                ("follow", 8), ("unfollow", 5), ("delete_post", 6), ("read_profile", 4),
                ("read_followers", 3), ("session_read", 8), ("delete_user", 0.25)]
 
@@ -164,7 +165,7 @@ class Workload:
                     else:
                         kind = rng.choices(kinds, weights)[0]
                         getattr(self, "_" + kind)(process, http_client, s, rng)
-                except Exception as exc:  # a bug in the harness, not the system: keep going
+                except Exception as exc:  # noqa: BLE001 - a bug in the harness, not the system: keep going
                     with self._lock:
                         self.errors.append(f"process {process}: {type(exc).__name__}: {exc}")
                     time.sleep(0.05)
@@ -316,7 +317,7 @@ class Workload:
                                 "session": s.ident, "limit": 50}, self._page)
 
     def _read_timeline(self, process, http_client, s: _Session, rng) -> None:
-        result, status, _ = self._call(
+        _, status, _ = self._call(
             process, http_client, "read_timeline", "GET", "/timeline?limit=50", None, s.token,
             {"scope": f"home:{s.username.lower()}", "mode": "linearizable", "session": s.ident,
              "limit": 50},
@@ -343,7 +344,7 @@ class Workload:
         try:
             ok, reply = self.session_reader("user_posts", {"username": s.username, "limit": 50},
                                             s.last_seq)
-        except Exception as exc:  # transport trouble: a failed read, changes nothing
+        except Exception as exc:  # noqa: BLE001 - transport trouble: a failed read, changes nothing
             ok, reply = False, f"{type(exc).__name__}: {exc}"
         if ok and isinstance(reply, dict) and reply.get("ok", True):
             self.history.op(process, "read_user_posts", start, OK,
