@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,11 +20,14 @@ _LISTENING = re.compile(r"^replica_server listening id=(\S+) addr=(\S+):(\d+)$")
 
 
 def find_binary() -> str:
-    """`$REPLICA_SERVER_BIN`, else `replica_server` on PATH (the venv's bin after pip install)."""
+    """`$REPLICA_SERVER_BIN`, else `replica_server` on PATH or beside the running Python."""
     explicit = os.environ.get("REPLICA_SERVER_BIN")
     if explicit:
         return explicit
     found = shutil.which("replica_server")
+    beside = Path(sys.executable).parent / "replica_server"  # the venv's bin, on PATH or not
+    if found is None and beside.exists():
+        found = str(beside)
     if found is None:
         raise FileNotFoundError("replica_server not found: set REPLICA_SERVER_BIN or pip install .")
     return found

@@ -1,0 +1,228 @@
+"""replica_server over TCP: handshake, ordering, reads, bad input, recovery, fencing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from webfront import protocol as P
+from webfront.core.process import start_replica
+
+
+def write(seq: int, op: str, args: dict, epoch: int = 1, rid: str = "") -> dict:
+    return {"t": "w", "e": epoch, "s": seq, "ts": 1000 + seq, "rid": rid, "op": op, "a": args}
+
+
+def connect(proc, secret: bytes = b"") -> socket.socket:
+    sock, ready = P.connect(proc.address, secret, "coordinator")
+    assert ready["t"] == "ready"
+    return sock
+
+
+def send(sock: socket.socket, *bodies: dict) -> None:
+    sock.sendall(b"".join(P.encode_frame(b) for b in bodies))
+
+
+def wait_logged(proc, needle: str, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not proc.logged(needle):
+        assert time.monotonic() < deadline, f"{needle!r} not in log: {proc.log_lines[-5:]}"
+        time.sleep(0.02)
+
+
+def seed(sock: socket.socket, n_posts: int = 5) -> list[dict]:
+    send(sock, write(1, "create_user", {"username": "alice", "password_hash": b"h"}))
+    acks = [P.recv_frame(sock)]
+    for i in range(n_posts):
+        send(sock, write(2 + i, "create_post", {"actor": "alice", "text": f"post {i}"}))
+        acks.append(P.recv_frame(sock))
+    return acks
+
+
+def test_handshake_with_secret(launch, secret_file: Path) -> None:
+    proc = launch(secret_file=secret_file)
+    secret = P.read_secret(secret_file)
+    sock, ready = P.connect(proc.address, secret, "coordinator")
+    assert ready == {"t": "ready", "s": 0, "e": 0, "d": bytes(16), "le": 0}
+    sock.close()
+    with pytest.raises(P.AuthError):  # the replica does not prove the wrong secret
+        P.connect(proc.address, b"wrong", "coordinator")
+
+
+def test_bad_initiator_mac_refused(launch, secret_file: Path) -> None:
+    proc = launch(secret_file=secret_file)
+    sock = socket.create_connection(proc.address, timeout=2)
+    nonce = os.urandom(16)
+    send(sock, P.hello_body("coordinator", nonce))
+    welcome = P.recv_frame(sock)
+    assert welcome["t"] == "welcome" and welcome["v"] == 1 and welcome["id"] == "r1"
+    send(sock, {"t": "auth", "mac": bytes(32)})
+    assert P.recv_frame(sock)["code"] == "auth_failed"
+    assert sock.recv(10) == b""
+    wait_logged(proc, "code=auth_failed")
+
+
+def test_writes_acks_reads_heartbeat(launch) -> None:
+    proc = launch()
+    sock = connect(proc)
+    acks = seed(sock, 3)
+    assert [a["s"] for a in acks] == [1, 2, 3, 4]
+    assert acks[1]["r"]["post"]["id"] == 2 and len(acks[-1]["d"]) == 16
+    send(sock, {"t": "r", "id": 9, "min": 4, "q": "user_posts", "a": {"username": "ALICE"}})
+    rr = P.recv_frame(sock)
+    assert rr["id"] == 9 and rr["s"] == 4
+    assert [p["text"] for p in rr["r"]["posts"]] == ["post 2", "post 1", "post 0"]
+    send(sock, {"t": "hb", "id": 3})
+    hba = P.recv_frame(sock)
+    assert hba == {"t": "hba", "id": 3, "s": 4, "e": 1, "d": acks[-1]["d"], "le": 1}
+    send(sock, write(2, "create_post", {"actor": "alice", "text": "again"}))
+    dup = P.recv_frame(sock)
+    assert dup["dup"] is True and "r" not in dup
+
+
+def test_out_of_order_applied_in_order(launch) -> None:
+    proc = launch()
+    sock = connect(proc)
+    bodies = [write(1, "create_user", {"username": "bob", "password_hash": "x"})]
+    bodies += [write(s, "create_post", {"actor": "bob", "text": str(s)}) for s in range(2, 8)]
+    send(sock, *reversed(bodies))  # 7, 6, ..., 1: nothing can apply until 1 arrives
+    acks = [P.recv_frame(sock) for _ in bodies]
+    assert [a["s"] for a in acks] == list(range(1, 8))
+    assert all(a["r"]["ok"] for a in acks)
+
+
+def test_read_waits_for_min_then_behind(launch) -> None:
+    proc = launch()
+    sock = connect(proc)
+    send(sock, {"t": "r", "id": 1, "min": 1, "q": "state", "wait": 2000})
+    time.sleep(0.1)
+    send(sock, write(1, "create_user", {"username": "carol", "password_hash": "x"}))
+    frames = [P.recv_frame(sock), P.recv_frame(sock)]
+    rr = next(f for f in frames if f["t"] == "rr")
+    assert rr["s"] == 1 and rr["r"]["users"] == 1
+    start = time.monotonic()
+    send(sock, {"t": "r", "id": 2, "min": 50, "q": "state", "wait": 200})
+    rr = P.recv_frame(sock)
+    assert rr["r"] == {"ok": False, "code": "behind", "msg": rr["r"]["msg"]}
+    assert 0.15 < time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1", "undecodable body"),
+        (struct.pack(">I", 50 << 20), "exceeds limit"),
+        (P.encode_frame({"x": 1}), "'t'"),
+    ],
+)
+def test_bad_frames_close_only_that_connection(launch, payload: bytes, reason: str) -> None:
+    proc = launch()
+    good = connect(proc)
+    bad = connect(proc)
+    bad.sendall(payload)
+    err = P.recv_frame(bad)
+    assert err["t"] == "err" and err["code"] in ("malformed", "too_large")
+    assert bad.recv(10) == b""
+    wait_logged(proc, reason)
+    send(good, {"t": "hb", "id": 1})
+    assert P.recv_frame(good)["t"] == "hba"
+
+
+def test_truncated_frame_logged(launch) -> None:
+    proc = launch()
+    bad = connect(proc)
+    bad.sendall(struct.pack(">I", 100) + b"\x81")
+    bad.close()
+    wait_logged(proc, "truncated frame")
+    send(connect(proc), {"t": "hb", "id": 1})
+
+
+def test_garbage_before_handshake(launch) -> None:
+    proc = launch()
+    sock = socket.create_connection(proc.address, timeout=2)
+    sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    err = P.recv_frame(sock)  # "GET " read as a length is ~1.2 GB: refused before the body
+    assert (err["t"], err["code"]) == ("err", "too_large")
+    assert sock.recv(100) == b""
+    wait_logged(proc, "code=too_large")
+    connect(proc).close()
+
+
+def test_restart_recovers_digest(launch, tmp_path: Path) -> None:
+    data = tmp_path / "r1"
+    proc = launch(data_dir=data, fsync="always")
+    acks = seed(connect(proc), 20)
+    proc.stop()
+    again = launch(data_dir=data)
+    ready = P.connect(again.address, b"", "coordinator")[1]
+    assert (ready["s"], ready["d"], ready["le"], ready["e"]) == (21, acks[-1]["d"], 1, 1)
+
+
+def test_snapshot_then_restart(launch, tmp_path: Path) -> None:
+    data = tmp_path / "r1"
+    proc = launch(data_dir=data, extra_args=["--snapshot-every", "7"])
+    acks = seed(connect(proc), 20)
+    proc.stop()
+    assert list(data.glob("snapshot-*.snap"))
+    assert len(list((data / "log").glob("*.log"))) == 1
+    again = launch(data_dir=data)
+    ready = P.connect(again.address, b"", "coordinator")[1]
+    assert (ready["s"], ready["d"]) == (21, acks[-1]["d"])
+
+
+def test_torn_tail_is_cut(launch, tmp_path: Path) -> None:
+    data = tmp_path / "r1"
+    proc = launch(data_dir=data)
+    acks = seed(connect(proc), 5)
+    proc.stop()
+    (segment,) = (data / "log").glob("*.log")
+    size = segment.stat().st_size
+    with segment.open("r+b") as f:
+        f.truncate(size - 3)  # the last record loses its end
+    again = launch(data_dir=data)
+    ready = P.connect(again.address, b"", "coordinator")[1]
+    assert (ready["s"], ready["d"]) == (5, acks[-2]["d"])
+    assert again.logged("event=log_torn_tail")
+
+
+def test_corrupt_middle_refuses_start(replica_binary: str, tmp_path: Path) -> None:
+    data = tmp_path / "r1"
+    proc = start_replica(replica_binary, data_dir=data)
+    seed(connect(proc), 5)
+    proc.stop()
+    (segment,) = (data / "log").glob("*.log")
+    raw = bytearray(segment.read_bytes())
+    raw[30] ^= 0xFF  # inside the first record's body
+    segment.write_bytes(bytes(raw))
+    with pytest.raises(RuntimeError) as info:
+        start_replica(replica_binary, data_dir=data)
+    assert str(segment) in str(info.value) and "offset 0" in str(info.value)
+
+
+def test_stale_epoch_refused(launch, tmp_path: Path) -> None:
+    proc = launch(data_dir=tmp_path / "r1")
+    sock = connect(proc)
+    send(sock, write(1, "create_user", {"username": "dave", "password_hash": "x"}, epoch=5))
+    assert P.recv_frame(sock)["e"] == 5
+    send(sock, write(2, "create_post", {"actor": "dave", "text": "old"}, epoch=4))
+    err = P.recv_frame(sock)
+    assert err == {"t": "err", "s": 2, "code": "stale_epoch", "msg": err["msg"]}
+    proc.stop()
+    again = launch(data_dir=tmp_path / "r1")
+    assert P.connect(again.address, b"", "coordinator")[1]["e"] == 5  # persisted
+
+
+def test_help_documents_flags(replica_binary: str) -> None:
+    import subprocess
+
+    out = subprocess.run([replica_binary, "--help"], capture_output=True, text=True, check=True)
+    for flag in ("--id", "--listen", "--data-dir", "--secret-file", "--insecure-no-auth",
+                 "--fsync", "--snapshot-every", "--max-frame-bytes"):
+        assert flag in out.stdout
+    refused = subprocess.run([replica_binary], capture_output=True, text=True)
+    assert refused.returncode != 0 and "secret" in refused.stderr
