@@ -100,8 +100,9 @@ def browser():
 def new_page(browser):
     contexts = []
 
-    def make():
-        ctx = browser.new_context(viewport={"width": 1100, "height": 800})
+    def make(**options):
+        options.setdefault("viewport", {"width": 1100, "height": 800})
+        ctx = browser.new_context(**options)
         contexts.append(ctx)
         page = ctx.new_page()
         page.csp_errors = []
@@ -218,3 +219,31 @@ def test_admin_page_shows_a_replica_go_down(site, new_page, browser_cluster, adm
     register(other, site, unique("nosy"))
     response = other.goto(site + "/admin/cluster")
     assert response.status == 403
+
+
+def test_admin_page_works_without_javascript(site, new_page, admin_name):
+    page = new_page(java_script_enabled=False)
+    # the admin account may exist already (other test); 201 or 409 are both fine
+    r = page.request.post(site + "/api/v1/users",
+                          data={"username": admin_name, "password": PASSWORD})
+    assert r.status in (201, 409)
+    page.goto(site + "/login")
+    page.get_by_label("Username").fill(admin_name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(site + "/admin/cluster")
+    sync_api.expect(page.locator("#replica-rows tr")).to_have_count(3)
+    sync_api.expect(page.locator("#replica-rows .state").first).to_have_text(
+        re.compile("up|down|suspect|recovering"))
+
+
+def test_phone_sized_public_timeline(site, new_page):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = new_page(viewport={"width": 390, "height": 760}, is_mobile=True)
+    register(page, site, unique("phone"))
+    post(page, "Posted from a small screen")
+    page.goto(site + "/public")
+    sync_api.expect(page.locator(".post .text").first).to_be_visible()
+    # nothing overflows sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(SHOTS / "public-phone.png"), full_page=True)

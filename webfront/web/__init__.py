@@ -51,6 +51,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         PAGE_SIZE=30,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Behind HTTPS (a TLS-terminating proxy), set WEBFRONT_SECURE_COOKIES=1.
+        SESSION_COOKIE_SECURE=os.environ.get("WEBFRONT_SECURE_COOKIES") == "1",
         PERMANENT_SESSION_LIFETIME=timedelta(days=14),
         WTF_CSRF_TIME_LIMIT=None,  # token lives as long as the session
     )
