@@ -208,7 +208,10 @@ void FileLog::replay(std::int64_t after,
 }
 
 void FileLog::truncatePrefix(std::int64_t seq) {
-    if (segments_.back().firstSeq <= seq) openSegment(seq + 1);
+    // Segments are removed whole: start a fresh segment (unless the current one is still empty)
+    // so the one holding `seq` becomes closed, then drop every segment whose successor starts at
+    // or below seq+1 (all its records are <= seq). Records above `seq` are never lost.
+    if (lastSeq_ >= segments_.back().firstSeq) openSegment(lastSeq_ + 1);
     while (segments_.size() > 1 && segments_[1].firstSeq <= seq + 1) {
         ::unlink(segments_.front().path.c_str());
         segments_.erase(segments_.begin());

@@ -29,7 +29,8 @@ public:
     void sync() override;
     void replay(std::int64_t after,
                 const std::function<void(std::int64_t, std::string_view)>& fn) override;
-    /// Starts a new segment at seq+1 and deletes the older segments.
+    /// Closes the current segment (a new one starts at lastSeq()+1) and deletes segments that
+    /// hold only records <= seq.
     void truncatePrefix(std::int64_t seq) override;
     std::int64_t lastSeq() const override { return lastSeq_; }
 

@@ -31,7 +31,8 @@ public:
     virtual void replay(std::int64_t after,
                         const std::function<void(std::int64_t, std::string_view)>& fn) = 0;
 
-    /// Forgets records with seq <= `seq` (they are covered by a snapshot). May keep some.
+    /// Forgets records with seq <= `seq` (they are covered by a snapshot). May keep some of
+    /// them (FileLog drops whole segments only); never drops a record above `seq`.
     virtual void truncatePrefix(std::int64_t seq) = 0;
 
     /// Highest appended seq, 0 when empty.

@@ -68,7 +68,7 @@ class ReplicaVsModel(RuleBasedStateMachine):
         self.write("follow" if on else "unfollow", {"actor": a, "target": b})
 
     @rule(op=st.sampled_from(["create_user", "create_post", "follow", "delete_post", "nope"]),
-          args=st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.lists(st.integers(), max_size=2),
+          args=st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.lists(st.integers(-(2**63), 2**63 - 1), max_size=2),
                          st.dictionaries(st.sampled_from(["actor", "text", "id", "username",
                                                           "target", "password_hash"]),
                                          st.one_of(st.integers(-(2**63), 2**63 - 1), st.none(), st.binary(max_size=3),
@@ -105,8 +105,8 @@ class ReplicaVsModel(RuleBasedStateMachine):
 
 
 ReplicaVsModel.TestCase.settings = settings(
-    max_examples=150,
-    stateful_step_count=40,
+    max_examples=300,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
