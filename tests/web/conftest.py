@@ -26,7 +26,7 @@ if FAKE:
     # Before webfront.web is imported: the app then sees the stand-in's exception classes.
     sys.modules["webfront.client"] = fake_cluster.as_module()
 
-from webfront.web import create_app
+from webfront.web import cluster_access, create_app
 
 ADMIN = "admin_root"
 PASSWORD = "correct horse battery"
@@ -75,6 +75,13 @@ def backend(request):
         fake_cluster.ClusterClient.state = fake_cluster.FakeState()
         return FakeBackend(factory=lambda config: fake_cluster.ClusterClient())
     return request.getfixturevalue("web_cluster")
+
+
+@pytest.fixture(autouse=True)
+def _close_cluster_clients():
+    """Every app a test made gets its cluster connections closed (no ResourceWarning)."""
+    yield
+    cluster_access.close_all()
 
 
 def make_config(backend, **overrides) -> dict:

@@ -12,8 +12,10 @@ applied the user's own writes.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 from typing import Any
 
 from flask import Flask, current_app, g, session
@@ -64,6 +66,22 @@ class _ClientHolder:
                 self._pid = os.getpid()
             return self._client
 
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            client.close()
+
+
+_holders: weakref.WeakSet[_ClientHolder] = weakref.WeakSet()
+
+
+@atexit.register
+def close_all() -> None:
+    """Close every app's client in this process (at exit; tests call it after each test)."""
+    for holder in list(_holders):
+        holder.close()
+
 
 def get_cluster() -> ClusterClient:
     """The cluster client for this request."""
@@ -73,7 +91,9 @@ def get_cluster() -> ClusterClient:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["webfront_cluster"] = _ClientHolder(app)
+    holder = _ClientHolder(app)
+    _holders.add(holder)
+    app.extensions["webfront_cluster"] = holder
 
 
 def _check(reply: dict) -> dict:
