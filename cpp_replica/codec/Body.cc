@@ -47,8 +47,11 @@ Body Body::decode(std::string_view bytes, const Limits& limits) {
         msgpack::unpack_limit unpackLimit(limits.maxListItems, limits.maxMapEntries,
                                           limits.maxStringBytes, limits.maxStringBytes, 0,
                                           limits.maxDepth + 1);
-        body.handle_ = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr,
-                                       unpackLimit);
+        // Zero copy: str/bin values point into `bytes`, which the caller keeps alive.
+        body.handle_ = msgpack::unpack(
+            bytes.data(), bytes.size(), offset,
+            [](msgpack::type::object_type, std::size_t, void*) { return true; }, nullptr,
+            unpackLimit);
     } catch (const std::exception& e) {
         malformed(std::string("undecodable body: ") + e.what());
     }

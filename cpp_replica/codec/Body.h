@@ -15,7 +15,8 @@ namespace replica {
 /// decode. Lookups are linear, which is fastest for the <= 32 entries a map may have.
 class Body {
 public:
-    /// Decodes and checks `bytes`. Throws FrameError("malformed") when the bytes are not exactly
+    /// Decodes and checks `bytes`. The Body references `bytes` (zero copy): the caller must keep
+    /// them alive and unchanged while the Body is used. Throws FrameError("malformed") when the bytes are not exactly
     /// one map with string keys and a string `t`, or break a limit (sizes, counts, nesting).
     static Body decode(std::string_view bytes, const Limits& limits);
 

@@ -93,6 +93,7 @@ private:
     std::int64_t applied_ = 0;
     std::int64_t lastEpoch_ = 0;
     Digest digest_{};
+    std::string hashScratch_;  // reused buffer for the digest input (no state, just capacity)
 };
 
 }  // namespace replica

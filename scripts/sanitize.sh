@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds an AddressSanitizer + UBSan copy of replica_server (plain CMake, its own build dir, no
+# Python module) and runs the core process tests against it. Usage: scripts/sanitize.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR="${SANITIZE_BUILD_DIR:-build/sanitize}"
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Debug -DREPLICA_SANITIZE=ON -DREPLICA_BUILD_MODULE=OFF >/dev/null
+cmake --build "$BUILD_DIR" -j2 --target replica_server
+export REPLICA_SERVER_BIN="$PWD/$BUILD_DIR/replica_server"
+# halt_on_error: any report fails the server, which the tests then see as a crash.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+exec .venv/bin/python -m pytest tests/core/test_replica_process.py -q "$@"
