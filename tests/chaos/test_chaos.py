@@ -3,7 +3,8 @@
 Three seeds of 60 s each (CHAOS_DURATION overrides, e.g. 20 for a quick look): kills and pauses
 on loopback replicas, and partitions with replicas in their own network namespaces where root
 and `ip netns` are available (marked `netns`; skipped with the reason otherwise). Each run's
-history, final state and summary stay under pytest's tmp_path for a post-mortem.
+history, final state and summary stay under pytest's tmp_path (or $CHAOS_OUT, for CI
+artifacts) for a post-mortem.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def _run(tmp_path, seed: int, faults: tuple[str, ...], use_netns: bool) -> dict:
     from webfront.chaos.run import run
 
     lines: list[str] = []
-    summary = run(tmp_path / f"seed{seed}", duration=DURATION, seed=seed, faults=faults,
+    root = Path(os.environ["CHAOS_OUT"]) if os.environ.get("CHAOS_OUT") else tmp_path
+    summary = run(root / f"seed{seed}", duration=DURATION, seed=seed, faults=faults,
                   use_netns=use_netns, log=lines.append)
     report = "\n".join(lines)
     print(report)
