@@ -243,6 +243,11 @@ class ChaosCluster:
         finally:
             sock.close()
 
+    def healthy(self) -> bool:
+        """Every replica `up` in the coordinator's view."""
+        reps = self.status(timeout=1.0).get("replicas", [])
+        return bool(reps) and all(r.get("state") == "up" for r in reps)
+
     def wait_converged(self, timeout: float = 30.0) -> dict[str, Any]:
         """Wait until every replica is up at one applied seq; return the last status seen."""
         deadline = time.monotonic() + timeout

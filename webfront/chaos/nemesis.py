@@ -7,6 +7,9 @@ Fault kinds (each a start and a heal, both recorded in the history):
 - `partition`: the replica's veth link is set down; heal = up. Needs the replica in a netns.
 - `netem`: delay and loss on that link with `tc netem`; heal = qdisc removed.
 
+Between faults the nemesis waits until the coordinator reports every replica `up` again, so
+a fault hits a healthy cluster and its unavailability window can be measured on its own.
+
 The schedule (which fault, on which replica, for how long, how long between faults) comes from
 `random.Random(seed)` alone, so a seed names a scenario. Timing of the system under test still
 varies, so a seed reproduces the faults, not the exact history.
@@ -97,12 +100,24 @@ class Nemesis:
                 name = self.rng.choice(self.target.replica_names)
                 hold = self.rng.uniform(*self.duration)
                 next_fault = now + self.rng.uniform(*self.interval)
-                if len(self.active) < self.max_faulty and all(f.target != name
-                                                              for f in self.active):
+                if (len(self.active) < self.max_faulty
+                        and all(f.target != name for f in self.active) and self._healthy()):
                     self._inject(kind, name, hold)
             self._stop.wait(0.05)
         for fault in list(self.active):
             self._heal(fault)
+
+    def _healthy(self) -> bool:
+        """With nothing active, start a fault only once every replica is back `up` (a replica
+        that was just healed may still be recovering: faulting another one then would take a
+        majority out). Targets without a `healthy()` are always ready."""
+        check = getattr(self.target, "healthy", None)
+        if self.active or check is None:
+            return True
+        try:
+            return bool(check())
+        except Exception:  # noqa: BLE001 - cannot tell: do not add a fault
+            return False
 
     def _inject(self, kind: str, name: str, hold: float) -> None:
         link = self.target.replica_link(name)
