@@ -1,30 +1,14 @@
 """Fixtures for the web tests: `app`, `client`, `auth` (flaskr's AuthActions), `api`.
 
-The app talks to a real local cluster: the `cluster` fixture of tests/conftest.py (replica
-processes plus a coordinator). With WEBTEST_FAKE=1 (or while webfront/client.py does not
-exist) an in-memory stand-in with the protocol's semantics is used instead, for quick runs.
+The app talks to a real local cluster: real `replica_server` processes plus a coordinator,
+started by webfront.cluster.LocalCluster (see tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
-from dataclasses import dataclass, field
 
 import pytest
-
-from . import fake_cluster
-
-FAKE = os.environ.get("WEBTEST_FAKE") == "1"
-if not FAKE:
-    try:
-        import webfront.client  # noqa: F401
-    except ImportError:
-        FAKE = True
-if FAKE:
-    # Before webfront.web is imported: the app then sees the stand-in's exception classes.
-    sys.modules["webfront.client"] = fake_cluster.as_module()
 
 from webfront.web import cluster_access, create_app
 
@@ -34,26 +18,10 @@ PASSWORD = "correct horse battery"
 FAST_HASH = "scrypt:1024:8:1"
 
 
-@dataclass
-class FakeBackend:
-    coordinator_address: tuple = ("127.0.0.1", 1)
-    secret: bytes = b""
-    fake: bool = True
-    factory: object = field(default=None)
-
-
-def replica_cmd() -> list[str]:
-    """The C++ binary, else a Python replica with the whole state machine (social_replica)."""
-    from webfront.cluster import find_replica_server
-
-    binary = None if os.environ.get("WEBFRONT_FAKE_REPLICA") == "1" else find_replica_server()
-    return [binary] if binary else [sys.executable, "-m", "tests.web.social_replica"]
-
-
 @pytest.fixture
 def own_cluster(cluster_factory):
     """A fresh 3-replica majority cluster for a test that breaks it (kills replicas)."""
-    return cluster_factory(replica_cmd=replica_cmd())
+    return cluster_factory()
 
 
 @pytest.fixture(scope="session")
@@ -62,19 +30,15 @@ def web_cluster(tmp_path_factory):
     costs about a second). Tests that kill replicas use the per-test `cluster` fixture."""
     from webfront.cluster import LocalCluster
 
-    c = LocalCluster(tmp_path_factory.mktemp("web-cluster"), replicas=3, policy="majority",
-                     replica_cmd=replica_cmd())
+    c = LocalCluster(tmp_path_factory.mktemp("web-cluster"), replicas=3, policy="majority")
     c.start()
     yield c
     c.stop()
 
 
 @pytest.fixture
-def backend(request):
-    if FAKE:
-        fake_cluster.ClusterClient.state = fake_cluster.FakeState()
-        return FakeBackend(factory=lambda config: fake_cluster.ClusterClient())
-    return request.getfixturevalue("web_cluster")
+def backend(web_cluster):
+    return web_cluster
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +54,6 @@ def make_config(backend, **overrides) -> dict:
         "SECRET_KEY": "test-" + uuid.uuid4().hex,
         "COORDINATOR": backend.coordinator_address,
         "CLUSTER_SECRET": backend.secret,
-        "CLUSTER_CLIENT_FACTORY": getattr(backend, "factory", None),
         "WTF_CSRF_ENABLED": False,
         "ADMINS": [ADMIN],
         "PASSWORD_HASH_METHOD": FAST_HASH,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FAKE, PASSWORD, replica_cmd, unique
+from .conftest import PASSWORD, unique
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM),
                        reason=f"{CHROMIUM} is missing: apt-get install chromium"),
-    pytest.mark.skipif(FAKE, reason="needs a real cluster (WEBTEST_FAKE=1 is set)"),
 ]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -35,7 +34,7 @@ def browser_cluster(tmp_path_factory):
     from webfront.cluster import LocalCluster
 
     c = LocalCluster(tmp_path_factory.mktemp("browser-cluster"), replicas=3,
-                     policy="majority", replica_cmd=replica_cmd())
+                     policy="majority")
     c.start()
     yield c
     c.stop()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from webfront.web import create_app
 
-from .conftest import FAKE, PASSWORD, make_config, unique
+from .conftest import PASSWORD, make_config, unique
 
-pytestmark = pytest.mark.skipif(FAKE, reason="needs a real cluster (WEBTEST_FAKE=1 is set)")
 
 
 def test_no_majority_gives_503_and_reads_still_work(own_cluster):
@@ -60,9 +61,7 @@ def test_coordinator_unreachable():
     """No coordinator at all: pages say so plainly with 503, health says so, nothing hangs."""
     from webfront.cluster import free_port
 
-    from .conftest import FakeBackend
-
-    nowhere = FakeBackend(coordinator_address=("127.0.0.1", free_port()))
+    nowhere = SimpleNamespace(coordinator_address=("127.0.0.1", free_port()), secret=b"")
     admin = unique("adm")
     app = create_app(make_config(nowhere, CLUSTER_TIMEOUT=0.3, ADMINS=[admin]))
     c = app.test_client()

@@ -39,7 +39,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         CLUSTER_SECRET_FILE=os.environ.get("WEBFRONT_SECRET_FILE"),
         CLUSTER_SECRET=None,  # bytes; wins over CLUSTER_SECRET_FILE (tests)
         CLUSTER_TIMEOUT=3.0,
-        CLUSTER_CLIENT_FACTORY=None,  # callable(config) -> client; tests may swap the client
         ADMINS=[a for a in os.environ.get("WEBFRONT_ADMINS", "").split(",") if a],
         PASSWORD_HASH_METHOD="scrypt",
         API_TOKEN_MAX_AGE=24 * 3600,

@@ -56,13 +56,9 @@ class _ClientHolder:
         with self._lock:
             if self._client is None or self._pid != os.getpid():
                 config = self._app.config
-                factory = config.get("CLUSTER_CLIENT_FACTORY")
-                if factory is not None:
-                    self._client = factory(config)
-                else:
-                    self._client = ClusterClient(_address(config["COORDINATOR"]),
-                                                 secret=_secret(config),
-                                                 timeout=float(config["CLUSTER_TIMEOUT"]))
+                self._client = ClusterClient(_address(config["COORDINATOR"]),
+                                             secret=_secret(config),
+                                             timeout=float(config["CLUSTER_TIMEOUT"]))
                 self._pid = os.getpid()
             return self._client
 
