@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
-
 from webfront.web import create_app
 
 from .conftest import PASSWORD, make_config, unique
-
 
 
 def test_no_majority_gives_503_and_reads_still_work(own_cluster):
