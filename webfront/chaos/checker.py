@@ -27,11 +27,12 @@ The final state is a JSON object (written by `state.collect_final_state`)::
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import json
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,19 +277,38 @@ def _content_key(r: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- reads
 
-def _in_scope(model: _Model, scope: str, post: Op) -> bool:
-    author = post.payload.get("actor", "").lower()
-    if scope == "public":
-        return True
-    kind, _, who = scope.partition(":")
-    if kind in ("user", "home"):
-        return author == who.lower()  # home: own posts only; follows make the rest uncertain
-    return False
+class _ScopeIndex:
+    """Acknowledged posts of one scope sorted by acknowledgement time, with a running maximum of
+    their ids, so a read finds "acknowledged before I started, newer than my page's oldest"
+    by walking back from a bisection point instead of scanning every post."""
+
+    def __init__(self, posts: list[tuple[int, Op]]) -> None:
+        self.posts = sorted(posts, key=lambda kv: kv[1].end)
+        self.ends = [op.end for _, op in self.posts]
+        self.max_id: list[int] = []
+        running = -1
+        for post_id, _ in self.posts:
+            running = max(running, post_id)
+            self.max_id.append(running)
+
+    def acked_before(self, time: float, above: int) -> Iterator[tuple[int, Op]]:
+        """Posts acknowledged before `time` whose id is above `above`, newest first."""
+        i = bisect.bisect_left(self.ends, time) - 1
+        while i >= 0 and self.max_id[i] > above:
+            post_id, op = self.posts[i]
+            if post_id > above:
+                yield post_id, op
+            i -= 1
 
 
 def _check_reads(model: _Model) -> list[Violation]:
     out: list[Violation] = []
-    acked = sorted(model.acked_posts.items(), key=lambda kv: kv[1].end)
+    everything = _ScopeIndex(list(model.acked_posts.items()))
+    by_author: dict[str, list[tuple[int, Op]]] = defaultdict(list)
+    for post_id, op in model.acked_posts.items():
+        by_author[op.payload.get("actor", "").lower()].append((post_id, op))
+    author_index = {a: _ScopeIndex(posts) for a, posts in by_author.items()}
+    empty = _ScopeIndex([])
     for read in model.ops:
         if not read.kind.startswith("read_") or read.result != OK:
             continue
@@ -302,11 +322,11 @@ def _check_reads(model: _Model) -> list[Violation]:
         # A full page may hide older posts even when the server sent no `next`.
         full = read.value.get("more") or len(ids) >= int(read.payload.get("limit") or 10**9)
         lo = min(ids) if ids and full else -1
-        for post_id, post in acked:
-            if post.end >= read.start:
-                break
-            if post_id <= lo or not _in_scope(model, scope, post):
-                continue
+        if scope == "public":
+            index = everything
+        else:
+            index = author_index.get(scope.partition(":")[2].lower(), empty)
+        for post_id, post in index.acked_before(read.start, lo):
             if mode != "linearizable" and (session is None or post.payload.get("session") != session):
                 continue
             author = post.payload.get("actor", "")
