@@ -239,3 +239,14 @@ def test_torn_last_line_is_ignored(tmp_path):
     with path.open("a") as f:
         f.write('{"type": "op", "ind')
     assert _run(path, final)["valid"]
+
+
+def test_two_writes_with_one_seq_are_caught(tmp_path):
+    path, final = _clean(tmp_path)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for rec in records:
+        if rec.get("kind") == "post" and rec.get("seq") == 4:
+            rec["seq"] = 3
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    summary = _run(path, final)
+    assert summary["violations_by_check"].get("total_order") == 1

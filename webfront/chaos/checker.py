@@ -113,6 +113,7 @@ def check(ops: list[Op], faults: list[Fault], final: dict[str, Any] | None,
     if final is not None:
         violations += _check_final_state(model, final, require_all_up)
     violations += _check_reads(model)
+    violations += _check_unique_seqs(ops)
     violations.sort()
     summary = _summary(ops, faults, final, violations)
     return summary
@@ -276,6 +277,20 @@ def _content_key(r: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- reads
+
+def _check_unique_seqs(ops: list[Op]) -> list[Violation]:
+    """Total order: no two acknowledged writes were given the same seq."""
+    out: list[Violation] = []
+    owner: dict[int, Op] = {}
+    for op in sorted(ops, key=lambda o: o.end):
+        if not op.is_write or op.result != OK or op.seq is None:
+            continue
+        first = owner.setdefault(int(op.seq), op)
+        if first is not op:
+            out.append(Violation(op.end, "total_order", f"{op.describe()} was acknowledged with "
+                                 f"seq {op.seq}, already given to {first.describe()}", op.index))
+    return out
+
 
 class _ScopeIndex:
     """Acknowledged posts of one scope sorted by acknowledgement time, with a running maximum of
