@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from webfront.cluster import RUN_FILE, LocalCluster
+from webfront.cluster import RUN_FILE, LocalCluster, Proc, free_port
 
 
 def _cmd_cluster_up(args: argparse.Namespace) -> int:
@@ -53,12 +53,28 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
     print(f"run file {data_dir / RUN_FILE}; Ctrl-C stops everything", flush=True)
     try:
         while not stopping:
-            time.sleep(0.2)
+            time.sleep(0.05)
+            coordinator = cluster.procs["coordinator"]
+            if not coordinator.alive():
+                # at once and on the same ports: clients retry with their request ids
+                print(f"coordinator (pid {coordinator.pid}) exited with "
+                      f"{coordinator.popen.returncode if coordinator.popen else '?'}: "
+                      "restarting it", flush=True)
+                cluster.start_coordinator()
             try:
-                recorded = {p["id"]: p.get("pid") for p in json.loads(
-                    (data_dir / RUN_FILE).read_text())["processes"] if p["role"] == "replica"}
+                entries = [p for p in json.loads((data_dir / RUN_FILE).read_text())["processes"]
+                           if p["role"] == "replica"]
             except (OSError, ValueError, KeyError):
-                recorded = {}
+                entries = []
+            recorded = {p["id"]: p.get("pid") for p in entries}
+            for entry in entries:  # added by `webfront replica new`
+                name = f"replica-{entry['id']}"
+                if name not in cluster.procs and entry.get("pid"):
+                    cluster.procs[name] = Proc("replica", entry["id"], entry["argv"],
+                                               entry["address"], entry["data_dir"])
+                    cluster.adopt_replica(entry["id"], entry["pid"])
+                    print(f"replica {entry['id']} added (pid {entry['pid']}): adopted",
+                          flush=True)
             for proc in cluster.replica_procs():
                 pid = recorded.get(proc.id)
                 if not proc.alive() and pid and pid != proc.pid:
@@ -67,8 +83,8 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
                     cluster.adopt_replica(proc.id, pid)
                     continue
                 if not proc.alive() and proc.pid:
-                    print(f"replica {proc.id} (pid {proc.pid}) exited with "
-                          f"{proc.popen.returncode}", flush=True)
+                    code = proc.popen.returncode if proc.popen is not None else "?"
+                    print(f"replica {proc.id} (pid {proc.pid}) exited with {code}", flush=True)
                     proc.pid = None
                     cluster.write_run_file()
                     if args.restart_dead:
@@ -111,6 +127,86 @@ def _cmd_replica_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_for(args: argparse.Namespace):  # noqa: ANN202
+    from webfront.client import ClusterClient
+    from webfront.protocol import read_secret
+
+    secret_file = args.secret_file
+    if args.coordinator:
+        address = args.coordinator
+    else:
+        run = _load_run_file(args.data_dir)
+        address = run["coordinator"]
+        secret_file = secret_file or run.get("secret_file")
+    return ClusterClient(address, read_secret(secret_file) if secret_file else b"",
+                         timeout=args.timeout)
+
+
+def _cmd_replicas(args: argparse.Namespace) -> int:
+    from webfront.client import ClusterError
+
+    client = _client_for(args)
+    try:
+        if args.action == "add":
+            rid = client.add_replica(args.address)
+            print(f"replica {rid} at {args.address} added; it is recovering (state transfer) "
+                  "and becomes up once caught up: see `webfront status`")
+        else:
+            client.remove_replica(args.id)
+            print(f"replica {args.id} removed from the membership")
+    except ClusterError as exc:
+        print(f"webfront: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
+def _cmd_replica_new(args: argparse.Namespace) -> int:
+    """Start a replica with an empty data dir for the local cluster and add it."""
+    run = _load_run_file(args.data_dir)
+    replicas = [p for p in run["processes"] if p["role"] == "replica"]
+    if not replicas:
+        raise SystemExit("webfront: no replica in the run file to copy flags from")
+    ids = [int(p["id"]) for p in replicas if str(p["id"]).isdigit()]
+    rid = str(max(ids, default=0) + 1)
+    model = replicas[0]["argv"]
+    skip = {"--id", "--listen", "--data-dir"}
+    argv, i = [], 0
+    while i < len(model):
+        if model[i] in skip:
+            i += 2
+            continue
+        argv.append(model[i])
+        i += 1
+    root = Path(args.data_dir).resolve()
+    rdir = Path(args.replica_data_dir).resolve() if args.replica_data_dir else \
+        root / f"replica-{rid}"
+    if rdir.exists() and any(rdir.iterdir()):
+        raise SystemExit(f"webfront: {rdir} is not empty")
+    rdir.mkdir(parents=True, exist_ok=True)
+    host = run["coordinator"].rpartition(":")[0] or "127.0.0.1"
+    address = f"{host}:{free_port(host)}"
+    argv += ["--id", rid, "--listen", address, "--data-dir", str(rdir)]
+    log = open(root / f"replica-{rid}.log", "ab")
+    popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+    run["processes"].append({"role": "replica", "id": rid, "pid": popen.pid, "address": address,
+                             "data_dir": str(rdir), "argv": argv})
+    tmp = root / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(run, indent=2))
+    os.replace(tmp, root / RUN_FILE)
+    print(f"replica {rid} started, pid {popen.pid}, {address}, data dir {rdir}")
+    deadline = time.monotonic() + 5
+    args.address = address
+    args.action = "add"
+    while True:  # it needs a moment to listen
+        code = _cmd_replicas(args)
+        if code == 0 or time.monotonic() > deadline:
+            return code
+        time.sleep(0.1)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from webfront.client import ClusterClient, ClusterError
     from webfront.coordinator.status import format_table
@@ -144,6 +240,12 @@ def _cmd_web(argv: list[str]) -> int:
     return web_main(argv) or 0
 
 
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--coordinator", help="HOST:PORT (default: from the run file)")
+    parser.add_argument("--secret-file")
+    parser.add_argument("--timeout", type=float, default=5.0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["coordinator"]:
@@ -171,6 +273,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = replica_sub.add_parser("start", help="start a replica again with its recorded flags")
     start.add_argument("id")
     start.add_argument("--data-dir", default="./var")
+    new = replica_sub.add_parser("new", help="start a replica with an empty data dir and add it "
+                                 "to the running local cluster")
+    new.add_argument("--data-dir", default="./var", help="the cluster's data dir")
+    new.add_argument("--replica-data-dir", help="default: DIR/replica-<new id>")
+    _client_flags(new)
+    replicas = sub.add_parser("replicas", help="change the membership at runtime")
+    replicas_sub = replicas.add_subparsers(dest="action", required=True)
+    add = replicas_sub.add_parser("add", help="add the replica at HOST:PORT (state transfer)")
+    add.add_argument("address", metavar="HOST:PORT")
+    add.add_argument("--data-dir", default="./var")
+    _client_flags(add)
+    remove = replicas_sub.add_parser("remove", help="take replica ID out of the membership")
+    remove.add_argument("id")
+    remove.add_argument("--data-dir", default="./var")
+    _client_flags(remove)
     status = sub.add_parser("status", help="show every replica's state")
     status.add_argument("--data-dir", default="./var")
     status.add_argument("--coordinator", help="HOST:PORT (default: from the run file)")
@@ -181,7 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "cluster":
         return _cmd_cluster_up(args)
     if args.command == "replica":
+        if args.action == "new":
+            return _cmd_replica_new(args)
         return _cmd_replica_start(args)
+    if args.command == "replicas":
+        return _cmd_replicas(args)
     return _cmd_status(args)
 
 

@@ -124,6 +124,15 @@ class ClusterClient:
     def status(self) -> dict:
         return self._call({"t": "st"}, retry_refusal=True)["status"]
 
+    def add_replica(self, address: str) -> str:
+        """Add the replica at HOST:PORT to the membership; returns its id (from its handshake).
+        It joins as `recovering` and is `up` after state transfer."""
+        return str(self._call({"t": "madd", "addr": address}, retry_refusal=True)["replica"])
+
+    def remove_replica(self, replica_id: str) -> str:
+        return str(self._call({"t": "mrm", "replica": str(replica_id)},
+                              retry_refusal=True)["replica"])
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -158,7 +167,7 @@ class ClusterClient:
                 continue
             if body.get("t") == "err":
                 code = str(body.get("code", "error"))
-                if code == "timeout" or (code == "unavailable" and retry_refusal and
+                if code == "timeout" or (code == "unavailable" and
                                          "starting" in str(body.get("msg", ""))):
                     last_error = f"{code}: {body.get('msg', '')}"
                     time.sleep(min(delay, max(0.0, deadline - time.monotonic())))

@@ -96,6 +96,7 @@ class LocalCluster:
     replica_cmd: list[str] | None = None  # default: the replica_server binary
     insecure: bool = False
     coordinator_args: list[str] = field(default_factory=list)
+    replica_args: list[str] = field(default_factory=list)  # extra replica_server flags
     procs: dict[str, Proc] = field(default_factory=dict)
     coordinator_port: int = 0
     secret_file: Path | None = None
@@ -107,19 +108,14 @@ class LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.insecure:
             self.secret_file = ensure_secret(self.data_dir / "secret")
-        cmd = self.replica_cmd
-        if cmd is None:
-            binary = find_replica_server()
-            if binary is None:
-                raise RuntimeError("replica_server not found: run scripts/bootstrap.sh")
-            cmd = [binary]
+        cmd = self._replica_cmd()
         for i in range(1, self.replicas + 1):
             rid = str(i)
             port = free_port(self.host)
             rdir = self.data_dir / f"replica-{rid}"
             rdir.mkdir(exist_ok=True)
             argv = cmd + ["--id", rid, "--listen", f"{self.host}:{port}", "--data-dir", str(rdir)]
-            argv += self._auth_flags()
+            argv += self._auth_flags() + self.replica_args
             self.procs[f"replica-{rid}"] = Proc("replica", rid, argv, f"{self.host}:{port}",
                                                 str(rdir))
         self.coordinator_port = free_port(self.host)
@@ -149,6 +145,14 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+
+    def _replica_cmd(self) -> list[str]:
+        if self.replica_cmd is not None:
+            return list(self.replica_cmd)
+        binary = find_replica_server()
+        if binary is None:
+            raise RuntimeError("replica_server not found: run scripts/bootstrap.sh")
+        return [binary]
 
     def _auth_flags(self) -> list[str]:
         if self.insecure:
@@ -267,6 +271,47 @@ class LocalCluster:
                 proc.popen.wait(5)
         proc.external = False
         self._spawn(proc)
+
+    def new_replica(self, rid: str | None = None) -> Proc:
+        """Start a replica with a fresh, empty data dir (not yet a member: add it with
+        `client().add_replica(proc.address)`)."""
+        if rid is None:
+            numbers = [int(p.id) for p in self.replica_procs() if p.id.isdigit()]
+            rid = str(max(numbers, default=0) + 1)
+        port = free_port(self.host)
+        rdir = self.data_dir / f"replica-{rid}"
+        if rdir.exists():
+            shutil.rmtree(rdir)
+        rdir.mkdir()
+        argv = self._replica_cmd() + ["--id", rid, "--listen", f"{self.host}:{port}",
+                                      "--data-dir", str(rdir)]
+        argv += self._auth_flags() + self.replica_args
+        proc = Proc("replica", rid, argv, f"{self.host}:{port}", str(rdir))
+        self.procs[f"replica-{rid}"] = proc
+        self._spawn(proc)
+        return proc
+
+    def kill_coordinator(self) -> None:
+        """kill -9 the coordinator (a crash)."""
+        proc = self.procs["coordinator"]
+        if proc.alive():
+            os.kill(proc.pid, signal.SIGKILL)
+            if proc.popen is not None:
+                proc.popen.wait(5)
+
+    def start_coordinator(self) -> None:
+        """Start the coordinator again with the same flags and ports (without waiting)."""
+        self._spawn(self.procs["coordinator"])
+
+    def kill_all(self) -> None:
+        """kill -9 every replica and the coordinator at once (web front end untouched)."""
+        procs = [p for p in self.procs.values() if p.role in ("replica", "coordinator")]
+        for proc in procs:
+            if proc.alive():
+                os.kill(proc.pid, signal.SIGKILL)
+        for proc in procs:
+            if proc.popen is not None:
+                proc.popen.wait(5)
 
     def restart_coordinator(self, timeout: float = 20.0) -> None:
         """Stop the coordinator (SIGTERM) and start it again with the same flags."""

@@ -14,27 +14,30 @@ from typing import Sequence
 from webfront.coordinator.config import CoordinatorConfig, add_arguments, from_args
 
 
-async def serve(config: CoordinatorConfig) -> None:
+async def serve(config: CoordinatorConfig) -> int:
     from webfront.coordinator.core import Coordinator
 
     loop = asyncio.get_running_loop()
     coordinator = Coordinator(config, loop)
+    stop = loop.create_future()
+    coordinator.on_fatal = lambda: stop.done() or stop.set_result(None)
     await coordinator.start()
     if config.metrics_port:
         from webfront.coordinator.metrics import start_metrics
 
         start_metrics(coordinator, config.metrics_port)
-    stop = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     try:
         await stop
     finally:
         coordinator.stop()
+    return coordinator.exit_code
 
 
-def run(config: CoordinatorConfig) -> None:
-    """Run the coordinator until SIGINT/SIGTERM, on uvloop when it is installed."""
+def run(config: CoordinatorConfig) -> int:
+    """Run the coordinator until SIGINT/SIGTERM (0) or until fenced by a newer one (3), on
+    uvloop when it is installed."""
     try:
         import uvloop
 
@@ -42,7 +45,7 @@ def run(config: CoordinatorConfig) -> None:
     except ImportError:  # stock asyncio works, a little slower
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve(config))
+        return runner.run(serve(config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,5 +60,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
-    run(config)
-    return 0
+    return run(config)

@@ -64,6 +64,13 @@ class ReplicaLink:
         self.out_bytes = 0
         self.send_cap = 16 << 20
         self.on_overflow: Callable[[ReplicaLink], None] | None = None
+        # Recovery and epochs (recovery.py, core.py); not used on the write hot path.
+        self.rpcs: dict[int, asyncio.Future] = {}  # request id -> reply future
+        self.transfer: dict[str, Any] | None = None  # catch-up progress for the status
+        self.fenced_conn: ReplicaConnection | None = None  # connection that said epoch_ok
+        self.fence_reply: dict | None = None
+        self.legacy = False  # replica without the `epoch` frame (fenced by writes only)
+        self.removed = False
 
     @property
     def is_open(self) -> bool:

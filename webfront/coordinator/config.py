@@ -43,7 +43,8 @@ class CoordinatorConfig:
     handshake_timeout_ms: int = 1000
     read_timeout_ms: int = 3000
     read_wait_ms: int = 1000  # how long one replica may wait for min_seq before we try another
-    startup_wait_ms: int = 2000  # wait this long for every replica before starting with a majority
+    # once a majority answered the handshake, wait this long for the rest before fencing
+    startup_wait_ms: int = 300
     backoff_max_ms: int = 1000
     history_writes: int = 100_000  # recent-write buffer used to replay a returning replica's gap
     history_bytes: int = 64 << 20
@@ -98,13 +99,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", choices=POLICIES)
     parser.add_argument("--secret-file")
     parser.add_argument("--insecure-no-auth", action="store_true", default=None)
-    parser.add_argument("--state-dir", help="where the coordinator keeps its epoch")
+    parser.add_argument("--state-dir",
+                        help="where the coordinator keeps its epoch history and membership")
     parser.add_argument("--run-file", help="local cluster run file (replica pids for status)")
     parser.add_argument("--heartbeat-ms", type=int)
     parser.add_argument("--miss-threshold", type=int)
     parser.add_argument("--read-timeout-ms", type=int)
     parser.add_argument("--send-queue-bytes", type=int)
-    parser.add_argument("--history-writes", type=int)
+    parser.add_argument("--history-writes", type=int,
+                        help="recent-write buffer size (writes) for replaying a short gap")
+    parser.add_argument("--history-bytes", type=int)
+    parser.add_argument("--startup-wait-ms", type=int)
     parser.add_argument("--metrics-port", type=int)
     parser.add_argument("--log-level", default="INFO")
 
@@ -123,7 +128,7 @@ def from_args(args: argparse.Namespace) -> CoordinatorConfig:
         config.insecure = True
     for key in ("policy", "secret_file", "state_dir", "run_file", "heartbeat_ms",
                 "miss_threshold", "read_timeout_ms", "send_queue_bytes", "history_writes",
-                "metrics_port"):
+                "history_bytes", "startup_wait_ms", "metrics_port"):
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, value)

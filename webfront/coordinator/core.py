@@ -6,12 +6,9 @@ Everything runs on one asyncio event loop thread; no locks.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 from webfront.coordinator.broadcaster import (
@@ -20,11 +17,14 @@ from webfront.coordinator.broadcaster import (
     PendingWrite,
     ReplicaLink,
 )
-from webfront.coordinator.config import CoordinatorConfig
+from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
+from webfront.coordinator.epochs import EpochStore
 from webfront.coordinator.flush import Flusher
 from webfront.coordinator.history import History
+from webfront.coordinator.membership import MembershipStore
 from webfront.coordinator.monitor import Monitor
 from webfront.coordinator.reads import ReadRouter
+from webfront.coordinator.recovery import Recovery, RecoveryError, rpc
 from webfront.coordinator.sequencer import Sequencer
 from webfront.coordinator.server import ClientConnection
 from webfront.coordinator.status import build_status
@@ -40,19 +40,31 @@ class Coordinator:
         self.loop = loop
         self.secret = b"" if config.insecure else read_secret(config.secret_file)
         self.flusher = Flusher(loop)
-        self.links = [ReplicaLink(r, self.flusher) for r in config.replicas]
-        for link in self.links:
-            link.send_cap = config.send_queue_bytes
-            link.on_overflow = self._on_overflow
+        self.epochs = EpochStore(config.state_dir)
+        self.membership = MembershipStore(config.state_dir)
+        self.links = [self._new_link(r) for r in self.membership.load(config.replicas)]
         self.sequencer = Sequencer()
         self.history = History(config.history_writes, config.history_bytes)
         self.broadcaster = Broadcaster(self.links, config.policy)
         self.monitor = Monitor(self)
         self.reads = ReadRouter(self)
+        self.recovery = Recovery(self)
         self.alarms: deque[str] = deque(maxlen=50)
         self.started = False  # epoch and seq chosen: writes accepted
+        self.phase = "handshake"  # -> fencing (epoch sent) -> started, or fenced
+        self.new_epoch = 0  # the epoch being claimed / in use
+        self.fenced = False
+        self.on_fatal: Any = None  # called when this coordinator must exit (fenced)
+        self.exit_code = 0
         self._readies: dict[str, dict] = {}
+        self._grace: asyncio.TimerHandle | None = None
         self.server: asyncio.AbstractServer | None = None
+
+    def _new_link(self, replica: ReplicaConfig) -> ReplicaLink:
+        link = ReplicaLink(replica, self.flusher)
+        link.send_cap = self.config.send_queue_bytes
+        link.on_overflow = self._on_overflow
+        return link
 
     # Start and stop ---------------------------------------------------------------------------
 
@@ -61,75 +73,177 @@ class Coordinator:
             lambda: ClientConnection(self), *self.config.listen, backlog=1024
         )
         self.monitor.start()
-        self.loop.call_later(self.config.startup_wait_ms / 1000.0, self._maybe_begin, True)
         log.info("coordinator listening on %s:%d, policy %s, %d replicas",
                  *self.config.listen, self.config.policy, len(self.links))
 
     def stop(self) -> None:
         self.monitor.stop()
+        self.recovery.stop()
         if self.server:
             self.server.close()
         for link in self.links:
             if link.conn is not None and link.conn.transport is not None:
                 link.conn.transport.close()
 
-    def _stored_epoch(self) -> int:
-        if not self.config.state_dir:
-            return 0
-        try:
-            return int(json.loads((Path(self.config.state_dir) / "epoch.json").read_text())["epoch"])
-        except (OSError, ValueError, KeyError):
-            return 0
+    # Epochs: fence a majority, then sequence ----------------------------------------------
 
-    def _store_epoch(self, epoch: int) -> None:
-        if not self.config.state_dir:
-            return
-        state = Path(self.config.state_dir)
-        state.mkdir(parents=True, exist_ok=True)
-        tmp = state / "epoch.json.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"epoch": epoch}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, state / "epoch.json")
-
-    def _maybe_begin(self, deadline_passed: bool = False) -> None:
-        """Start once every replica answered, or at the start deadline with a majority."""
-        if self.started:
+    def _maybe_fence(self, grace_over: bool = False) -> None:
+        """Once every member answered the handshake, or a majority did and a short grace
+        period passed, claim a new epoch and send it to everyone connected."""
+        if self.phase != "handshake":
             return
         count = len(self._readies)
-        if count < len(self.links) and not (deadline_passed and count >= self.broadcaster.majority):
-            if deadline_passed:
-                self.loop.call_later(0.1, self._maybe_begin, True)
+        if count < self.broadcaster.majority:
             return
-        epoch = max([self._stored_epoch()] + [r.get("e", 0) for r in self._readies.values()]) + 1
-        last_seq = max(r.get("s", 0) for r in self._readies.values())
-        self._store_epoch(epoch)
+        if count < len(self.links) and not grace_over:
+            if self._grace is None:
+                self._grace = self.loop.call_later(self.config.startup_wait_ms / 1000.0,
+                                                   self._maybe_fence, True)
+            return
+        seen = [r.get("e", 0) for r in self._readies.values()] + [x.epoch for x in self.links]
+        self.new_epoch = max([self.epochs.epoch] + seen) + 1
+        self.epochs.claim(self.new_epoch)
+        self.phase = "fencing"
+        log.info("claiming epoch %d (%d of %d replicas answered)", self.new_epoch, count,
+                 len(self.links))
+        for link in self.links:
+            if link.is_open and link.id in self._readies:
+                self._send_epoch(link, self._readies[link.id])
+
+    def _send_epoch(self, link: ReplicaLink, ready: dict) -> None:
+        if link.legacy:
+            self._on_epoch_ok(link, link.conn, ready)
+            return
+        self.loop.create_task(self._epoch_call(link, link.conn))
+
+    async def _epoch_call(self, link: ReplicaLink, conn: Any) -> None:
+        try:
+            reply = await rpc(link, {"t": "epoch", "e": self.new_epoch}, timeout=5.0)
+        except RecoveryError as exc:
+            if link.conn is not conn:
+                return
+            if exc.code == "stale_epoch":
+                self.fence(f"replica {link.id} refused epoch {self.new_epoch} as stale")
+            elif exc.code == "malformed" and "epoch" in str(exc):
+                log.warning("replica %s does not know the epoch frame: fenced by writes only",
+                            link.id)
+                link.legacy = True
+            else:
+                self.monitor.take_down(link, f"epoch: {exc}")
+            return
+        if link.conn is conn:
+            self._on_epoch_ok(link, conn, reply)
+
+    def _on_epoch_ok(self, link: ReplicaLink, conn: Any, reply: dict) -> None:
+        link.fenced_conn = conn
+        link.fence_reply = reply
+        link.epoch = reply.get("e", link.epoch)
+        if self.phase == "fencing":
+            fenced = [x for x in self.links if x.fenced_conn is not None
+                      and x.fenced_conn is x.conn]
+            if len(fenced) >= self.broadcaster.majority:
+                self._begin(fenced)
+        elif self.phase == "started":
+            self.monitor.admit(link, reply)
+
+    def _begin(self, fenced: list[ReplicaLink]) -> None:
+        """A majority stored our epoch: no older coordinator can complete a write now. The
+        highest seq among them bounds every acknowledged write; sequence after it."""
+        best = max(fenced, key=lambda x: x.fence_reply.get("s", 0))
+        last_seq = best.fence_reply.get("s", 0)
+        epoch = self.new_epoch
+        self.epochs.begin(epoch, last_seq + 1)
         self.sequencer.restart(epoch, last_seq)
         self.history.reset(last_seq)
+        if isinstance(best.fence_reply.get("d"), bytes) and last_seq:
+            self.history.digests[last_seq] = best.fence_reply["d"]
         self.broadcaster.reset(last_seq)
+        self.phase = "started"
         self.started = True
-        log.info("coordinator epoch %d, continuing after seq %d", epoch, last_seq)
-        for link in self.links:
-            ready = self._readies.get(link.id)
-            if ready is not None and link.is_open:
-                self.monitor.admit(link, ready)
         self._readies.clear()
+        log.info("coordinator epoch %d, continuing after seq %d (%d of %d replicas fenced)",
+                 epoch, last_seq, len(fenced), len(self.links))
+        for link in sorted(fenced, key=lambda x: -x.fence_reply.get("s", 0)):
+            self.monitor.admit(link, link.fence_reply)
+
+    def fence(self, reason: str) -> None:
+        """Another coordinator has a newer epoch: fail every unanswered write (never
+        acknowledge it), stop sequencing and exit."""
+        if self.fenced:
+            return
+        self.fenced = True
+        self.started = False
+        self.phase = "fenced"
+        log.error("FENCED: %s; this coordinator (epoch %d) was superseded by a newer one: "
+                  "failing %d unanswered writes, no longer sequencing, exiting",
+                  reason, self.sequencer.epoch, len(self.broadcaster.unanswered()))
+        self.alarms.append(f"fenced: {reason}")
+        for p in self.broadcaster.unanswered():
+            self._fail(p, "unavailable", "coordinator fenced by a newer epoch")
+        self.exit_code = 3
+        if self.on_fatal is not None:
+            self.loop.call_later(0.05, self.on_fatal)
 
     # Replica events ------------------------------------------------------------------------
 
     def on_ready(self, link: ReplicaLink, ready: dict) -> None:
-        if not self.started:
+        link.applied_seq = link.acked_seq = ready.get("s", 0)
+        link.epoch = ready.get("e", 0)
+        link.last_epoch = ready.get("le", 0)
+        if isinstance(ready.get("d"), bytes):
+            link.digest = ready["d"]
+        link.last_heartbeat = time.monotonic()
+        link.state = "recovering"
+        link.fenced_conn = None
+        if self.phase == "fenced":
+            return
+        if self.phase == "handshake":
             self._readies[link.id] = ready
-            link.state = "recovering"
-            link.applied_seq = link.acked_seq = ready.get("s", 0)
-            link.epoch = ready.get("e", 0)
-            if isinstance(ready.get("d"), bytes):
-                link.digest = ready["d"]
-            link.last_heartbeat = time.monotonic()
-            self._maybe_begin()
+            self._maybe_fence()
+        elif self.phase == "fencing":
+            self._readies[link.id] = ready
+            self._send_epoch(link, ready)
         else:
-            self.monitor.admit(link, ready)
+            if link.epoch > self.sequencer.epoch:
+                self.fence(f"replica {link.id} has epoch {link.epoch}")
+                return
+            self._send_epoch(link, ready)
+
+    # Membership -----------------------------------------------------------------------------
+
+    def add_member(self, replica: ReplicaConfig) -> ReplicaLink:
+        if any(x.id == replica.id for x in self.links):
+            raise ValueError(f"replica id {replica.id} is already a member")
+        if any(x.config.address == replica.address for x in self.links):
+            raise ValueError(f"{replica.host}:{replica.port} is already a member")
+        link = self._new_link(replica)
+        self.links.append(link)
+        self._members_changed()
+        log.info("replica %s at %s:%d added: %d members, majority %d", replica.id,
+                 replica.host, replica.port, len(self.links), self.broadcaster.majority)
+        self.monitor.ensure_connecting(link)
+        return link
+
+    def remove_member(self, replica_id: str) -> None:
+        link = next((x for x in self.links if x.id == replica_id), None)
+        if link is None:
+            raise ValueError(f"no replica {replica_id}")
+        if len(self.links) == 1:
+            raise ValueError("cannot remove the last replica")
+        link.removed = True
+        self.links.remove(link)
+        self._members_changed()
+        log.info("replica %s removed: %d members, majority %d", replica_id, len(self.links),
+                 self.broadcaster.majority)
+        for p in self.broadcaster.unanswered():
+            if p.needed > self.broadcaster.majority and self.config.policy == "majority":
+                p.needed = self.broadcaster.majority
+            self._maybe_answer(p)
+        self.monitor.forget(link)
+
+    def _members_changed(self) -> None:
+        self.broadcaster.majority = len(self.links) // 2 + 1
+        self.membership.save([x.config for x in self.links])
 
     def on_lost(self, link: ReplicaLink, exc: Exception | None) -> None:
         self._readies.pop(link.id, None)
@@ -156,7 +270,7 @@ class Coordinator:
         log.error("DIVERGENCE: %s", message)
         self.alarms.append(message)
         link.diverged = True
-        self.monitor.take_down(link, "diverged")
+        self.monitor.take_down(link, "diverged; will be rebuilt by state transfer")
 
     def on_frames(self, link: ReplicaLink, bodies: list[dict]) -> None:
         """Everything one data_received brought from a replica (acks handled as a batch)."""
@@ -200,12 +314,32 @@ class Coordinator:
                 self.monitor.on_heartbeat_reply(link, body)
             elif t == "rr":
                 self.reads.on_reply(link, body)
+            elif body.get("id") in link.rpcs:
+                fut = link.rpcs.pop(body["id"])
+                if not fut.done():
+                    fut.set_result(body)
+            elif t == "err" and body.get("code") == "malformed" and \
+                    "'epoch'" in str(body.get("msg", "")):
+                log.warning("replica %s does not know the epoch frame (older replica_server): "
+                            "fenced by the epoch of our writes only", link.id)
+                link.legacy = True
+                self.monitor.take_down(link, "no epoch frame; reconnecting")
+                return
+            elif t == "err" and body.get("code") == "installing":
+                continue  # a read or heartbeat while a snapshot is being installed
+            elif t == "err" and body.get("code") == "stale_epoch" and link.transfer is not None \
+                    and not link.receives_writes:
+                log.info("replica %s refused a forwarded old-epoch write: needs state "
+                         "transfer", link.id)
+                self.recovery.start(link, True, "old-epoch writes refused; state transfer")
+                return
             elif t == "err":
                 code = body.get("code")
                 msg = f"replica {link.id} error {code}: {body.get('msg', '')}"
                 log.error(msg)
                 if code == "stale_epoch":
-                    self.alarms.append(msg + " (another coordinator has a higher epoch?)")
+                    self.fence(f"replica {link.id} refused our write as stale_epoch")
+                    return
                 self.monitor.take_down(link, f"error {code}")
                 return
         if acked:
@@ -228,6 +362,7 @@ class Coordinator:
         needed = self.broadcaster.needed() if self.started else 0
         if not needed:
             conn.send_error(cid, "unavailable", "no majority of replicas is up" if self.started
+                            else "coordinator fenced by a newer epoch" if self.fenced
                             else "coordinator is starting")
             return
         seq, ts = seq_.next()

@@ -17,6 +17,8 @@ class History:
         self.bytes = 0
         self._frames: dict[int, bytes] = {}
         self.digests: dict[int, bytes] = {}  # first digest seen for seq (from acks)
+        self._pins: dict[str, int] = {}  # a state transfer in progress keeps seqs >= its pin
+        self._floor: int | None = None  # lowest pin
 
     def reset(self, last_seq: int) -> None:
         """Start empty after last_seq (a new coordinator knows nothing before it)."""
@@ -32,10 +34,25 @@ class History:
         self.bytes += len(frame)
         frames = self._frames
         while self.bytes > self.max_bytes or len(frames) > self.max_writes:
+            if self._floor is not None and self.first_seq >= self._floor:
+                if self.bytes <= 4 * self.max_bytes and len(frames) <= 4 * self.max_writes:
+                    break  # pinned by a state transfer: keep the writes it will need
+                self._pins.clear()  # 4x over: give up the pin, the transfer reads the log
+                self._floor = None
             old = frames.pop(self.first_seq)
             self.digests.pop(self.first_seq, None)
             self.bytes -= len(old)
             self.first_seq += 1
+
+    def pin(self, owner: str, seq: int) -> None:
+        """Keep every write from seq on while owner's state transfer runs (bounded at 4x the
+        caps: past that the pin is dropped and the transfer fetches the source's log)."""
+        self._pins[owner] = max(seq, self.first_seq)
+        self._floor = min(self._pins.values())
+
+    def unpin(self, owner: str) -> None:
+        if self._pins.pop(owner, None) is not None:
+            self._floor = min(self._pins.values()) if self._pins else None
 
     def covers_after(self, applied_seq: int) -> bool:
         """True when every write after applied_seq is still held (a replay can fill the gap)."""

@@ -6,8 +6,9 @@ writes is alive): one miss makes it `suspect`, `miss_threshold` misses make it `
 connection error makes it `down` at once. A down replica is reconnected with capped exponential
 backoff. When it answers the handshake it is `recovering`: the coordinator replays every write
 it missed from the recent-write buffer with new writes queued behind them, and marks it `up`
-once it has acked the last of them. If its gap is older than the buffer it waits, still
-`recovering`, for a state transfer (not implemented yet; status says so).
+once it has acked the last of them. If its gap is older than the buffer, or it holds a suffix
+of an older epoch, or it diverged, recovery.py catches it up from a healthy replica's log or by
+state transfer first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from webfront.coordinator.broadcaster import (
     ReplicaConnection,
     ReplicaLink,
 )
+from webfront.coordinator.recovery import fail_rpcs
 from webfront.protocol import encode_frame
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ class Monitor:
         for link in self.c.links:
             if not link.is_open:
                 continue
-            if link.hb_outstanding and not link.rx:
+            if link.hb_outstanding and not link.rx and link.transfer is None:
                 link.misses += 1
                 if link.misses >= self.config.miss_threshold:
                     self.take_down(link, f"{link.misses} heartbeats missed")
@@ -89,6 +91,9 @@ class Monitor:
         link.applied_seq = body.get("s", link.applied_seq)
         link.epoch = body.get("e", link.epoch)
         link.last_epoch = body.get("le", link.last_epoch)
+        if link.epoch > self.c.sequencer.epoch and self.c.started:
+            self.c.fence(f"replica {link.id} reports epoch {link.epoch}")
+            return
         digest = body.get("d")
         if isinstance(digest, bytes):
             link.digest = digest
@@ -111,6 +116,9 @@ class Monitor:
         link.hb_outstanding = False
         link.misses = 0
         link.drop_output()
+        link.transfer = None
+        fail_rpcs(link, f"replica {link.id} down: {reason}")
+        self.c.recovery.cancel(link)
         if conn is not None and conn.transport is not None:
             conn.transport.abort()
         if was != DOWN:
@@ -119,8 +127,15 @@ class Monitor:
         self.c.on_link_down(link)
         self.ensure_connecting(link)
 
+    def forget(self, link: ReplicaLink) -> None:
+        """A removed member: close its connection and stop reconnecting."""
+        task = self._tasks.pop(link.id, None)
+        if task is not None:
+            task.cancel()
+        self.take_down(link, "removed from the membership")
+
     def ensure_connecting(self, link: ReplicaLink) -> None:
-        if self.stopped or link.diverged:
+        if self.stopped or link.removed:
             return
         task = self._tasks.get(link.id)
         if task is None or task.done():
@@ -153,48 +168,57 @@ class Monitor:
             self.c.on_ready(link, ready)
             return
 
-    def admit(self, link: ReplicaLink, ready: dict) -> None:
-        """A replica finished its handshake: replay its gap and let it receive writes."""
+    def admit(self, link: ReplicaLink, info: dict) -> None:
+        """A fenced replica (its `epoch_ok`, or `ready` for a replica without epoch frames):
+        decide how it gets what it misses, then let it receive writes."""
         c = self.c
-        applied = ready.get("s", 0)
+        applied = info.get("s", 0)
         link.applied_seq = link.acked_seq = applied
-        link.epoch = ready.get("e", 0)
-        link.last_epoch = ready.get("le", 0)
-        if isinstance(ready.get("d"), bytes):
-            link.digest = ready["d"]
+        link.epoch = info.get("e", link.epoch)
+        link.last_epoch = info.get("le", 0)
+        if isinstance(info.get("d"), bytes):
+            link.digest = info["d"]
         link.last_heartbeat = time.monotonic()
         last = c.sequencer.last_seq
         known = c.history.digests.get(applied)
-        if known is not None and known != link.digest:
+        if link.diverged:
+            c.recovery.start(link, True, "diverged earlier: rebuilding by state transfer")
+        elif known is not None and known != link.digest:
             c.divergence(link, applied, "digest at its applied seq differs")
-            return
-        if applied == last:
-            link.state = UP
-            link.receives_writes = True
-            link.waiting_transfer = False
-            log.info("replica %s up at seq %d", link.id, applied)
-        elif applied < last and c.history.covers_after(applied):
-            frames = c.history.frames_after(applied)
-            link.state = RECOVERING
-            link.receives_writes = True
-            link.waiting_transfer = False
-            link.recover_target = last
-            for frame in frames:
-                link.queue(frame)
-            log.info("replica %s recovering: replaying seq %d..%d", link.id, applied + 1, last)
+        elif applied > last:
+            c.recovery.start(link, True, f"applied {applied} is ahead of the cluster ({last}): "
+                             "an unacknowledged suffix of an old epoch; state transfer")
+        elif c.epochs.stale_suffix(applied, link.last_epoch):
+            c.recovery.start(link, True, f"its writes up to {applied} are of epoch "
+                             f"{link.last_epoch}, overwritten by epoch "
+                             f"{c.epochs.owner(applied)}; state transfer")
+        elif applied == last or c.history.covers_after(applied):
+            self.hand_over(link, applied)
         else:
+            c.recovery.start(link, False, f"applied {applied}, cluster at {last}: gap older "
+                             f"than the recent-write buffer (from {c.history.first_seq})")
+
+    def hand_over(self, link: ReplicaLink, applied: int) -> None:
+        """Queue every buffered write after `applied`, then let new writes follow them."""
+        c = self.c
+        last = c.sequencer.last_seq
+        link.waiting_transfer = False
+        link.receives_writes = True
+        link.note = ""
+        if applied >= last:
+            link.state = UP
+            link.transfer = None
+            log.info("replica %s up at seq %d", link.id, applied)
+        else:
+            for frame in c.history.frames_after(applied):
+                link.queue(frame)
             link.state = RECOVERING
-            link.receives_writes = False
-            link.waiting_transfer = True
-            link.note = (
-                f"applied {applied}, cluster at {last}: gap older than the recent-write buffer "
-                f"(from {c.history.first_seq}); waiting for state transfer (not implemented)"
-                if applied < last
-                else f"applied {applied} is ahead of the cluster ({last}); needs state transfer"
-            )
-            log.warning("replica %s %s", link.id, link.note)
+            link.recover_target = last
+            log.info("replica %s recovering: replaying seq %d..%d", link.id, applied + 1, last)
 
     def on_acked(self, link: ReplicaLink) -> None:
-        if link.state == RECOVERING and link.acked_seq >= link.recover_target:
+        if link.state == RECOVERING and link.receives_writes and \
+                link.acked_seq >= link.recover_target:
             link.state = UP
+            link.transfer = None
             log.info("replica %s caught up at seq %d: up", link.id, link.acked_seq)

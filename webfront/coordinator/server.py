@@ -121,11 +121,39 @@ class ClientConnection(asyncio.Protocol):
                     c.reads.submit(self, body["id"], q, args, min_seq)
                 elif t == "st":
                     self.send_frame({"t": "str", "id": body.get("id"), "status": c.status()})
+                elif t == "madd":
+                    addr = body["addr"]
+                    if not isinstance(addr, str):
+                        raise ProtocolError("bad madd addr")
+                    c.loop.create_task(self._add_member(body.get("id"), addr))
+                elif t == "mrm":
+                    replica = body["replica"]
+                    try:
+                        c.remove_member(str(replica))
+                    except ValueError as exc:
+                        self.send_error(body.get("id"), "invalid", str(exc))
+                    else:
+                        self.send_frame({"t": "mr", "id": body.get("id"), "replica": replica})
                 else:
                     raise ProtocolError(f"unknown frame type {t!r}")
             except (KeyError, ProtocolError) as exc:
                 self._refuse("malformed", f"{type(exc).__name__}: {exc}")
                 return
+
+    async def _add_member(self, cid: Any, addr: str) -> None:
+        """madd: learn the replica's id from its handshake, add it (it then recovers by state
+        transfer like any replica that is behind) and answer `mr`."""
+        from webfront.coordinator.config import ReplicaConfig, parse_address
+        from webfront.coordinator.membership import probe_replica_id
+
+        try:
+            host, port = parse_address(addr)
+            replica_id = await probe_replica_id((host, port), self.c.secret)
+            self.c.add_member(ReplicaConfig(replica_id, host, port))
+        except (OSError, ValueError, ProtocolError, asyncio.TimeoutError) as exc:
+            self.send_error(cid, "invalid", f"cannot add {addr}: {exc}")
+            return
+        self.send_frame({"t": "mr", "id": cid, "replica": replica_id})
 
     def _handshake(self, body: dict) -> None:
         t = body["t"]

@@ -40,6 +40,9 @@ def replica_status(link: Any, head_seq: int, pid: int | None, now: float) -> dic
         "waiting_state_transfer": link.waiting_transfer,
         "diverged": link.diverged,
         "note": link.note,
+        # catch-up in progress: mode (log catch-up / state transfer), phase (log, snapshot,
+        # replay), source, snapshot bytes done / total, seqs forwarded from the source's log
+        "transfer": dict(link.transfer) if link.transfer else None,
     }
 
 
@@ -52,6 +55,7 @@ def build_status(coordinator: Any) -> dict[str, Any]:
     live = sum(1 for link in c.links if link.receives_writes)
     return {
         "epoch": c.sequencer.epoch,
+        "phase": c.phase,
         "committed_seq": c.broadcaster.committed_seq,
         "last_seq": head,
         "policy": c.config.policy,
@@ -84,6 +88,13 @@ def format_table(status: dict[str, Any]) -> str:
     for r in status["replicas"]:
         if r.get("note"):
             lines.append(f"replica {r['id']}: {r['note']}")
+        t = r.get("transfer")
+        if t:
+            lines.append(
+                f"replica {r['id']}: {t.get('mode')} from {t.get('source') or '-'}, phase "
+                f"{t.get('phase')}, snapshot {t.get('bytes', 0)}/{t.get('bytes_total', 0)} bytes"
+                f" (seq {t.get('snapshot_seq') or '-'}), {t.get('seqs', 0)} log records "
+                f"forwarded, attempt {t.get('attempt')}")
     for alarm in status.get("alarms", []):
         lines.append(f"ALARM: {alarm}")
     return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""Recovery: bring a returning, lagging, brand-new or diverged replica (the target) up to date
+from a healthy one (the source), then hand it to the normal replay of the recent-write buffer.
+
+Everything goes through the connections the coordinator already holds (docs/protocol.md,
+"Epochs, state transfer and membership"). Phases, shown in the status object as `transfer`:
+
+1. `log`: forward the source's logged write bodies (`log_read` -> `w` frames) from the target's
+   next needed seq until that seq is inside the recent-write buffer (History). If the source
+   answers `compacted`, or the target refuses an old-epoch record (`stale_epoch`), go to 2.
+2. `snapshot`: `snap_open` on the source, `inst_begin` on the target, then `snap_read` ->
+   `inst_data` with several chunks in flight (chunk hashes checked by the target), `inst_end`,
+   and the target's digest must equal the source's at S. Then back to 1 from S+1.
+3. `replay`: the buffered writes after the target's seq are queued to it with new writes behind
+   them (Monitor.hand_over); it is `up` once it acked the last of them.
+
+Convergence while writes keep arriving: during a transfer the History is pinned at the seq
+where the transfer began, so writes that arrive meanwhile are never evicted (up to 4x its
+normal caps), and the log phase fetches whatever is still missing. A snapshot is never started
+over because the buffer moved on; it is retried only if the transfer itself failed.
+
+Not hot path: one asyncio task per target, request/reply over `ReplicaLink.rpcs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from webfront.coordinator.broadcaster import RECOVERING, UP, ReplicaLink
+from webfront.protocol import encode_frame, frame_bytes
+
+if TYPE_CHECKING:
+    from webfront.coordinator.core import Coordinator
+
+log = logging.getLogger("webfront.coordinator")
+
+CHUNK = 256 << 10  # snapshot bytes per snap_read / inst_data
+SNAP_WINDOW = 4  # snap_read requests in flight
+INST_WINDOW = 8  # inst_data frames not yet acknowledged
+LOG_MAX = 512 << 10  # bytes per log_read
+TARGET_BUFFER_CAP = 4 << 20  # pause forwarding while the target's send buffer holds more
+RPC_TIMEOUT = 10.0
+MAX_ATTEMPTS = 5
+
+_ids = itertools.count(1 << 40)  # far from read and heartbeat ids
+
+
+class RecoveryError(Exception):
+    def __init__(self, code: str, msg: str = "") -> None:
+        super().__init__(f"{code}: {msg}" if msg else code)
+        self.code = code
+
+
+async def rpc(link: ReplicaLink, body: dict[str, Any], timeout: float = RPC_TIMEOUT) -> dict:
+    """Send one request frame to link and wait for the reply with the same id."""
+    if not link.is_open:
+        raise RecoveryError("closed", f"replica {link.id} not connected")
+    rid = next(_ids)
+    body["id"] = rid
+    fut: asyncio.Future = asyncio.get_running_loop().create_future()
+    link.rpcs[rid] = fut
+    link.queue(encode_frame(body))
+    try:
+        reply = await asyncio.wait_for(fut, timeout)
+    except asyncio.TimeoutError:
+        raise RecoveryError("timeout", f"{body['t']} to replica {link.id}") from None
+    finally:
+        link.rpcs.pop(rid, None)
+    if reply.get("t") == "err":
+        raise RecoveryError(str(reply.get("code")), str(reply.get("msg", "")))
+    return reply
+
+
+def fail_rpcs(link: ReplicaLink, reason: str) -> None:
+    """The link's connection is gone: every request waiting on it fails."""
+    for fut in link.rpcs.values():
+        if not fut.done():
+            fut.set_exception(RecoveryError("closed", reason))
+    link.rpcs.clear()
+
+
+def record_seq(record: bytes) -> int:
+    return int(msgpack.unpackb(record, raw=False)["s"])
+
+
+class Recovery:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+        self._tasks: dict[str, asyncio.Task] = {}
+
+    # Control ----------------------------------------------------------------------------
+
+    def start(self, link: ReplicaLink, transfer: bool, reason: str) -> None:
+        """Recover link (already connected, not receiving writes): from the log first unless
+        `transfer`, by state transfer when needed."""
+        self.cancel(link)
+        link.state = RECOVERING
+        link.receives_writes = False
+        link.waiting_transfer = transfer
+        link.note = reason
+        log.info("replica %s recovering (%s): %s", link.id,
+                 "state transfer" if transfer else "log catch-up", reason)
+        self._tasks[link.id] = self.c.loop.create_task(self._run(link, link.conn, transfer))
+
+    def cancel(self, link: ReplicaLink) -> None:
+        task = self._tasks.pop(link.id, None)
+        if task is not None and not task.done():
+            task.cancel()
+        self.c.history.unpin(link.id)
+
+    def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+
+    def active(self, link: ReplicaLink) -> bool:
+        task = self._tasks.get(link.id)
+        return task is not None and not task.done()
+
+    # The job ----------------------------------------------------------------------------
+
+    async def _run(self, target: ReplicaLink, conn: Any, transfer: bool) -> None:
+        c = self.c
+        started = time.monotonic()
+        target.transfer = {"phase": "starting", "source": None, "bytes": 0, "bytes_total": 0,
+                           "seqs": 0, "snapshot_seq": None, "attempt": 0,
+                           "mode": "state transfer" if transfer else "log catch-up"}
+        try:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                target.transfer["attempt"] = attempt
+                if target.conn is not conn:
+                    return
+                try:
+                    if transfer:
+                        await self._state_transfer(target)
+                    if await self._catch_up_from_log(target):
+                        log.info("replica %s recovered in %.0f ms (%s, %d seqs, %d snapshot "
+                                 "bytes); replaying the buffer", target.id,
+                                 (time.monotonic() - started) * 1000, target.transfer["mode"],
+                                 target.transfer["seqs"], target.transfer["bytes"])
+                        return
+                    transfer = True  # the log no longer reaches back far enough
+                    target.transfer["mode"] = "state transfer"
+                    target.waiting_transfer = True
+                except RecoveryError as exc:
+                    if target.conn is not conn or exc.code == "closed" and not target.is_open:
+                        log.warning("replica %s recovery stopped: %s", target.id, exc)
+                        return
+                    log.warning("replica %s recovery attempt %d failed: %s", target.id,
+                                attempt, exc)
+                    if exc.code in ("stale_epoch", "bad_snapshot", "bad_chunk", "compacted"):
+                        transfer = True
+                        target.transfer["mode"] = "state transfer"
+                    await asyncio.sleep(0.1 * attempt)
+            c.monitor.take_down(target, f"recovery failed {MAX_ATTEMPTS} times")
+        finally:
+            c.history.unpin(target.id)
+            if self._tasks.get(target.id) is asyncio.current_task():
+                del self._tasks[target.id]
+
+    def _source(self, target: ReplicaLink, need: int = 0) -> ReplicaLink | None:
+        """The healthiest source: an up replica (other than target), most advanced first."""
+        best = None
+        for link in self.c.links:
+            if link is target or not link.is_open or link.state != UP or link.diverged:
+                continue
+            if best is None or link.acked_seq > best.acked_seq:
+                best = link
+        return best if best is not None and best.acked_seq >= need else None
+
+    async def _wait_source(self, target: ReplicaLink, need: int = 0) -> ReplicaLink:
+        deadline = time.monotonic() + 10.0
+        while True:
+            source = self._source(target, need)
+            if source is not None:
+                target.transfer["source"] = source.id
+                return source
+            if time.monotonic() > deadline:
+                raise RecoveryError("no_source", f"no up replica at seq >= {need}")
+            await asyncio.sleep(0.02)
+
+    async def _drain(self, target: ReplicaLink) -> None:
+        """Flow control: never let the target's send buffer grow past a few MiB."""
+        while True:
+            conn = target.conn
+            if conn is None or conn.transport is None or not conn.open:
+                raise RecoveryError("closed", f"replica {target.id} connection lost")
+            if conn.transport.get_write_buffer_size() + target.out_bytes < TARGET_BUFFER_CAP:
+                return
+            await asyncio.sleep(0.002)
+
+    async def _catch_up_from_log(self, target: ReplicaLink) -> bool:
+        """Forward the source's log to target until the History covers the rest; then hand
+        over. False when the source's log no longer holds the next needed seq."""
+        c = self.c
+        info = target.transfer
+        info["phase"] = "log"
+        nxt = target.acked_seq + 1
+        while True:
+            if c.history.covers_after(nxt - 1) or nxt > c.sequencer.last_seq:
+                info["phase"] = "replay"
+                c.monitor.hand_over(target, nxt - 1)
+                return True
+            source = await self._wait_source(target, nxt)
+            await self._drain(target)
+            try:
+                reply = await rpc(source, {"t": "log_read", "from": nxt, "max": LOG_MAX})
+            except RecoveryError as exc:
+                if exc.code == "compacted":
+                    log.info("replica %s: source %s log compacted before seq %d", target.id,
+                             source.id, nxt)
+                    return False
+                raise
+            recs = reply.get("recs") or []
+            if not recs:
+                await asyncio.sleep(0.005)
+                continue
+            first, last = record_seq(recs[0]), record_seq(recs[-1])
+            if first != nxt or last != nxt + len(recs) - 1:
+                raise RecoveryError("bad_log", f"log_read from {nxt} gave {first}..{last}")
+            for rec in recs:
+                target.queue(frame_bytes(rec))
+            nxt = last + 1
+            info["seqs"] += len(recs)
+            info["forwarded_to"] = last
+
+    async def _state_transfer(self, target: ReplicaLink) -> None:
+        c = self.c
+        info = target.transfer
+        info["phase"] = "snapshot"
+        c.history.pin(target.id, c.history.next_seq)
+        source = await self._wait_source(target)
+        snap = await rpc(source, {"t": "snap_open"})
+        xid, size = snap["x"], int(snap["size"])
+        info.update(snapshot_seq=snap["s"], bytes=0, bytes_total=size)
+        log.info("replica %s: state transfer from %s, snapshot at seq %d, %d bytes",
+                 target.id, source.id, snap["s"], size)
+        try:
+            await rpc(target, {"t": "inst_begin", "s": snap["s"], "e": snap["e"],
+                               "d": snap["d"], "size": size, "h": snap["h"]})
+            reads: deque[tuple[int, asyncio.Task]] = deque()
+            installs: deque[asyncio.Task] = deque()
+            offsets = iter(range(0, size, CHUNK))
+            loop = c.loop
+
+            def more_reads() -> None:
+                while len(reads) < SNAP_WINDOW:
+                    off = next(offsets, None)
+                    if off is None:
+                        return
+                    length = min(CHUNK, size - off)
+                    reads.append((off, loop.create_task(rpc(source, {
+                        "t": "snap_read", "x": xid, "off": off, "len": length}))))
+
+            more_reads()
+            try:
+                while reads:
+                    off, task = reads.popleft()
+                    data = await task
+                    more_reads()
+                    if data.get("off") != off:
+                        raise RecoveryError("bad_chunk", f"snap_data at {data.get('off')}")
+                    chunk = data["data"]
+                    await self._drain(target)
+                    installs.append(loop.create_task(rpc(target, {
+                        "t": "inst_data", "off": off, "data": chunk, "h": data["h"]})))
+                    info["bytes"] = off + len(chunk)
+                    while len(installs) > INST_WINDOW:
+                        await installs.popleft()
+                while installs:
+                    await installs.popleft()
+            finally:
+                for _, task in reads:
+                    task.cancel()
+                for task in installs:
+                    task.cancel()
+            done = await rpc(target, {"t": "inst_end"}, timeout=60.0)
+        finally:
+            source.queue(encode_frame({"t": "snap_close", "x": xid}))
+        if done.get("s") != snap["s"] or done.get("d") != snap["d"]:
+            raise RecoveryError("bad_snapshot", f"installed {done.get('s')} differs")
+        target.applied_seq = target.acked_seq = snap["s"]
+        target.digest = snap["d"]
+        target.diverged = False
+        log.info("replica %s: snapshot at seq %d installed, digest matches the source's",
+                 target.id, snap["s"])
