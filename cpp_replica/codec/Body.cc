@@ -1,5 +1,6 @@
 #include "codec/Body.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "codec/FrameError.h"
@@ -29,8 +30,16 @@ void checkTree(const msgpack::object& o, const Limits& limits, std::size_t depth
             if (depth + 1 > limits.maxDepth) malformed("nesting too deep");
             if (o.via.map.size > limits.maxMapEntries) malformed("map has too many entries");
             for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
-                checkTree(o.via.map.ptr[i].key, limits, depth + 1);
-                checkTree(o.via.map.ptr[i].val, limits, depth + 1);
+                const msgpack::object& k = o.via.map.ptr[i].key;
+                const msgpack::object& v = o.via.map.ptr[i].val;
+                checkTree(k, limits, depth + 1);
+                if (depth == 0 && v.type == msgpack::type::BIN && k.type == msgpack::type::STR &&
+                    std::string_view(k.via.str.ptr, k.via.str.size) == "data") {
+                    // Checked against maxChunkBytes here and against the frame type in decode().
+                    if (v.via.bin.size > limits.maxChunkBytes) malformed("data chunk too long");
+                    continue;
+                }
+                checkTree(v, limits, depth + 1);
             }
             break;
         default:
@@ -45,7 +54,8 @@ Body Body::decode(std::string_view bytes, const Limits& limits) {
     std::size_t offset = 0;
     try {
         msgpack::unpack_limit unpackLimit(limits.maxListItems, limits.maxMapEntries,
-                                          limits.maxStringBytes, limits.maxStringBytes, 0,
+                                          limits.maxStringBytes,
+                                          std::max(limits.maxStringBytes, limits.maxChunkBytes), 0,
                                           limits.maxDepth + 1);
         // Zero copy: str/bin values point into `bytes`, which the caller keeps alive.
         body.handle_ = msgpack::unpack(
@@ -65,6 +75,11 @@ Body Body::decode(std::string_view bytes, const Limits& limits) {
     const msgpack::object* t = find(root, "t");
     if (t == nullptr || t->type != msgpack::type::STR) malformed("missing or mistyped key 't'");
     body.type_ = std::string_view(t->via.str.ptr, t->via.str.size);
+    if (body.type_ != "inst_data") {
+        const msgpack::object* d = find(root, "data");
+        if (d && d->type == msgpack::type::BIN && d->via.bin.size > limits.maxStringBytes)
+            malformed("string or bin value too long");
+    }
     return body;
 }
 

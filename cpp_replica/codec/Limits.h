@@ -12,6 +12,9 @@ struct Limits {
     std::size_t maxMapEntries = 32;
     std::size_t maxListItems = 10000;
     std::size_t maxDepth = 4;  ///< the body map is level 1
+    /// The one exception to maxStringBytes: the bin `data` of an `inst_data` frame (a chunk of
+    /// a snapshot in transfer, docs/protocol.md "Installing state").
+    std::size_t maxChunkBytes = 512u << 10;
 };
 
 }  // namespace replica

@@ -98,11 +98,7 @@ bool pageArgs(const msgpack::object* a, std::int64_t& before, std::int64_t& limi
 
 }  // namespace
 
-StateMachine::StateMachine() {
-    // Why reserve: the table always fills up in a long-running replica, and rehashing 100,000
-    // entries stalls the apply path.
-    ridReplies_.reserve(kRidCapacity + 1);
-}
+StateMachine::StateMachine() = default;
 StateMachine::~StateMachine() = default;
 
 StateMachine::User* StateMachine::findUser(std::string_view name) const {
@@ -130,13 +126,12 @@ std::string StateMachine::apply(std::string_view bodyBytes, const Body& body) {
     }
 
     std::string reply;
-    std::string ridKey(rid);
-    auto seen = rid.empty() ? ridReplies_.end() : ridReplies_.find(ridKey);
-    if (seen != ridReplies_.end()) {
-        reply = seen->second;  // exactly once: a retry gets the first result
+    const std::string* seen = rid.empty() ? nullptr : rids_.find(rid);
+    if (seen != nullptr) {
+        reply = *seen;  // exactly once: a retry gets the first result
     } else {
         reply = applyOp(op, body.optional("a"), seq, ts);
-        if (!rid.empty()) rememberRid(ridKey, reply);
+        if (!rid.empty()) rids_.remember(rid, reply);
     }
 
     // One contiguous buffer and a one-shot hash: cheaper than a heap-allocated streaming state.
@@ -149,15 +144,6 @@ std::string StateMachine::apply(std::string_view bodyBytes, const Body& body) {
     applied_ = seq;
     lastEpoch_ = epoch;
     return reply;
-}
-
-void StateMachine::rememberRid(const std::string& rid, const std::string& reply) {
-    ridReplies_.emplace(rid, reply);
-    ridOrder_.push_back(rid);
-    if (ridOrder_.size() > kRidCapacity) {
-        ridReplies_.erase(ridOrder_.front());
-        ridOrder_.pop_front();
-    }
 }
 
 std::string StateMachine::applyOp(std::string_view op, const msgpack::object* args,
@@ -527,6 +513,21 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         }
         return out;
     }
+    if (q == "relation") {
+        auto actor = args ? strArg(*args, "actor") : std::nullopt;
+        if (!actor) return invalid("actor must be a string");
+        auto target = strArg(*args, "target");
+        if (!target) return invalid("target must be a string");
+        const User* from = findUser(*actor);
+        if (from == nullptr) return error("not_found", "no such user");
+        const User* to = findUser(*target);
+        if (to == nullptr) return error("not_found", "no such target user");
+        p.mapHeader(3);
+        p.kvBool("ok", true);
+        p.kvBool("following", from->following.count(const_cast<User*>(to)) > 0);
+        p.kvBool("followed_by", from->followers.count(const_cast<User*>(to)) > 0);
+        return out;
+    }
     if (q == "state") {
         p.mapHeader(5);
         p.kvBool("ok", true);
@@ -587,12 +588,12 @@ std::string StateMachine::encodeState(bool withMeta) const {
         }
     }
     if (withMeta) {
-        p.arrayHeader(std::uint32_t(ridOrder_.size()));
-        for (const std::string& rid : ridOrder_) {
+        p.arrayHeader(std::uint32_t(rids_.size()));
+        rids_.forEach([&](std::string_view rid, std::string_view reply) {
             p.arrayHeader(2);
             p.str(rid);
-            p.bin(ridReplies_.at(rid));
-        }
+            p.bin(reply);
+        });
     }
     return out;
 }
@@ -612,12 +613,20 @@ void StateMachine::clear() {
     posts_.clear();
     users_.clear();
     follows_ = 0;
-    ridReplies_.clear();
-    ridReplies_.reserve(kRidCapacity + 1);
-    ridOrder_.clear();
+    rids_.clear();
     applied_ = 0;
     lastEpoch_ = 0;
     digest_.fill(0);
+}
+
+void StateMachine::swap(StateMachine& other) noexcept {
+    users_.swap(other.users_);
+    posts_.swap(other.posts_);
+    std::swap(follows_, other.follows_);
+    rids_.swap(other.rids_);
+    std::swap(applied_, other.applied_);
+    std::swap(lastEpoch_, other.lastEpoch_);
+    std::swap(digest_, other.digest_);
 }
 
 void StateMachine::restore(std::string_view bytes) {
@@ -681,7 +690,9 @@ void StateMachine::restore(std::string_view bytes) {
     }
     for (std::uint32_t i = 0; i < (arr(f[8], 0), f[8].via.array.size); ++i) {
         const msgpack::object* e = arr(f[8].via.array.ptr[i], 2);
-        rememberRid(string(e[0]), string(e[1]));
+        std::string rid = string(e[0]);
+        if (rid.empty() || rid.size() > RidTable::kMaxRidBytes || rids_.find(rid)) bad("rid entry");
+        rids_.remember(rid, string(e[1]));
     }
 }
 

@@ -11,6 +11,7 @@
 
 #include "codec/Body.h"
 #include "codec/Limits.h"
+#include "core/RidTable.h"
 
 namespace replica {
 
@@ -60,6 +61,11 @@ public:
     /// (the state is then unspecified; callers discard the instance).
     void restore(std::string_view bytes);
 
+    /// Exchanges the whole state with `other` (constant time): an install restores into a
+    /// fresh instance, verifies it, and only then swaps it in, so a bad snapshot never touches
+    /// the live state.
+    void swap(StateMachine& other) noexcept;
+
     /// XXH3-128 of the user-visible state alone (users, posts, follows), so tests can check that
     /// a refused command changed nothing even though applied/digest moved.
     Digest stateFingerprint() const;
@@ -81,15 +87,13 @@ private:
     void addFollow(User* from, User* to, std::int64_t since);
     void removeFollow(User* from, User* to);
     void removePost(std::int64_t id);
-    void rememberRid(const std::string& rid, const std::string& reply);
     void clear();
     std::string encodeState(bool withMeta) const;
 
     std::map<std::string, std::unique_ptr<User>> users_;  // key: lower-case username
     std::map<std::int64_t, std::unique_ptr<Post>> posts_;  // key: id (= seq)
     std::size_t follows_ = 0;
-    std::unordered_map<std::string, std::string> ridReplies_;
-    std::deque<std::string> ridOrder_;  // oldest first, for eviction
+    RidTable rids_{kRidCapacity};
     std::int64_t applied_ = 0;
     std::int64_t lastEpoch_ = 0;
     Digest digest_{};

@@ -8,8 +8,11 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -19,6 +22,7 @@
 #include "codec/FrameError.h"
 #include "codec/Packer.h"
 #include "server/Auth.h"
+#include "storage/FileLog.h"
 
 namespace replica {
 namespace {
@@ -29,6 +33,11 @@ constexpr std::int64_t kMaxWaitMs = 5000;
 constexpr std::size_t kMaxParked = 100000;
 constexpr std::size_t kAuthFailuresAllowed = 20;  // per address per window
 constexpr auto kAuthWindow = std::chrono::seconds(10);
+constexpr std::size_t kMaxTransferChunk = 512u << 10;  // snap_read len, log_read max
+constexpr std::size_t kMaxLogRecords = 10000;          // list limit of a frame
+constexpr std::size_t kMaxOpenSnapshots = 2;           // per connection
+constexpr std::size_t kMaxPreAuthBytes = 64u << 10;    // buffered before the handshake is done
+constexpr std::size_t kMaxOutBytes = 64u << 20;        // unsent replies before we drop a reader
 
 std::string_view digestView(const StateMachine::Digest& d) {
     return std::string_view(reinterpret_cast<const char*>(d.data()), d.size());
@@ -69,8 +78,31 @@ struct Server::Connection {
     std::string initiatorNonce, acceptorNonce;
     bool closing = false;   // close once `out` is flushed
     bool wantWrite = false; // EPOLLOUT registered
+    std::chrono::steady_clock::time_point accepted = std::chrono::steady_clock::now();
+    // Snapshots opened with snap_open, by transfer id: the serialized state, kept so a
+    // transfer reads one consistent state while writes go on.
+    std::map<std::int64_t, std::string> snaps;
+    std::int64_t nextXid = 1;
     Connection(std::uint64_t i, int f, std::string a, std::uint32_t max)
         : id(i), fd(f), addr(std::move(a)), reader(max) {}
+};
+
+// A snapshot being received (inst_begin .. inst_end). One at a time per replica.
+struct Server::Install {
+    std::uint64_t conn;
+    std::int64_t seq, epoch, size;
+    std::uint64_t hash;
+    std::string digest;
+    std::int64_t off = 0;
+    XXH3_state_t* state = XXH3_createState();  // running hash of the whole snapshot
+    std::string path;    // temp file in the data dir, or empty: received into `memory`
+    int fd = -1;
+    std::string memory;
+    ~Install() {
+        XXH3_freeState(state);
+        if (fd >= 0) ::close(fd);
+        if (!path.empty()) ::unlink(path.c_str());
+    }
 };
 
 Server::Server(ServerConfig config, StateMachine& machine, Log& log, SnapshotStore* snapshots,
@@ -129,7 +161,8 @@ Server::Connection* Server::find(std::uint64_t id) {
 }
 
 int Server::nextTimeoutMs() const {
-    int timeout = 1000;
+    // While handshakes are open, wake often enough to enforce their timeout.
+    int timeout = unauthenticated_ > 0 ? std::min(1000, std::max(10, config_.handshakeTimeoutMs / 4)) : 1000;
     auto now = std::chrono::steady_clock::now();
     for (auto& [min, p] : parked_) {
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - now).count();
@@ -158,6 +191,7 @@ void Server::run() {
         }
         // Group commit: one sync covers every write handled this turn, before any ack leaves.
         log_.sync();
+        sweepIdle();
         serveParked(true);
         maybeSnapshot();
         std::vector<std::uint64_t> ids;
@@ -182,15 +216,27 @@ void Server::acceptAll() {
         else if (ss.ss_family == AF_INET6)
             ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, host,
                         sizeof host);
-        if (rateLimited(host)) {
-            logLine("warn", std::string("event=refused reason=auth_rate_limit addr=") + host);
+        const char* refusal = rateLimited(host)                         ? "auth_rate_limit"
+                              : conns_.size() >= config_.maxConnections ? "too_many_connections"
+                                                                         : nullptr;
+        if (refusal != nullptr) {
             ::close(fd);
+            // Logged at most once a second (with a count) so a flood cannot fill the disk.
+            ++refusedSinceLog_;
+            auto now = std::chrono::steady_clock::now();
+            if (now - lastRefusedLog_ >= std::chrono::seconds(1)) {
+                logLine("warn", std::string("event=refused reason=") + refusal + " addr=" + host +
+                                    " count=" + std::to_string(refusedSinceLog_));
+                refusedSinceLog_ = 0;
+                lastRefusedLog_ = now;
+            }
             continue;
         }
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         std::uint64_t id = nextConnId_++;
         conns_.emplace(id, std::make_unique<Connection>(id, fd, host, config_.limits.maxFrameBytes));
+        ++unauthenticated_;
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.u64 = id;
@@ -232,6 +278,11 @@ void Server::readFrom(Connection& c) {
     }
     std::uint64_t id = c.id;
     std::vector<std::string> frames;
+    if (c.phase != Connection::Phase::Ready && c.reader.pending() > kMaxPreAuthBytes) {
+        fail(c, "malformed", "more than " + std::to_string(kMaxPreAuthBytes) +
+                                 " bytes before the handshake completed");
+        return;
+    }
     try {
         c.reader.drain(frames);
     } catch (const FrameError& e) {
@@ -275,6 +326,22 @@ void Server::handleFrame(Connection& c, const std::string& bytes) {
             handleWrite(c, bytes, body);
         } else if (t == "r") {
             handleRead(c, bytes, body);
+        } else if (t == "epoch") {
+            handleEpoch(c, body);
+        } else if (t == "snap_open") {
+            handleSnapOpen(c, body);
+        } else if (t == "snap_read") {
+            handleSnapRead(c, body);
+        } else if (t == "snap_close") {
+            c.snaps.erase(body.requireInt("x"));
+        } else if (t == "log_read") {
+            handleLogRead(c, body);
+        } else if (t == "inst_begin") {
+            handleInstBegin(c, body);
+        } else if (t == "inst_data") {
+            handleInstData(c, body);
+        } else if (t == "inst_end") {
+            handleInstEnd(c, body);
         } else if (t == "hb") {
             std::int64_t id = body.requireInt("id");
             std::size_t at = beginFrame(c.out);
@@ -345,6 +412,7 @@ void Server::handleAuth(Connection& c, const Body& body) {
     p.kv("le", machine_.lastEpoch());
     endFrame(c.out, at);
     c.phase = Connection::Phase::Ready;
+    --unauthenticated_;
     logLine("info", "event=ready conn=" + std::to_string(c.id) + " addr=" + c.addr);
 }
 
@@ -355,6 +423,10 @@ void Server::handleWrite(Connection& c, const std::string& bytes, const Body& bo
     if (body.requireStr("rid").size() > 64) throw FrameError("malformed", "rid longer than 64 bytes");
     body.requireStr("op");
     if (seq < 1) throw FrameError("malformed", "seq must be >= 1");
+    if (install_) {
+        refuse(c, "installing", "a snapshot is being installed", "s", seq);
+        return;
+    }
     if (epoch < epochs_.get()) {
         fail(c, "stale_epoch", "epoch " + std::to_string(epoch) + " < " +
                                    std::to_string(epochs_.get()), "s", seq);
@@ -430,6 +502,10 @@ void Server::applyOne(std::uint64_t connId, const std::string& bytes) {
 void Server::handleRead(Connection& c, const std::string& bytes, const Body& body) {
     std::int64_t id = body.requireInt("id");
     body.requireStr("q");
+    if (install_) {
+        refuse(c, "installing", "a snapshot is being installed", "id", id);
+        return;
+    }
     std::int64_t min = 0, wait = 0;
     if (const msgpack::object* m = body.optional("min"); m && m->type != msgpack::type::NIL) {
         auto v = asInt(*m);
@@ -508,12 +584,12 @@ void Server::maybeSnapshot() {
     log_.sync();
     snapshots_->save(machine_.applied(), machine_.snapshot());
     log_.truncatePrefix(machine_.applied());
-    lastSnapshot_ = machine_.applied();
+    lastSnapshot_ = newestSnapshot_ = machine_.applied();
     logLine("info", "event=snapshot s=" + std::to_string(lastSnapshot_));
 }
 
-void Server::fail(Connection& c, const std::string& code, const std::string& reason,
-                  const char* idKey, std::int64_t idValue) {
+void Server::refuse(Connection& c, const std::string& code, const std::string& reason,
+                    const char* idKey, std::int64_t idValue) {
     std::size_t at = beginFrame(c.out);
     Packer p(c.out);
     p.mapHeader(idKey ? 4 : 3);
@@ -522,15 +598,30 @@ void Server::fail(Connection& c, const std::string& code, const std::string& rea
     p.kv("code", code);
     p.kv("msg", reason);
     endFrame(c.out, at);
+    logLine("warn", "event=refused_request conn=" + std::to_string(c.id) + " code=" + code +
+                        " reason=\"" + reason + "\"");
+}
+
+void Server::fail(Connection& c, const std::string& code, const std::string& reason,
+                  const char* idKey, std::int64_t idValue) {
     if (code == "stale_epoch") {
         // Fencing refuses the write, not the connection: the coordinator learns it is stale.
-        logLine("warn", "event=stale_epoch conn=" + std::to_string(c.id) + " reason=\"" + reason + "\"");
+        refuse(c, code, reason, idKey, idValue);
         return;
     }
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(idKey ? 4 : 3);
+    p.kv("t", "err");
+    if (idKey) p.kv(idKey, idValue);
+    p.kv("code", code);
+    p.kv("msg", reason);
+    endFrame(c.out, at);
     logLine("warn", "event=close_connection conn=" + std::to_string(c.id) + " addr=" + c.addr +
                         " code=" + code + " reason=\"" + reason + "\"");
+    // Not flushed here: `out` may hold acks of writes applied this turn, which must wait for
+    // the turn's log sync. The loop flushes, then closes.
     c.closing = true;
-    flush(c);
 }
 
 void Server::flush(Connection& c) {
@@ -549,6 +640,10 @@ void Server::flush(Connection& c) {
         if (c.out.empty()) close(c, "closed after error");
         return;  // a closing connection with unsent bytes waits for EPOLLOUT-less retry
     }
+    if (c.out.size() > kMaxOutBytes) {
+        close(c, "peer does not read its replies (" + std::to_string(c.out.size()) + " bytes queued)");
+        return;
+    }
     bool want = !c.out.empty();
     if (want != c.wantWrite) {
         epoll_event ev{};
@@ -560,10 +655,331 @@ void Server::flush(Connection& c) {
 }
 
 void Server::close(Connection& c, const std::string& reason) {
+    if (c.phase != Connection::Phase::Ready) --unauthenticated_;
+    if (install_ && install_->conn == c.id) abortInstall("connection closed");
     logLine("info", "event=disconnect conn=" + std::to_string(c.id) + " reason=\"" + reason + "\"");
     ::epoll_ctl(epollFd_, EPOLL_CTL_DEL, c.fd, nullptr);
     ::close(c.fd);
     conns_.erase(c.id);  // destroys c
+}
+
+// ---------------------------------------------------------------- epochs and state transfer
+
+void Server::handleEpoch(Connection& c, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    std::int64_t e = body.requireInt("e");
+    if (e < epochs_.get()) {
+        refuse(c, "stale_epoch", "epoch " + std::to_string(e) + " < " + std::to_string(epochs_.get()),
+               "id", id);
+        return;
+    }
+    epochs_.raise(e);  // fsync, rename, fsync dir: durable before epoch_ok
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(6);
+    p.kv("t", "epoch_ok");
+    p.kv("id", id);
+    p.kv("e", e);
+    p.kv("s", machine_.applied());
+    p.str("d");
+    p.bin(digestView(machine_.digest()));
+    p.kv("le", machine_.lastEpoch());
+    endFrame(c.out, at);
+    logLine("info", "event=epoch e=" + std::to_string(e));
+}
+
+void Server::handleSnapOpen(Connection& c, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    if (install_) {
+        refuse(c, "installing", "a snapshot is being installed", "id", id);
+        return;
+    }
+    if (c.snaps.size() >= kMaxOpenSnapshots) {
+        refuse(c, "busy", "at most 2 snapshots open per connection", "id", id);
+        return;
+    }
+    std::int64_t x = c.nextXid++;
+    std::string& bytes = c.snaps[x] = machine_.snapshot();
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(9);
+    p.kv("t", "snap_info");
+    p.kv("id", id);
+    p.kv("x", x);
+    p.kv("s", machine_.applied());
+    p.kv("e", epochs_.get());
+    p.kv("le", machine_.lastEpoch());
+    p.str("d");
+    p.bin(digestView(machine_.digest()));
+    p.kv("size", std::int64_t(bytes.size()));
+    p.str("h");
+    p.integer(std::int64_t(XXH3_64bits(bytes.data(), bytes.size())));
+    endFrame(c.out, at);
+    logLine("info", "event=snap_open conn=" + std::to_string(c.id) + " x=" + std::to_string(x) +
+                        " s=" + std::to_string(machine_.applied()) + " size=" + std::to_string(bytes.size()));
+}
+
+void Server::handleSnapRead(Connection& c, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    std::int64_t x = body.requireInt("x");
+    std::int64_t off = body.requireInt("off");
+    std::int64_t len = body.requireInt("len");
+    auto it = c.snaps.find(x);
+    if (it == c.snaps.end()) {
+        refuse(c, "unknown_transfer", "no open snapshot " + std::to_string(x), "id", id);
+        return;
+    }
+    const std::string& bytes = it->second;
+    if (off < 0 || std::uint64_t(off) > bytes.size() || len < 0) {
+        refuse(c, "bad_range", "offset or length out of range", "id", id);
+        return;
+    }
+    std::size_t n = std::min({std::size_t(len), kMaxTransferChunk, bytes.size() - std::size_t(off)});
+    std::string_view data(bytes.data() + off, n);
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(5);
+    p.kv("t", "snap_data");
+    p.kv("id", id);
+    p.kv("off", off);
+    p.str("data");
+    p.bin(data);
+    p.str("h");
+    p.integer(std::int64_t(XXH3_64bits(data.data(), data.size())));
+    endFrame(c.out, at);
+}
+
+void Server::handleLogRead(Connection& c, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    std::int64_t from = std::max<std::int64_t>(1, body.requireInt("from"));
+    std::int64_t max = std::clamp<std::int64_t>(body.requireInt("max"), 1, kMaxTransferChunk);
+    if (install_) {
+        refuse(c, "installing", "a snapshot is being installed", "id", id);
+        return;
+    }
+    std::vector<std::string_view> recs;
+    std::vector<std::string> copies;  // Log::read's views die with its call
+    bool held = from > newestSnapshot_ &&
+                log_.read(from, std::size_t(max), [&](std::int64_t, std::string_view b) {
+                    copies.emplace_back(b);
+                    return copies.size() < kMaxLogRecords;
+                });
+    if (!held) {
+        refuse(c, "compacted", "seq " + std::to_string(from) + " is covered by the snapshot at " +
+                                   std::to_string(newestSnapshot_), "id", id);
+        return;
+    }
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(4);
+    p.kv("t", "log_data");
+    p.kv("id", id);
+    p.str("recs");
+    p.arrayHeader(std::uint32_t(copies.size()));
+    for (const std::string& r : copies) p.bin(r);
+    p.kv("last", machine_.applied());
+    endFrame(c.out, at);
+}
+
+void Server::handleInstBegin(Connection& c, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    std::int64_t seq = body.requireInt("s");
+    std::int64_t epoch = body.requireInt("e");
+    std::string_view digest = body.requireBin("d");
+    std::int64_t size = body.requireInt("size");
+    std::int64_t hash = body.requireInt("h");
+    if (digest.size() != 16 || size <= 0 || seq < 0)
+        throw FrameError("malformed", "inst_begin needs a 16-byte d, size > 0 and s >= 0");
+    if (epoch < epochs_.get()) {
+        refuse(c, "stale_epoch", "epoch " + std::to_string(epoch) + " < " +
+                                     std::to_string(epochs_.get()), "id", id);
+        return;
+    }
+    // A newer install replaces an unfinished one: its coordinator may have gone away without
+    // closing the connection, and an old install must never block a new one forever.
+    if (install_) abortInstall("replaced by a new inst_begin");
+    auto inst = std::make_unique<Install>();
+    inst->conn = c.id;
+    inst->seq = seq;
+    inst->epoch = epoch;
+    inst->size = size;
+    inst->hash = std::uint64_t(hash);
+    inst->digest = std::string(digest);
+    XXH3_64bits_reset(inst->state);
+    if (!config_.dataDir.empty()) {
+        inst->path = config_.dataDir + "/install.tmp";
+        inst->fd = ::open(inst->path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (inst->fd < 0) {
+            std::string err = std::strerror(errno);
+            inst->path.clear();
+            refuse(c, "bad_snapshot", "cannot create install.tmp: " + err, "id", id);
+            return;
+        }
+    }
+    install_ = std::move(inst);
+    logLine("info", "event=install_begin conn=" + std::to_string(c.id) + " s=" + std::to_string(seq) +
+                        " size=" + std::to_string(size));
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(3);
+    p.kv("t", "inst_ok");
+    p.kv("id", id);
+    p.kv("off", std::int64_t(0));
+    endFrame(c.out, at);
+}
+
+void Server::handleInstData(Connection& c, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    std::int64_t off = body.requireInt("off");
+    std::string_view data = body.requireBin("data");
+    std::int64_t h = body.requireInt("h");
+    if (!install_ || install_->conn != c.id) {
+        refuse(c, "bad_chunk", "no install in progress on this connection", "id", id);
+        return;
+    }
+    Install& in = *install_;
+    std::string why;
+    if (off != in.off)
+        why = "offset " + std::to_string(off) + " but expected " + std::to_string(in.off);
+    else if (std::uint64_t(h) != XXH3_64bits(data.data(), data.size()))
+        why = "chunk hash mismatch at offset " + std::to_string(off);
+    else if (in.off + std::int64_t(data.size()) > in.size)
+        why = "chunk runs past the declared size";
+    if (why.empty()) {
+        XXH3_64bits_update(in.state, data.data(), data.size());
+        if (in.fd >= 0) {
+            const char* p = data.data();
+            std::size_t left = data.size();
+            while (left > 0 && why.empty()) {
+                ssize_t n = ::write(in.fd, p, left);
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0) why = std::string("cannot write install.tmp: ") + std::strerror(errno);
+                else {
+                    p += n;
+                    left -= std::size_t(n);
+                }
+            }
+        } else {
+            in.memory.append(data);
+        }
+    }
+    if (!why.empty()) {
+        abortInstall(why);
+        refuse(c, "bad_chunk", why, "id", id);
+        return;
+    }
+    in.off += std::int64_t(data.size());
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(3);
+    p.kv("t", "inst_ok");
+    p.kv("id", id);
+    p.kv("off", in.off);
+    endFrame(c.out, at);
+}
+
+void Server::handleInstEnd(Connection& c, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    if (!install_ || install_->conn != c.id) {
+        refuse(c, "bad_snapshot", "no install in progress on this connection", "id", id);
+        return;
+    }
+    std::string why = finishInstall();
+    if (!why.empty()) {
+        abortInstall(why);
+        refuse(c, "bad_snapshot", why, "id", id);
+        return;
+    }
+    install_.reset();
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(4);
+    p.kv("t", "inst_done");
+    p.kv("id", id);
+    p.kv("s", machine_.applied());
+    p.str("d");
+    p.bin(digestView(machine_.digest()));
+    endFrame(c.out, at);
+    // Writes buffered before the install: those now covered are answered dup, the rest apply.
+    applyReady();
+}
+
+std::string Server::finishInstall() {
+    Install& in = *install_;
+    if (in.off != in.size)
+        return "received " + std::to_string(in.off) + " of " + std::to_string(in.size) + " bytes";
+    if (XXH3_64bits_digest(in.state) != in.hash) return "snapshot hash mismatch";
+    std::string bytes;
+    if (in.fd >= 0) {
+        // Read back what is on disk: that is what the snapshot file will hold.
+        bytes.resize(std::size_t(in.size));
+        std::size_t got = 0;
+        while (got < bytes.size()) {
+            ssize_t n = ::pread(in.fd, &bytes[got], bytes.size() - got, off_t(got));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return "cannot read install.tmp back";
+            got += std::size_t(n);
+        }
+        if (XXH3_64bits(bytes.data(), bytes.size()) != in.hash) return "install.tmp damaged on disk";
+    } else {
+        bytes = std::move(in.memory);
+    }
+    StateMachine fresh;
+    try {
+        fresh.restore(bytes);
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    if (fresh.applied() != in.seq)
+        return "snapshot is at seq " + std::to_string(fresh.applied()) + ", not " + std::to_string(in.seq);
+    if (digestView(fresh.digest()) != in.digest) return "snapshot digest does not match d";
+    // Durable switch, crash-safe at every step (storage/Layout.h): old log aside, snapshot
+    // written, old log deleted and a new segment opened at S+1.
+    try {
+        log_.sync();
+        log_.prepareReset(in.seq);
+        try {
+            if (snapshots_ != nullptr) snapshots_->save(in.seq, bytes);
+        } catch (...) {
+            log_.abortReset();
+            throw;
+        }
+        log_.commitReset(in.seq);
+    } catch (const std::exception& e) {
+        return std::string("cannot store the snapshot: ") + e.what();
+    }
+    machine_.swap(fresh);
+    epochs_.raise(in.epoch);
+    lastSnapshot_ = newestSnapshot_ = in.seq;
+    logLine("info", "event=install_done s=" + std::to_string(in.seq) + " replaced_applied=" +
+                        std::to_string(fresh.applied()));
+    return "";
+}
+
+void Server::abortInstall(const std::string& reason) {
+    logLine("warn", "event=install_aborted reason=\"" + reason + "\"");
+    install_.reset();  // removes install.tmp
+}
+
+void Server::sweepIdle() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - lastSweep_ < std::chrono::milliseconds(10)) return;
+    lastSweep_ = now;
+    if (unauthenticated_ > 0) {
+        auto limit = std::chrono::milliseconds(config_.handshakeTimeoutMs);
+        std::vector<std::uint64_t> late;
+        for (auto& [id, c] : conns_)
+            if (c->phase != Connection::Phase::Ready && now - c->accepted > limit) late.push_back(id);
+        for (std::uint64_t id : late)
+            if (Connection* c = find(id)) {
+                logLine("warn", "event=handshake_timeout conn=" + std::to_string(id) + " addr=" + c->addr);
+                close(*c, "handshake timeout");
+            }
+    }
+    for (auto it = authFailures_.begin(); it != authFailures_.end();) {
+        while (!it->second.empty() && now - it->second.front() > kAuthWindow) it->second.pop_front();
+        it = it->second.empty() ? authFailures_.erase(it) : std::next(it);
+    }
 }
 
 }  // namespace replica

@@ -27,6 +27,9 @@ struct ServerConfig {
     Limits limits;
     std::int64_t snapshotEvery = 0;  ///< 0 = never
     std::size_t maxBufferedWrites = 100000;
+    std::string dataDir;  ///< empty: in memory only (an install is then received in memory)
+    int handshakeTimeoutMs = 5000;   ///< an unauthenticated connection is closed after this
+    std::size_t maxConnections = 1024;  ///< further connections are accepted and closed at once
 };
 
 /// The replica's transport and sequencing: a single-threaded epoll loop over non-blocking
@@ -47,6 +50,9 @@ public:
 
     /// Binds and listens; returns the real port (for port 0). Throws std::runtime_error.
     int listen();
+    /// Seq of the newest snapshot on disk at start (0 if none): log_read at or before it
+    /// answers `compacted`.
+    void setNewestSnapshot(std::int64_t seq) { newestSnapshot_ = seq; }
     /// Runs the loop until stop() (from a signal handler: it only sets a flag).
     void run();
     static void stop();
@@ -63,6 +69,7 @@ private:
         std::uint64_t conn;
         std::string body;
     };
+    struct Install;
 
     void acceptAll();
     void readFrom(Connection& c);
@@ -76,9 +83,26 @@ private:
     void answerRead(Connection& c, const Body& body, bool behind);
     void serveParked(bool expireOnly);
     void maybeSnapshot();
+    // State transfer (docs/protocol.md "Epochs, state transfer and membership").
+    void handleEpoch(Connection& c, const Body& body);
+    void handleSnapOpen(Connection& c, const Body& body);
+    void handleSnapRead(Connection& c, const Body& body);
+    void handleLogRead(Connection& c, const Body& body);
+    void handleInstBegin(Connection& c, const Body& body);
+    void handleInstData(Connection& c, const Body& body);
+    void handleInstEnd(Connection& c, const Body& body);
+    /// Verifies the received snapshot and makes it the replica's state; returns "" or the
+    /// reason it was refused (the old state is then kept).
+    std::string finishInstall();
+    void abortInstall(const std::string& reason);
+    void sweepIdle();
     void flush(Connection& c);
+    /// Sends err and closes the connection once it is flushed (after the turn's log sync).
     void fail(Connection& c, const std::string& code, const std::string& reason,
               const char* idKey = nullptr, std::int64_t idValue = 0);
+    /// Sends err for one request and keeps the connection open.
+    void refuse(Connection& c, const std::string& code, const std::string& reason,
+                const char* idKey = nullptr, std::int64_t idValue = 0);
     void close(Connection& c, const std::string& reason);
     Connection* find(std::uint64_t id);
     bool rateLimited(const std::string& addr);
@@ -97,6 +121,12 @@ private:
     std::multimap<std::int64_t, Parked> parked_;  // reads waiting for min seq
     std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> authFailures_;
     std::int64_t lastSnapshot_ = 0;
+    std::int64_t newestSnapshot_ = 0;
+    std::unique_ptr<Install> install_;  // non-null while a snapshot is being installed
+    std::chrono::steady_clock::time_point lastSweep_{};
+    std::chrono::steady_clock::time_point lastRefusedLog_{};
+    std::size_t refusedSinceLog_ = 0;
+    std::size_t unauthenticated_ = 0;  // connections not yet Ready
 };
 
 /// One log line to stderr: "replica level=L " + the key=value pairs in `kv`.

@@ -1,7 +1,9 @@
 // replica_server: parses flags and wires the parts together; no logic of its own.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -41,6 +43,10 @@ const char* kUsage =
     "  --snapshot-every N      write a snapshot every N applied writes and drop the log segments\n"
     "                          it covers (default 10000; 0 disables)\n"
     "  --max-frame-bytes N     largest accepted frame body (default 1048576)\n"
+    "  --handshake-timeout-ms N  close a connection that has not completed the handshake\n"
+    "                          within N ms (default 5000)\n"
+    "  --max-connections N     connections served at once; more are accepted and closed at\n"
+    "                          once with a log line (default 1024)\n"
     "  --help                  show this text\n"
     "\n"
     "On start it prints 'replica_server listening id=ID addr=HOST:PORT' on stdout.\n"
@@ -91,6 +97,12 @@ int main(int argc, char** argv) {
                 fsync = value();
             } else if (a == "--snapshot-every") {
                 config.snapshotEvery = std::stoll(value());
+            } else if (a == "--handshake-timeout-ms") {
+                config.handshakeTimeoutMs = std::stoi(value());
+                if (config.handshakeTimeoutMs < 1) throw std::invalid_argument("--handshake-timeout-ms must be >= 1");
+            } else if (a == "--max-connections") {
+                config.maxConnections = std::size_t(std::stoul(value()));
+                if (config.maxConnections < 1) throw std::invalid_argument("--max-connections must be >= 1");
             } else if (a == "--max-frame-bytes") {
                 config.limits.maxFrameBytes = std::uint32_t(std::stoul(value()));
             } else {
@@ -133,15 +145,33 @@ int main(int argc, char** argv) {
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
 
+    // Room for every allowed connection plus log, snapshot and epoch files: running out of
+    // descriptors would leave the listening socket readable with accept() failing (a busy loop).
+    rlimit nofile{};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        rlim_t want = rlim_t(config.maxConnections + 64);
+        if (nofile.rlim_cur < want) {
+            nofile.rlim_cur = std::min(want, nofile.rlim_max);
+            ::setrlimit(RLIMIT_NOFILE, &nofile);
+        }
+    }
+    config.dataDir = dataDir;
+
     try {
         replica::StateMachine machine;
+        std::int64_t newestSnapshot = 0;
         std::unique_ptr<replica::Log> log;
         std::unique_ptr<replica::SnapshotStore> snapshots;
         if (!dataDir.empty()) {
             ::mkdir(dataDir.c_str(), 0755);
             snapshots = std::make_unique<replica::SnapshotStore>(dataDir);
+            ::unlink((dataDir + "/install.tmp").c_str());  // an install cut short by a crash
+            replica::FileLog::recoverReset(
+                dataDir, [&](std::int64_t seq) { return snapshots->has(seq); },
+                [](const std::string& m) { replica::logLine("warn", m); });
             if (auto snap = snapshots->loadLatest()) {
                 machine.restore(snap->second);
+                newestSnapshot = snap->first;
                 replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->first));
             }
             log = std::make_unique<replica::FileLog>(
@@ -167,6 +197,7 @@ int main(int argc, char** argv) {
             config.id = config.port != 0 ? "r-" + std::to_string(config.port)
                                          : "r-pid" + std::to_string(::getpid());
         replica::Server server(config, machine, *log, snapshots.get(), epochs);
+        server.setNewestSnapshot(newestSnapshot);
         int port = server.listen();
         std::string host = config.host.find(':') != std::string::npos ? "[" + config.host + "]" : config.host;
         std::printf("replica_server listening id=%s addr=%s:%d\n", config.id.c_str(), host.c_str(), port);

@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -106,6 +107,11 @@ FileLog::FileLog(std::string dataDir, FsyncPolicy policy,
 
 FileLog::~FileLog() {
     if (fd_ >= 0) {
+        try {
+            writeOut();
+        } catch (const StorageError&) {
+            // Nothing to report to in a destructor; recovery cuts a torn tail.
+        }
         if (policy_ != FsyncPolicy::Never) ::fsync(fd_);
         ::close(fd_);
     }
@@ -153,6 +159,7 @@ void FileLog::scan() {
 
 void FileLog::openSegment(std::int64_t firstSeq) {
     if (fd_ >= 0) {
+        writeOut();
         if (policy_ != FsyncPolicy::Never) ::fsync(fd_);
         ::close(fd_);
     }
@@ -165,13 +172,18 @@ void FileLog::openSegment(std::int64_t firstSeq) {
 
 void FileLog::append(std::int64_t seq, std::string_view body) {
     if (seq <= lastSeq_) throw std::logic_error("log append out of order");
-    scratch_.clear();
-    putLe(scratch_, body.size(), 4);
-    putLe(scratch_, std::uint64_t(seq), 8);
-    putLe(scratch_, checksum(seq, body), 8);
-    scratch_.append(body);
-    const char* p = scratch_.data();
-    std::size_t left = scratch_.size();
+    if (fd_ < 0) throw std::logic_error("log append during a reset");
+    putLe(buffer_, body.size(), 4);
+    putLe(buffer_, std::uint64_t(seq), 8);
+    putLe(buffer_, checksum(seq, body), 8);
+    buffer_.append(body);
+    lastSeq_ = seq;
+    if (policy_ == FsyncPolicy::Always) sync();
+}
+
+void FileLog::writeOut() {
+    const char* p = buffer_.data();
+    std::size_t left = buffer_.size();
     while (left > 0) {
         ssize_t n = ::write(fd_, p, left);
         if (n < 0) {
@@ -181,12 +193,15 @@ void FileLog::append(std::int64_t seq, std::string_view body) {
         p += n;
         left -= std::size_t(n);
     }
-    lastSeq_ = seq;
-    dirty_ = true;
-    if (policy_ == FsyncPolicy::Always) sync();
+    if (!buffer_.empty()) dirty_ = true;
+    buffer_.clear();
+    // Why shrink: one large catch-up turn should not pin megabytes for the process lifetime.
+    if (buffer_.capacity() > (4u << 20)) buffer_.shrink_to_fit();
 }
 
 void FileLog::sync() {
+    if (fd_ < 0) return;
+    writeOut();
     if (!dirty_) return;
     dirty_ = false;
     if (policy_ == FsyncPolicy::Never) return;
@@ -211,12 +226,146 @@ void FileLog::truncatePrefix(std::int64_t seq) {
     // Segments are removed whole: start a fresh segment (unless the current one is still empty)
     // so the one holding `seq` becomes closed, then drop every segment whose successor starts at
     // or below seq+1 (all its records are <= seq). Records above `seq` are never lost.
+    if (fd_ < 0) return;
     if (lastSeq_ >= segments_.back().firstSeq) openSegment(lastSeq_ + 1);
     while (segments_.size() > 1 && segments_[1].firstSeq <= seq + 1) {
         ::unlink(segments_.front().path.c_str());
         segments_.erase(segments_.begin());
     }
     syncDirectory(dir_);
+}
+
+bool FileLog::read(std::int64_t from, std::size_t maxBytes,
+                   const std::function<bool(std::int64_t, std::string_view)>& fn) {
+    if (fd_ < 0 || segments_.empty() || from < segments_.front().firstSeq) return false;
+    writeOut();  // the tail may still be in our buffer: the file must hold it before we read
+    // The segment holding `from`: the last one starting at or before it.
+    std::size_t i = 0;
+    while (i + 1 < segments_.size() && segments_[i + 1].firstSeq <= from) ++i;
+    std::size_t bytes = 0;
+    bool first = true;
+    for (; i < segments_.size(); ++i) {
+        std::string data = readFile(segments_[i].path);
+        std::size_t off = 0;
+        while (off + kHeader <= data.size()) {
+            std::uint64_t length = le(data.data() + off, 4);
+            auto seq = std::int64_t(le(data.data() + off + 4, 8));
+            if (data.size() - off - kHeader < length) corrupt(segments_[i].path, off, "truncated record body");
+            std::string_view body(data.data() + off + kHeader, length);
+            if (checksum(seq, body) != le(data.data() + off + 12, 8))
+                corrupt(segments_[i].path, off, "checksum mismatch");
+            if (first) {
+                // Records before `from` dropped with an older segment: not held any more.
+                if (seq > from) return false;
+                first = false;
+            }
+            if (seq >= from) {
+                if (!fn(seq, body)) return true;
+                bytes += length;
+                if (bytes >= maxBytes) return true;
+            }
+            off += kHeader + length;
+        }
+    }
+    return true;
+}
+
+std::string FileLog::discardPath(std::int64_t seq) const {
+    char name[40];
+    std::snprintf(name, sizeof name, ".discard-%020lld", static_cast<long long>(seq));
+    return dir_ + name;
+}
+
+namespace {
+
+std::string parentOf(const std::string& dir) { return dir.substr(0, dir.rfind('/')); }
+
+void removeTree(const std::string& dir) {
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            std::string name = e->d_name;
+            if (name != "." && name != "..") ::unlink((dir + "/" + name).c_str());
+        }
+        ::closedir(d);
+    }
+    ::rmdir(dir.c_str());
+}
+
+}  // namespace
+
+void FileLog::prepareReset(std::int64_t seq) {
+    assert(fd_ >= 0);
+    sync();
+    // Even with `never` the old records must be intact if a crash makes us undo the reset.
+    ::fdatasync(fd_);
+    ::close(fd_);
+    fd_ = -1;
+    std::string aside = discardPath(seq);
+    if (::rename(dir_.c_str(), aside.c_str()) != 0) {
+        std::string err = std::strerror(errno);
+        fd_ = ::open(segments_.back().path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        throw StorageError("cannot rename " + dir_ + ": " + err);
+    }
+    syncDirectory(parentOf(dir_));
+    resetSegments_ = std::move(segments_);
+    segments_.clear();
+    resetLastSeq_ = lastSeq_;
+    resetSeq_ = seq;
+}
+
+void FileLog::commitReset(std::int64_t seq) {
+    assert(resetSeq_ == seq && fd_ < 0);
+    removeTree(discardPath(seq));
+    ::mkdir(dir_.c_str(), 0755);
+    lastSeq_ = seq;
+    resetSegments_.clear();
+    resetSeq_ = -1;
+    openSegment(seq + 1);
+    syncDirectory(parentOf(dir_));
+}
+
+void FileLog::abortReset() {
+    assert(resetSeq_ >= 0 && fd_ < 0);
+    if (::rename(discardPath(resetSeq_).c_str(), dir_.c_str()) != 0)
+        throw StorageError("cannot rename " + discardPath(resetSeq_) + " back: " +
+                           std::strerror(errno));
+    syncDirectory(parentOf(dir_));
+    segments_ = std::move(resetSegments_);
+    resetSegments_.clear();
+    lastSeq_ = resetLastSeq_;
+    resetSeq_ = -1;
+    fd_ = ::open(segments_.back().path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd_ < 0) throw StorageError("cannot open " + segments_.back().path);
+}
+
+void FileLog::recoverReset(const std::string& dataDir,
+                           const std::function<bool(std::int64_t)>& installedSnapshot,
+                           const std::function<void(const std::string&)>& warn) {
+    std::string prefix = std::string(Layout::kLogDir) + ".discard-";
+    std::vector<std::string> found;
+    if (DIR* d = ::opendir(dataDir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            std::string name = e->d_name;
+            if (name.rfind(prefix, 0) == 0 && name.size() == prefix.size() + 20) found.push_back(name);
+        }
+        ::closedir(d);
+    }
+    std::string logDir = dataDir + "/" + Layout::kLogDir;
+    for (const std::string& name : found) {
+        std::int64_t seq = std::stoll(name.substr(prefix.size()));
+        std::string path = dataDir + "/" + name;
+        if (installedSnapshot(seq)) {
+            if (warn) warn("event=reset_recovered action=finish seq=" + std::to_string(seq));
+            removeTree(path);
+            // A log dir opened by commitReset may hold records after seq: keep it.
+        } else {
+            if (warn) warn("event=reset_recovered action=undo seq=" + std::to_string(seq));
+            removeTree(logDir);  // at most an empty dir: commitReset runs after the snapshot
+            if (::rename(path.c_str(), logDir.c_str()) != 0)
+                throw StorageError("cannot rename " + path + " back: " + std::strerror(errno));
+        }
+        syncDirectory(dataDir);
+    }
 }
 
 }  // namespace replica

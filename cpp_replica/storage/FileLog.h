@@ -33,6 +33,21 @@ public:
     /// hold only records <= seq.
     void truncatePrefix(std::int64_t seq) override;
     std::int64_t lastSeq() const override { return lastSeq_; }
+    bool read(std::int64_t from, std::size_t maxBytes,
+              const std::function<bool(std::int64_t, std::string_view)>& fn) override;
+    /// Renames DATA_DIR/log to DATA_DIR/log.discard-<seq:020> (durably).
+    void prepareReset(std::int64_t seq) override;
+    /// Deletes the discarded log and opens DATA_DIR/log/<seq+1:020>.log.
+    void commitReset(std::int64_t seq) override;
+    /// Renames the discarded log back and reopens it.
+    void abortReset() override;
+
+    /// Finishes or undoes a reset cut short by a crash; call before opening the log. A
+    /// DATA_DIR/log.discard-<S> left behind is deleted when `installedSnapshot(S)` says the
+    /// snapshot at S was written (the install completed), else renamed back to DATA_DIR/log.
+    static void recoverReset(const std::string& dataDir,
+                             const std::function<bool(std::int64_t)>& installedSnapshot,
+                             const std::function<void(const std::string&)>& warn);
 
 private:
     struct Segment {
@@ -41,6 +56,8 @@ private:
     };
     void scan();
     void openSegment(std::int64_t firstSeq);
+    void writeOut();  // writes `buffer_` to the segment (no fsync)
+    std::string discardPath(std::int64_t seq) const;
     std::string segmentPath(std::int64_t firstSeq) const;
 
     std::string dir_;
@@ -48,9 +65,15 @@ private:
     std::function<void(const std::string&)> warn_;
     std::vector<Segment> segments_;
     int fd_ = -1;  // the newest segment, open for append
-    bool dirty_ = false;
+    bool dirty_ = false;     // written since the last fdatasync
     std::int64_t lastSeq_ = 0;
-    std::string scratch_;
+    // Appended records not yet written: with `batch` and `never` one write() per loop turn
+    // (in sync()) instead of one per record.
+    std::string buffer_;
+    // Saved by prepareReset for abortReset.
+    std::vector<Segment> resetSegments_;
+    std::int64_t resetLastSeq_ = 0;
+    std::int64_t resetSeq_ = -1;
 };
 
 /// fsync a directory so a create/rename/unlink in it is durable.

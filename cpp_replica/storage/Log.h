@@ -37,6 +37,24 @@ public:
 
     /// Highest appended seq, 0 when empty.
     virtual std::int64_t lastSeq() const = 0;
+
+    /// Calls `fn(seq, body)` for stored records with seq >= `from`, in order, until the bodies
+    /// passed add up to at least `maxBytes` or fn returns false (the first record is always passed, so a caller
+    /// paging through makes progress). Includes records appended but not yet synced (FileLog
+    /// writes its buffer out first). Returns false when records at `from` are no longer held
+    /// (dropped by truncatePrefix or reset), true otherwise (possibly passing nothing when
+    /// `from` > lastSeq()).
+    virtual bool read(std::int64_t from, std::size_t maxBytes,
+                      const std::function<bool(std::int64_t, std::string_view)>& fn) = 0;
+
+    /// Drops every record and continues after `seq` (the next append is seq+1): used when an
+    /// installed snapshot at `seq` replaces the whole state. Two phases so a crash between them
+    /// is recoverable (FileLog: storage/Layout.h): prepareReset() moves the old records aside
+    /// durably; the caller then writes the snapshot at `seq` durably; commitReset() deletes the
+    /// old records and opens the new log. abortReset() puts the old records back.
+    virtual void prepareReset(std::int64_t seq) = 0;
+    virtual void commitReset(std::int64_t seq) = 0;
+    virtual void abortReset() = 0;
 };
 
 }  // namespace replica

@@ -14,10 +14,19 @@ public:
     void replay(std::int64_t after,
                 const std::function<void(std::int64_t, std::string_view)>& fn) override;
     void truncatePrefix(std::int64_t seq) override;
-    std::int64_t lastSeq() const override { return records_.empty() ? 0 : records_.rbegin()->first; }
+    std::int64_t lastSeq() const override { return last_; }
+    bool read(std::int64_t from, std::size_t maxBytes,
+              const std::function<bool(std::int64_t, std::string_view)>& fn) override;
+    void prepareReset(std::int64_t seq) override;
+    void commitReset(std::int64_t seq) override;
+    void abortReset() override;
 
 private:
     std::map<std::int64_t, std::string> records_;
+    std::map<std::int64_t, std::string> aside_;  // between prepareReset and commit/abort
+    std::int64_t last_ = 0;
+    std::int64_t lastAside_ = 0;
+    std::int64_t dropped_ = 0;  // every record <= dropped_ is gone
 };
 
 }  // namespace replica

@@ -70,7 +70,13 @@ void SnapshotStore::save(std::int64_t seq, const std::string& payload) {
         throw StorageError("rename " + tmp + ": " + std::strerror(errno));
     syncDirectory(dir_);
     for (auto& [s, p] : listSnapshots(dir_))
-        if (s < seq) ::unlink(p.c_str());
+        if (s != seq) ::unlink(p.c_str());
+}
+
+bool SnapshotStore::has(std::int64_t seq) const {
+    for (auto& [s, p] : listSnapshots(dir_))
+        if (s == seq) return true;
+    return false;
 }
 
 std::optional<std::pair<std::int64_t, std::string>> SnapshotStore::loadLatest() const {

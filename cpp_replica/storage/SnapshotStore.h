@@ -12,8 +12,12 @@ public:
     explicit SnapshotStore(std::string dataDir) : dir_(std::move(dataDir)) {}
 
     /// Writes `payload` as the snapshot at `seq` durably (temp file, fsync, rename, fsync dir),
-    /// then deletes older snapshots. Throws StorageError on I/O failure.
+    /// then deletes every other snapshot (older ones, and after an install at a lower seq than
+    /// before, newer ones of the replaced history). Throws StorageError on I/O failure.
     void save(std::int64_t seq, const std::string& payload);
+
+    /// Whether a snapshot file for exactly `seq` exists (not verified).
+    bool has(std::int64_t seq) const;
 
     /// The newest snapshot (seq, payload), verified; nullopt when there is none. Throws
     /// StorageError naming the file when it is damaged.
