@@ -1,197 +1,87 @@
-"""Write throughput and latency through the coordinator.
+"""Replicated writes through the coordinator: small posts (80 characters), closed-loop clients.
 
-Starts a local cluster (real replica_server; WEBFRONT_FAKE_REPLICA=1 for the Python stand-in),
-then drives it with a pipelined asyncio load generator: `clients` closed-loop callers spread
-over `connections` sockets, each caller with one write in flight. Reports writes/s and latency
-percentiles for: 3 replicas at 64 clients, 1 replica at 64 clients (for the 3/1 ratio), and
-1 client (p50). Every run is bounded in time.
+For every replica count (1, 3, 5), reply policy (majority, first) and replica fsync policy
+(never, batch) one local cluster of real replica_server processes is started; on it the C load
+generator (bench/loadgen.c) runs 1, 16 and 64 clients, each with its own authenticated
+connection and one write in flight. Rounds are interleaved (every case once per round) so that
+noise from other work on the machine hits all cases alike; the median round is reported.
 
-    python -m bench replication --quick
+    python -m bench replication [--quick] [--duration S] [--rounds N] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import os
-import statistics
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-from webfront.cluster import LocalCluster, find_replica_server
-from webfront.protocol import (
-    NONCE_BYTES,
-    FrameDecoder,
-    check_welcome,
-    encode_frame,
-    hello_body,
-)
+from bench import common, loadgen
+
+FULL = {"replicas": [1, 3, 5], "clients": [1, 16, 64], "policies": ["majority", "first"],
+        "fsyncs": ["never", "batch"]}
+QUICK = {"replicas": [1, 3], "clients": [1, 64], "policies": ["majority"],
+         "fsyncs": ["never", "batch"]}
 
 
-class LoadConnection(asyncio.Protocol):
-    """One socket carrying `depth` closed-loop callers; no coroutine per request."""
-
-    def __init__(self, secret: bytes, depth: int, payload: list[dict], stats: dict,
-                 ready: asyncio.Future) -> None:
-        self.secret = secret
-        self.depth = depth
-        self.payload = payload
-        self.stats = stats
-        self.ready = ready
-        self.decoder = FrameDecoder()
-        self.nonce = os.urandom(NONCE_BYTES)
-        self.phase = "welcome"
-        self.sent: dict[int, float] = {}
-        self.next_id = 0
-        self.running = False
-        self.out: list[bytes] = []
-        self.transport = None
-
-    def connection_made(self, transport) -> None:
-        import socket
-
-        self.transport = transport
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP,
-                                                      socket.TCP_NODELAY, 1)
-        transport.write(encode_frame(hello_body("client", self.nonce)))
-
-    def _send_one(self) -> None:
-        self.next_id += 1
-        args = self.payload[self.next_id % len(self.payload)]
-        self.sent[self.next_id] = time.perf_counter()
-        if not self.out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self.out.append(encode_frame({"t": "cw", "id": self.next_id, "rid": "",
-                                      "op": "create_post", "a": args}))
-
-    def _flush(self) -> None:
-        if self.out:
-            self.transport.write(b"".join(self.out))
-            self.out = []
-
-    def start(self) -> None:
-        self.running = True
-        for _ in range(self.depth):
-            self._send_one()
-
-    def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
-        for body in self.decoder.feed(data):
-            if self.phase == "welcome":
-                self.transport.write(check_welcome(body, self.secret, self.nonce))
-                self.phase = "ready"
-                continue
-            if self.phase == "ready":
-                self.phase = "open"
-                self.ready.set_result(None)
-                continue
-            t0 = self.sent.pop(body.get("id"), None)
-            if t0 is None:
-                continue
-            if body["t"] == "cwr" and body["r"].get("ok"):
-                if self.stats["measuring"]:
-                    self.stats["latencies"].append(now - t0)
-            else:
-                self.stats["errors"] += 1
-            if self.running:
-                self._send_one()
+def measure(cluster, clients: int, warmup: float, seconds: float) -> dict:
+    socks = loadgen.our_sockets(cluster.coordinator_address, cluster.secret(), clients)
+    try:
+        summary, _ = loadgen.run_load(socks, loadgen.our_request(), "frame", warmup, seconds)
+    finally:
+        loadgen.close_all(socks)
+    return summary
 
 
-async def drive(address: tuple[str, int], secret: bytes, clients: int, connections: int,
-                seconds: float, warmup: float, users: list[str]) -> dict:
-    loop = asyncio.get_running_loop()
-    connections = max(1, min(connections, clients))
-    stats = {"latencies": [], "errors": 0, "measuring": False}
-    text = "x" * 80
-    payload = [{"actor": u, "text": text} for u in users]
-    conns = []
-    for i in range(connections):
-        depth = clients // connections + (1 if i < clients % connections else 0)
-        ready = loop.create_future()
-        conn = LoadConnection(secret, depth, payload, stats, ready)
-        await loop.create_connection(lambda c=conn: c, *address)
-        await asyncio.wait_for(ready, 5)
-        conns.append(conn)
-    for conn in conns:
-        conn.start()
-    await asyncio.sleep(warmup)
-    stats["measuring"] = True
-    t0 = time.perf_counter()
-    await asyncio.sleep(seconds)
-    stats["measuring"] = False
-    elapsed = time.perf_counter() - t0
-    for conn in conns:
-        conn.running = False
-    await asyncio.sleep(0.2)
-    for conn in conns:
-        conn.transport.close()
-    lat = sorted(stats["latencies"])
-    q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1e6) if lat else (lambda p: 0)
-    return {"clients": clients, "connections": connections, "writes": len(lat),
-            "writes_per_s": round(len(lat) / elapsed), "p50_us": round(q(0.50)),
-            "p99_us": round(q(0.99)), "errors": stats["errors"]}
+def run(args, matrix: dict) -> list[dict]:
+    groups = [(r, p, f) for f in matrix["fsyncs"] for p in matrix["policies"]
+              for r in matrix["replicas"]]
+    total = args.rounds * len(groups) * len(matrix["clients"])
+    progress = common.Progress(total, "replication")
+    runs: dict[tuple, list[dict]] = {}
+    for rnd in range(args.rounds):
+        for replicas, policy, fsync in groups:
+            with common.our_cluster(replicas, policy, fsync) as cluster:
+                for clients in matrix["clients"]:
+                    progress.step(f"round {rnd + 1}: {replicas} replicas, {policy}, fsync {fsync},"
+                                  f" {clients} clients")
+                    r = measure(cluster, clients, args.warmup, args.duration)
+                    r.update(replicas=replicas, policy=policy, fsync=fsync)
+                    runs.setdefault((replicas, policy, fsync, clients), []).append(r)
+    progress.finish()
+    return [common.median_run(v) for v in runs.values()]
 
 
-def run_case(replicas: int, clients: int, connections: int, seconds: float, warmup: float,
-             policy: str, replica_cmd: list[str] | None) -> dict:
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        cluster = LocalCluster(Path(tmp), replicas=replicas, policy=policy,
-                               replica_cmd=replica_cmd)
-        cluster.start()
-        try:
-            client = cluster.client()
-            users = [f"bench{i}" for i in range(16)]
-            for u in users:
-                client.write("create_user", {"username": u, "password_hash": b"h"})
-            client.close()
-            try:
-                import uvloop
+def ratios(rows: list[dict]) -> list[dict]:
+    """Throughput of 3 (and 5) replicas over 1 replica, same policy, fsync and clients."""
+    by = {(r["replicas"], r["policy"], r["fsync"], r["clients"]): r for r in rows}
+    out = []
+    for (replicas, policy, fsync, clients), r in by.items():
+        one = by.get((1, policy, fsync, clients))
+        if replicas > 1 and one and one["writes_per_s"]:
+            out.append({"replicas": replicas, "policy": policy, "fsync": fsync,
+                        "clients": clients,
+                        "ratio": round(r["writes_per_s"] / one["writes_per_s"], 3)})
+    return out
 
-                factory = uvloop.new_event_loop
-            except ImportError:
-                factory = None
-            with asyncio.Runner(loop_factory=factory) as runner:
-                result = runner.run(drive(cluster.coordinator_address, cluster.secret(), clients,
-                                          connections, seconds, warmup, users))
-        finally:
-            cluster.stop()
-    result.update(replicas=replicas, policy=policy)
-    return result
+
+COLUMNS = [("replicas", "replicas"), ("policy", "policy"), ("fsync", "fsync"),
+           ("clients", "clients"), ("writes_per_s", "writes/s"), ("p50_us", "p50 us"),
+           ("p99_us", "p99 us"), ("p999_us", "p99.9 us"), ("errors", "errors")]
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench replication", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="short runs (3 s each)")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--runs", type=int, default=1, help="runs per case (median reported)")
-    parser.add_argument("--policy", default="majority")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    seconds = 3.0 if args.quick else args.seconds
-    warmup = 0.5 if args.quick else 1.0
-    fake = os.environ.get("WEBFRONT_FAKE_REPLICA") == "1" or find_replica_server() is None
-    replica_cmd = [sys.executable, "-m", "tests.coordinator.fake_replica"] if fake else None
-    cases = [("3 replicas, 64 clients", 3, 64), ("1 replica, 64 clients", 1, 64),
-             ("3 replicas, 1 client", 3, 1)]
-    results = {}
-    for label, replicas, clients in cases:
-        runs = [run_case(replicas, clients, args.connections, seconds, warmup, args.policy,
-                         replica_cmd) for _ in range(args.runs)]
-        runs.sort(key=lambda r: r["writes_per_s"])
-        results[label] = runs[len(runs) // 2]
-        r = results[label]
-        print(f"{label:24s} {r['writes_per_s']:>8} writes/s  p50 {r['p50_us']:>6} us  "
-              f"p99 {r['p99_us']:>6} us  errors {r['errors']}", flush=True)
-    ratio = (results["3 replicas, 64 clients"]["writes_per_s"]
-             / max(1, results["1 replica, 64 clients"]["writes_per_s"]))
-    print(f"3/1 replica throughput ratio {ratio:.2f}"
-          f"{'  (Python stand-in replicas)' if fake else ''}")
-    if args.json:
-        print(json.dumps({"results": results, "ratio": ratio, "fake_replicas": fake,
-                          "date": time.strftime("%Y-%m-%d %H:%M")}, indent=2))
+    p = common.parser("replication", __doc__)
+    args = p.parse_args(argv)
+    common.settle(args)
+    rows = run(args, QUICK if args.quick else FULL)
+    rows.sort(key=lambda r: (r["fsync"], r["policy"], r["replicas"], r["clients"]))
+    rat = ratios(rows)
+    print(common.fmt_table(rows, COLUMNS))
+    print()
+    print(common.fmt_table(rat, [("replicas", "replicas"), ("policy", "policy"),
+                                 ("fsync", "fsync"), ("clients", "clients"),
+                                 ("ratio", "throughput / 1 replica")]))
+    common.write_results("replication", args, {"results": rows, "ratios": rat})
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,139 @@
+"""What every scenario shares: options, the progress line, the machine description, results
+as JSON, and starting one of our local clusters with a given fsync policy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def parser(scenario: str, doc: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m bench {scenario}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="the short CI variant (seconds, not minutes)")
+    p.add_argument("--seed", type=int, default=1, help="seed of every random choice (default 1)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="measured seconds per case (default: 5, or 1.5 with --quick)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds over all cases; the median is reported (default 3, 1 quick)")
+    p.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    return p
+
+
+def settle(args: argparse.Namespace) -> None:
+    if args.duration is None:
+        args.duration = 1.5 if args.quick else 5.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    args.warmup = 0.3 if args.quick else 1.0
+    random.seed(args.seed)
+
+
+class Progress:
+    """One status line on stderr: case i/n, elapsed time and a rough time left."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total = max(1, total)
+        self.done = 0
+        self.label = label
+        self.t0 = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def step(self, what: str) -> None:
+        elapsed = time.monotonic() - self.t0
+        left = (elapsed / self.done * (self.total - self.done)) if self.done else 0.0
+        line = (f"[{self.label} {self.done + 1}/{self.total} {elapsed:5.0f}s elapsed"
+                f"{f', ~{left:.0f}s left' if self.done else ''}] {what}")
+        print(("\r\033[K" if self.tty else "") + line, end="" if self.tty else "\n",
+              file=sys.stderr, flush=True)
+        self.done += 1
+
+    def finish(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "python": platform.python_version(), "loadavg_start": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def write_results(name: str, args: argparse.Namespace, data: dict[str, Any]) -> Path:
+    doc = {"scenario": name, "quick": args.quick, "seed": args.seed, "duration_s": args.duration,
+           "rounds": args.rounds, "machine": machine(), "loadavg_end": os.getloadavg(),
+           "argv": sys.argv, **data}
+    doc["machine"]["loadavg_start"] = getattr(args, "load_start", doc["machine"]["loadavg_start"])
+    path = args.out or RESULTS_DIR / f"{name}{'-quick' if args.quick else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"results: {path}", file=sys.stderr)
+    return path
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput, plus every run's throughput for the spread."""
+    ordered = sorted(runs, key=lambda r: r["writes_per_s"])
+    mid = dict(ordered[len(ordered) // 2])
+    mid["runs_writes_per_s"] = [r["writes_per_s"] for r in runs]
+    mid["runs_p50_us"] = [r["p50_us"] for r in runs]
+    if len(runs) > 1:
+        mid["p50_us_median"] = statistics.median(r["p50_us"] for r in runs)
+    return mid
+
+
+@contextmanager
+def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
+                web_port: int | None = None) -> Iterator[Any]:
+    """A LocalCluster of real replica_server processes with one user, bench1, created."""
+    from webfront.cluster import LocalCluster, find_replica_server
+
+    binary = find_replica_server()
+    if binary is None:
+        raise RuntimeError("replica_server not found: run scripts/bootstrap.sh")
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
+        cluster = LocalCluster(Path(tmp), replicas=replicas, policy=policy, web_port=web_port,
+                               replica_cmd=[binary, "--fsync", fsync])
+        cluster.start()
+        try:
+            client = cluster.client(timeout=10.0)
+            client.write("create_user", {"username": "bench1", "password_hash": b"h"})
+            client.close()
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+def fmt_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
+    """A Markdown table of rows (cols: (key, header))."""
+    out = ["| " + " | ".join(h for _, h in cols) + " |",
+           "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        cells = []
+        for key, _ in cols:
+            v = r.get(key, "")
+            cells.append(f"{v:,}" if isinstance(v, int) else
+                         (f"{v:,.1f}" if isinstance(v, float) else str(v)))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
