@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <xxhash.h>
+
 #include "codec/Body.h"
 #include "codec/FrameError.h"
 #include "codec/FrameReader.h"
@@ -90,6 +92,13 @@ PYBIND11_MODULE(_core, m) {
         .def("snapshot", [](const StateMachine& sm) { return toBytes(sm.snapshot()); })
         .def("restore", [](StateMachine& sm, py::bytes b) { sm.restore(std::string(b)); });
 
+    m.def(
+        "xxh3_64",
+        [](py::bytes data) {
+            std::string_view d = data;
+            return XXH3_64bits(d.data(), d.size());
+        },
+        "XXH3-64 of bytes (the `h` of snapshot and install chunks), as an unsigned int.");
     m.def(
         "decode_body",
         [](py::bytes body, std::uint32_t maxFrameBytes) {

@@ -1,5 +1,7 @@
 #include "codec/Packer.h"
 
+#include <cstdint>
+
 namespace replica {
 
 void Packer::be(std::uint64_t v, int bytes) {
@@ -27,6 +29,15 @@ void Packer::arrayHeader(std::uint32_t n) {
     } else {
         out_.push_back(char(0xdd));
         be(n, 4);
+    }
+}
+
+void Packer::uinteger(std::uint64_t v) {
+    if (v > std::uint64_t(INT64_MAX)) {
+        out_.push_back(char(0xcf));
+        be(v, 8);
+    } else {
+        integer(std::int64_t(v));
     }
 }
 

@@ -20,6 +20,8 @@ public:
     void nil() { out_.push_back(char(0xc0)); }
     void boolean(bool v) { out_.push_back(char(v ? 0xc3 : 0xc2)); }
     void integer(std::int64_t v);
+    /// An unsigned 64-bit value (hashes): the same smallest encoding, uint 64 above int64.
+    void uinteger(std::uint64_t v);
     void str(std::string_view s);
     void bin(std::string_view b);
     /// Appends bytes that are already one encoded MessagePack value.

@@ -6,6 +6,7 @@
 #include <cassert>
 #include <limits>
 #include <queue>
+#include <set>
 #include <stdexcept>
 
 #include "codec/FrameError.h"
@@ -633,7 +634,13 @@ void StateMachine::restore(std::string_view bytes) {
     auto bad = [](const char* why) { throw std::runtime_error(std::string("bad snapshot: ") + why); };
     msgpack::object_handle handle;
     try {
-        handle = msgpack::unpack(bytes.data(), bytes.size());
+        // Why limits: the unpacker allocates a container's declared size before reading it, so
+        // a 5-byte array header could ask for gigabytes (found by fuzz/snapshot_fuzz.cc). Every
+        // element takes at least one byte, so no honest count exceeds the input size.
+        std::size_t n = std::min<std::size_t>(bytes.size(), 0xffffffffu);
+        msgpack::unpack_limit limit(n, n, n, n, n, 8);
+        std::size_t offset = 0;
+        handle = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limit);
     } catch (const std::exception& e) {
         bad(e.what());
     }
@@ -652,6 +659,7 @@ void StateMachine::restore(std::string_view bytes) {
         return std::string(o.via.str.ptr, o.via.str.size);
     };
     const msgpack::object* f = arr(root, 9);
+    std::set<std::int64_t> followSince;  // a follow's since is its write's seq: unique
     if (string(f[0]) != "replica-snapshot" || integer(f[1]) != 1) bad("unknown format");
     clear();
     applied_ = integer(f[2]);
@@ -667,12 +675,17 @@ void StateMachine::restore(std::string_view bytes) {
         user->password = string(u[2]);
         user->passwordIsBin = u[3].type == msgpack::type::BOOLEAN && u[3].via.boolean;
         user->createdAt = integer(u[4]);
-        users_.emplace(Text::lower(user->name), std::move(user));
+        // apply() relies on these invariants; a damaged or hostile snapshot must not break them.
+        if (!Text::isUsername(user->name)) bad("invalid username");
+        if (!users_.emplace(Text::lower(user->name), std::move(user)).second) bad("duplicate user");
     }
     for (std::uint32_t i = 0; i < (arr(f[6], 0), f[6].via.array.size); ++i) {
         const msgpack::object* e = arr(f[6].via.array.ptr[i], 4);
         auto post = std::make_unique<Post>();
         post->id = integer(e[0]);
+        // Ids ascend (each author's list stays sorted, as createPost asserts) and are seqs.
+        if (post->id < 1 || post->id > applied_ || (!posts_.empty() && post->id <= posts_.rbegin()->first))
+            bad("post ids must ascend within 1..applied");
         auto it = users_.find(string(e[1]));
         if (it == users_.end()) bad("post author missing");
         post->author = it->second.get();
@@ -686,7 +699,11 @@ void StateMachine::restore(std::string_view bytes) {
         auto from = users_.find(string(e[0]));
         auto to = users_.find(string(e[1]));
         if (from == users_.end() || to == users_.end()) bad("follow edge user missing");
-        addFollow(from->second.get(), to->second.get(), integer(e[2]));
+        std::int64_t since = integer(e[2]);
+        if (from == to || from->second->following.count(to->second.get()) ||
+            since < 1 || since > applied_ || !followSince.insert(since).second)
+            bad("follow edge repeated, self-follow or bad since");
+        addFollow(from->second.get(), to->second.get(), since);
     }
     for (std::uint32_t i = 0; i < (arr(f[8], 0), f[8].via.array.size); ++i) {
         const msgpack::object* e = arr(f[8].via.array.ptr[i], 2);

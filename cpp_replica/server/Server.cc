@@ -39,6 +39,15 @@ constexpr std::size_t kMaxOpenSnapshots = 2;           // per connection
 constexpr std::size_t kMaxPreAuthBytes = 64u << 10;    // buffered before the handshake is done
 constexpr std::size_t kMaxOutBytes = 64u << 20;        // unsent replies before we drop a reader
 
+// A hash field (`h`): an unsigned 64-bit int on the wire.
+std::uint64_t requireHash(const Body& body) {
+    const msgpack::object* o = body.optional("h");
+    if (o == nullptr || (o->type != msgpack::type::POSITIVE_INTEGER &&
+                         o->type != msgpack::type::NEGATIVE_INTEGER))
+        throw FrameError("malformed", "missing or mistyped key 'h'");
+    return o->via.u64;  // a negative int is its two's complement, as some encoders send it
+}
+
 std::string_view digestView(const StateMachine::Digest& d) {
     return std::string_view(reinterpret_cast<const char*>(d.data()), d.size());
 }
@@ -713,7 +722,7 @@ void Server::handleSnapOpen(Connection& c, const Body& body) {
     p.bin(digestView(machine_.digest()));
     p.kv("size", std::int64_t(bytes.size()));
     p.str("h");
-    p.integer(std::int64_t(XXH3_64bits(bytes.data(), bytes.size())));
+    p.uinteger(XXH3_64bits(bytes.data(), bytes.size()));
     endFrame(c.out, at);
     logLine("info", "event=snap_open conn=" + std::to_string(c.id) + " x=" + std::to_string(x) +
                         " s=" + std::to_string(machine_.applied()) + " size=" + std::to_string(bytes.size()));
@@ -745,7 +754,7 @@ void Server::handleSnapRead(Connection& c, const Body& body) {
     p.str("data");
     p.bin(data);
     p.str("h");
-    p.integer(std::int64_t(XXH3_64bits(data.data(), data.size())));
+    p.uinteger(XXH3_64bits(data.data(), data.size()));
     endFrame(c.out, at);
 }
 
@@ -787,7 +796,7 @@ void Server::handleInstBegin(Connection& c, const Body& body) {
     std::int64_t epoch = body.requireInt("e");
     std::string_view digest = body.requireBin("d");
     std::int64_t size = body.requireInt("size");
-    std::int64_t hash = body.requireInt("h");
+    std::uint64_t hash = requireHash(body);
     if (digest.size() != 16 || size <= 0 || seq < 0)
         throw FrameError("malformed", "inst_begin needs a 16-byte d, size > 0 and s >= 0");
     if (epoch < epochs_.get()) {
@@ -803,7 +812,7 @@ void Server::handleInstBegin(Connection& c, const Body& body) {
     inst->seq = seq;
     inst->epoch = epoch;
     inst->size = size;
-    inst->hash = std::uint64_t(hash);
+    inst->hash = hash;
     inst->digest = std::string(digest);
     XXH3_64bits_reset(inst->state);
     if (!config_.dataDir.empty()) {
@@ -832,7 +841,7 @@ void Server::handleInstData(Connection& c, const Body& body) {
     std::int64_t id = body.requireInt("id");
     std::int64_t off = body.requireInt("off");
     std::string_view data = body.requireBin("data");
-    std::int64_t h = body.requireInt("h");
+    std::uint64_t h = requireHash(body);
     if (!install_ || install_->conn != c.id) {
         refuse(c, "bad_chunk", "no install in progress on this connection", "id", id);
         return;
@@ -841,7 +850,7 @@ void Server::handleInstData(Connection& c, const Body& body) {
     std::string why;
     if (off != in.off)
         why = "offset " + std::to_string(off) + " but expected " + std::to_string(in.off);
-    else if (std::uint64_t(h) != XXH3_64bits(data.data(), data.size()))
+    else if (h != XXH3_64bits(data.data(), data.size()))
         why = "chunk hash mismatch at offset " + std::to_string(off);
     else if (in.off + std::int64_t(data.size()) > in.size)
         why = "chunk runs past the declared size";

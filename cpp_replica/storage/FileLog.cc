@@ -212,6 +212,7 @@ void FileLog::sync() {
 
 void FileLog::replay(std::int64_t after,
                      const std::function<void(std::int64_t, std::string_view)>& fn) {
+    if (fd_ >= 0) writeOut();  // the tail may still be in our buffer
     std::int64_t prev = 0;
     for (std::size_t i = 0; i < segments_.size(); ++i) {
         std::string data = readFile(segments_[i].path);

@@ -19,6 +19,7 @@ from webfront.core._core import (  # noqa: F401 - re-exported
     StateMachine,
     StorageError,
     decode_body,
+    xxh3_64,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "pack",
     "unpack",
     "write_body",
+    "xxh3_64",
 ]
 
 

@@ -1,0 +1,183 @@
+"""replica_server state transfer and epochs over TCP (docs/protocol.md, last section).
+
+The test plays the coordinator: it reads a snapshot and log records from a source replica A and
+installs them on a target replica B, then checks B holds exactly A's state.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from tests.core.test_replica_process import connect, send, write
+from webfront import protocol as P
+from webfront.core import xxh3_64
+
+CHUNK = 1000  # small, so a snapshot takes several chunks
+
+
+def call(sock: socket.socket, body: dict) -> dict:
+    send(sock, body)
+    return P.recv_frame(sock)
+
+
+def seed_many(sock: socket.socket, first: int, count: int, user: str = "alice") -> list[dict]:
+    """create_user at `first`, then count-1 posts with request ids; returns the acks."""
+    bodies = [write(first, "create_user", {"username": user, "password_hash": b"h"}, rid=f"{user}-u")]
+    bodies += [
+        write(s, "create_post", {"actor": user, "text": f"post {s}"}, rid=f"{user}-{s}")
+        for s in range(first + 1, first + count)
+    ]
+    send(sock, *bodies)
+    return [P.recv_frame(sock) for _ in bodies]
+
+
+def read_snapshot(sock: socket.socket) -> tuple[dict, bytes]:
+    info = call(sock, {"t": "snap_open", "id": 1})
+    assert info["t"] == "snap_info", info
+    data = b""
+    while len(data) < info["size"]:
+        chunk = call(sock, {"t": "snap_read", "id": 2, "x": info["x"], "off": len(data), "len": CHUNK})
+        assert chunk["t"] == "snap_data" and chunk["off"] == len(data)
+        assert chunk["h"] == xxh3_64(chunk["data"])
+        data += chunk["data"]
+    assert xxh3_64(data) == info["h"]
+    send(sock, {"t": "snap_close", "x": info["x"]})
+    return info, data
+
+
+def install(sock: socket.socket, info: dict, data: bytes, corrupt_at: int | None = None) -> dict:
+    begin = {"t": "inst_begin", "id": 10, "s": info["s"], "e": info["e"], "d": info["d"],
+             "size": len(data), "h": info["h"]}
+    assert call(sock, begin) == {"t": "inst_ok", "id": 10, "off": 0}
+    for off in range(0, len(data), CHUNK):
+        chunk = data[off:off + CHUNK]
+        h = xxh3_64(chunk)
+        if corrupt_at is not None and off <= corrupt_at < off + CHUNK:
+            chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]  # damaged on the way; hash is the sender's
+        reply = call(sock, {"t": "inst_data", "id": 11, "off": off, "data": chunk, "h": h})
+        if reply["t"] == "err":
+            return reply
+        assert reply == {"t": "inst_ok", "id": 11, "off": off + len(chunk)}
+    return call(sock, {"t": "inst_end", "id": 12})
+
+
+def test_epoch_is_durable_and_fences(launch, tmp_path: Path) -> None:
+    proc = launch(data_dir=tmp_path / "r1")
+    sock = connect(proc)
+    ok = call(sock, {"t": "epoch", "id": 1, "e": 3})
+    assert ok == {"t": "epoch_ok", "id": 1, "e": 3, "s": 0, "d": bytes(16), "le": 0}
+    assert call(sock, {"t": "epoch", "id": 2, "e": 3})["t"] == "epoch_ok"  # same epoch: fine
+    err = call(sock, {"t": "epoch", "id": 3, "e": 2})
+    assert (err["t"], err["id"], err["code"]) == ("err", 3, "stale_epoch")
+    err = call(sock, write(1, "create_user", {"username": "old", "password_hash": "x"}, epoch=2))
+    assert (err["code"], err["s"]) == ("stale_epoch", 1)
+    assert call(sock, write(1, "create_user", {"username": "new", "password_hash": "x"}, epoch=3))["s"] == 1
+    proc.kill()  # no clean shutdown: epoch_ok promised it was on disk already
+    again = launch(data_dir=tmp_path / "r1")
+    sock = connect(again)
+    assert P.connect(again.address, b"", "coordinator")[1]["e"] == 3
+    assert call(sock, write(2, "create_post", {"actor": "new", "text": "x"}, epoch=2))["code"] == "stale_epoch"
+
+
+def test_snapshot_install_then_log_suffix(launch, tmp_path: Path) -> None:
+    a = launch(id="a", data_dir=tmp_path / "a")
+    b = launch(id="b", data_dir=tmp_path / "b")
+    sa, sb = connect(a), connect(b)
+    seed_many(sa, 1, 40)
+    info, data = read_snapshot(sa)
+    assert (info["s"], info["e"], info["le"]) == (40, 1, 1) and info["size"] > 3 * CHUNK
+    # More writes on A after the snapshot: the suffix B needs from the log.
+    acks = seed_many(sa, 41, 30, user="bob")
+    done = install(sb, info, data)
+    assert done == {"t": "inst_done", "id": 12, "s": 40, "d": info["d"]}
+    hba = call(sb, {"t": "hb", "id": 1})
+    assert (hba["s"], hba["d"], hba["e"], hba["le"]) == (40, info["d"], 1, 1)
+    # log_read pages through A's log from 41; the records go to B as ordinary writes.
+    sent, frm = 0, 41
+    while True:
+        page = call(sa, {"t": "log_read", "id": 5, "from": frm, "max": 600})
+        assert page["t"] == "log_data" and page["last"] == 70
+        if not page["recs"]:
+            break
+        sb.sendall(b"".join(P.frame_bytes(r) for r in page["recs"]))
+        replies = [P.recv_frame(sb) for _ in page["recs"]]
+        assert [r["s"] for r in replies] == list(range(frm, frm + len(replies)))
+        frm += len(replies)
+        sent += len(replies)
+    assert sent == 30 and replies[-1]["d"] == acks[-1]["d"]
+    # The rid table came along: a retry of an old request id is answered, not applied again.
+    retry = call(sb, write(71, "create_post", {"actor": "alice", "text": "dup"}, rid="alice-5"))
+    assert retry["r"]["post"]["id"] == 5
+    state = call(sb, {"t": "r", "id": 7, "q": "state"})
+    assert state["r"]["posts"] == 39 + 29
+    # Restart B: it recovers the installed snapshot and the writes after it.
+    b.kill()
+    b2 = launch(id="b", data_dir=tmp_path / "b")
+    ready = P.connect(b2.address, b"", "coordinator")[1]
+    assert (ready["s"], ready["d"], ready["e"]) == (71, retry["d"], 1)
+    assert not (tmp_path / "b" / "install.tmp").exists()
+
+
+def test_install_corrupt_chunk_keeps_old_state(launch) -> None:
+    a, b = launch(id="a"), launch(id="b")
+    sa, sb = connect(a), connect(b)
+    seed_many(sa, 1, 30)
+    before = seed_many(sb, 1, 3, user="zed")[-1]
+    info, data = read_snapshot(sa)
+    err = install(sb, info, data, corrupt_at=CHUNK + 5)
+    assert (err["t"], err["id"], err["code"]) == ("err", 11, "bad_chunk")
+    assert call(sb, {"t": "inst_end", "id": 12})["code"] == "bad_snapshot"  # install was aborted
+    hba = call(sb, {"t": "hb", "id": 1})
+    assert (hba["s"], hba["d"]) == (3, before["d"])
+    # A snapshot whose chunks hash right but whose whole does not: refused at the end.
+    bad = bytearray(data)
+    bad[-1] ^= 1
+    err = install(sb, info, bytes(bad))
+    assert (err["t"], err["code"]) == ("err", "bad_snapshot")
+    # Right bytes, wrong claimed digest: refused too.
+    err = install(sb, {**info, "d": bytes(16)}, data)
+    assert (err["t"], err["code"]) == ("err", "bad_snapshot")
+    assert call(sb, {"t": "hb", "id": 2})["d"] == before["d"]
+    assert call(sb, write(4, "create_post", {"actor": "zed", "text": "still here"}))["r"]["ok"]
+
+
+def test_writes_and_reads_refused_while_installing(launch) -> None:
+    a, b = launch(id="a"), launch(id="b")
+    sa, sb = connect(a), connect(b)
+    seed_many(sa, 1, 5)
+    info, data = read_snapshot(sa)
+    call(sb, {"t": "inst_begin", "id": 1, "s": 5, "e": info["e"], "d": info["d"],
+              "size": len(data), "h": info["h"]})
+    other = connect(b)
+    err = call(other, write(1, "create_user", {"username": "x_y", "password_hash": "p"}))
+    assert (err["code"], err["s"]) == ("installing", 1)
+    err = call(other, {"t": "r", "id": 4, "q": "state"})
+    assert (err["code"], err["id"]) == ("installing", 4)
+    assert call(other, {"t": "hb", "id": 5})["t"] == "hba"
+    sb.close()  # the installing connection goes away: the install is dropped
+    deadline = 50
+    while deadline and call(other, {"t": "r", "id": 6, "q": "state"})["t"] == "err":
+        deadline -= 1
+    assert call(other, write(1, "create_user", {"username": "x_y", "password_hash": "p"}))["s"] == 1
+
+
+def test_log_read_compacted_and_bounds(launch, tmp_path: Path) -> None:
+    a = launch(data_dir=tmp_path / "a", extra_args=["--snapshot-every", "7"])
+    sa = connect(a)
+    for ack in (seed_many(sa, 1, 1) + [call(sa, write(s, "create_post", {"actor": "alice", "text": "t"}))
+                                       for s in range(2, 20)]):
+        assert ack["t"] == "a"  # one write per loop turn: snapshots at 7 and 14
+    for frm in (1, 7, 14):
+        err = call(sa, {"t": "log_read", "id": frm, "from": frm, "max": 1000})
+        assert (err["t"], err["id"], err["code"]) == ("err", frm, "compacted")
+    page = call(sa, {"t": "log_read", "id": 2, "from": 15, "max": 100000})
+    assert [P.decode_body(r)["s"] for r in page["recs"]] == [15, 16, 17, 18, 19]
+    one = call(sa, {"t": "log_read", "id": 3, "from": 15, "max": 1})  # at least one record
+    assert len(one["recs"]) == 1
+    assert call(sa, {"t": "log_read", "id": 4, "from": 20, "max": 100})["recs"] == []
+    # Too many open snapshots on one connection.
+    assert call(sa, {"t": "snap_open", "id": 1})["t"] == "snap_info"
+    assert call(sa, {"t": "snap_open", "id": 2})["t"] == "snap_info"
+    assert call(sa, {"t": "snap_open", "id": 3})["code"] == "busy"
+    assert call(sa, {"t": "snap_read", "id": 4, "x": 99, "off": 0, "len": 10})["code"] == "unknown_transfer"
