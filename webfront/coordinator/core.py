@@ -57,6 +57,8 @@ class Coordinator:
         self.on_fatal: Any = None  # called when this coordinator must exit (fenced)
         self.exit_code = 0
         self._readies: dict[str, dict] = {}
+        self._readies_seen: dict[str, dict] = {}
+        self.epoch_start = 1  # first seq of the current epoch
         self._grace: asyncio.TimerHandle | None = None
         self.server: asyncio.AbstractServer | None = None
 
@@ -106,9 +108,24 @@ class Coordinator:
         self.phase = "fencing"
         log.info("claiming epoch %d (%d of %d replicas answered)", self.new_epoch, count,
                  len(self.links))
-        for link in self.links:
-            if link.is_open and link.id in self._readies:
-                self._send_epoch(link, self._readies[link.id])
+        for link in self._fence_first():
+            self._send_epoch(link, self._readies[link.id])
+
+    def _fence_first(self) -> list[ReplicaLink]:
+        """The replicas to fence now: every one at the highest seq, then the most advanced
+        others until a majority. The rest are behind and need old-epoch writes forwarded from
+        a source's log, which a replica refuses once it stored the new epoch: they are fenced
+        after their catch-up, just before the buffer replay."""
+        open_ = [x for x in self.links if x.is_open and x.id in self._readies]
+        open_.sort(key=lambda x: -self._readies[x.id].get("s", 0))
+        top = self._readies[open_[0].id].get("s", 0) if open_ else 0
+        chosen = [x for x in open_ if self._readies[x.id].get("s", 0) == top]
+        for x in open_:
+            if len(chosen) >= self.broadcaster.majority:
+                break
+            if x not in chosen:
+                chosen.append(x)
+        return chosen
 
     def _send_epoch(self, link: ReplicaLink, ready: dict) -> None:
         if link.legacy:
@@ -153,6 +170,7 @@ class Coordinator:
         last_seq = best.fence_reply.get("s", 0)
         epoch = self.new_epoch
         self.epochs.begin(epoch, last_seq + 1)
+        self.epoch_start = last_seq + 1
         self.sequencer.restart(epoch, last_seq)
         self.history.reset(last_seq)
         if isinstance(best.fence_reply.get("d"), bytes) and last_seq:
@@ -160,11 +178,15 @@ class Coordinator:
         self.broadcaster.reset(last_seq)
         self.phase = "started"
         self.started = True
-        self._readies.clear()
+        self._readies_seen, self._readies = self._readies, {}
         log.info("coordinator epoch %d, continuing after seq %d (%d of %d replicas fenced)",
                  epoch, last_seq, len(fenced), len(self.links))
         for link in sorted(fenced, key=lambda x: -x.fence_reply.get("s", 0)):
             self.monitor.admit(link, link.fence_reply)
+        for link in self.links:
+            if link.is_open and link not in fenced and link.id in self._readies_seen:
+                self._after_ready(link, self._readies_seen[link.id])
+        self._readies_seen = {}
 
     def fence(self, reason: str) -> None:
         """Another coordinator has a newer epoch: fail every unanswered write (never
@@ -202,11 +224,19 @@ class Coordinator:
             self._maybe_fence()
         elif self.phase == "fencing":
             self._readies[link.id] = ready
-            self._send_epoch(link, ready)
         else:
-            if link.epoch > self.sequencer.epoch:
-                self.fence(f"replica {link.id} has epoch {link.epoch}")
-                return
+            self._after_ready(link, ready)
+
+    def _after_ready(self, link: ReplicaLink, ready: dict) -> None:
+        """Sequencing: fence a connecting replica, unless it first needs old-epoch writes
+        from a source's log (recovery fences it before the replay)."""
+        if link.epoch > self.sequencer.epoch:
+            self.fence(f"replica {link.id} has epoch {link.epoch}")
+            return
+        applied = ready.get("s", 0)
+        if self.monitor.needs_log_catch_up(link, applied, ready.get("le", 0)):
+            self.monitor.admit(link, ready)
+        else:
             self._send_epoch(link, ready)
 
     # Membership -----------------------------------------------------------------------------
@@ -327,8 +357,8 @@ class Coordinator:
                 return
             elif t == "err" and body.get("code") == "installing":
                 continue  # a read or heartbeat while a snapshot is being installed
-            elif t == "err" and body.get("code") == "stale_epoch" and link.transfer is not None \
-                    and not link.receives_writes:
+            elif t == "err" and body.get("code") == "stale_epoch" and \
+                    isinstance(body.get("s"), int) and body["s"] < self.epoch_start:
                 log.info("replica %s refused a forwarded old-epoch write: needs state "
                          "transfer", link.id)
                 self.recovery.start(link, True, "old-epoch writes refused; state transfer")

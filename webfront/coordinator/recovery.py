@@ -138,11 +138,12 @@ class Recovery:
                 try:
                     if transfer:
                         await self._state_transfer(target)
+                    info = target.transfer
                     if await self._catch_up_from_log(target):
                         log.info("replica %s recovered in %.0f ms (%s, %d seqs, %d snapshot "
                                  "bytes); replaying the buffer", target.id,
-                                 (time.monotonic() - started) * 1000, target.transfer["mode"],
-                                 target.transfer["seqs"], target.transfer["bytes"])
+                                 (time.monotonic() - started) * 1000, info["mode"],
+                                 info["seqs"], info["bytes"])
                         return
                     transfer = True  # the log no longer reaches back far enough
                     target.transfer["mode"] = "state transfer"
@@ -203,6 +204,11 @@ class Recovery:
         nxt = target.acked_seq + 1
         while True:
             if c.history.covers_after(nxt - 1) or nxt > c.sequencer.last_seq:
+                info["phase"] = "fencing"
+                if not target.legacy:  # from now on it takes only this epoch's writes
+                    await rpc(target, {"t": "epoch", "e": c.sequencer.epoch})
+                if not (c.history.covers_after(nxt - 1) or nxt > c.sequencer.last_seq):
+                    continue
                 info["phase"] = "replay"
                 c.monitor.hand_over(target, nxt - 1)
                 return True

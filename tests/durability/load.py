@@ -1,0 +1,129 @@
+"""Write load for the durability tests: threads writing create_user then create_post, each
+acknowledged write recorded with its seq and the time it completed; errors are counted, not
+raised (some tests kill everything on purpose)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from webfront.client import ClusterClient, ClusterError
+from webfront.cluster import LocalCluster
+from webfront.protocol import connect, encode_frame, recv_frame
+
+
+class Load:
+    def __init__(self, cluster: LocalCluster, threads: int = 4, rate: float | None = None,
+                 timeout: float = 5.0, max_seconds: float = 60.0) -> None:
+        self.client = ClusterClient(cluster.coordinator_address, cluster.secret(), timeout)
+        self.rate = rate  # total writes/s over all threads (None: as fast as possible)
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(threads)]
+        self.n = threads
+        self.max_seconds = max_seconds
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.acked: list[tuple[str, int, float]] = []  # (user or post key, seq, done time)
+        self.posts: dict[str, int] = {}  # user -> acknowledged posts
+        self.errors: list[str] = []
+        self.prefix = uuid.uuid4().hex[:5]
+
+    def _run(self, index: int) -> None:
+        name = f"d{self.prefix}{index}"
+        deadline = time.monotonic() + self.max_seconds
+        period = self.n / self.rate if self.rate else 0.0
+        next_at = time.monotonic()
+        created = False
+        i = 0
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            if period:
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            try:
+                if not created:
+                    r = self.client.write("create_user", {"username": name,
+                                                          "password_hash": b"h"})
+                    ok = r.reply["ok"] or r.reply.get("code") == "conflict"
+                    created = ok
+                else:
+                    i += 1
+                    r = self.client.write("create_post", {"actor": name, "text": f"p{i}"})
+                    ok = r.reply["ok"]
+            except ClusterError as exc:
+                with self.lock:
+                    self.errors.append(f"{type(exc).__name__}: {exc.message}")
+                time.sleep(0.01)
+                continue
+            with self.lock:
+                if ok and i:
+                    self.posts[name] = self.posts.get(name, 0) + 1
+                self.acked.append((name if not i else f"{name}:{i}", r.seq, time.monotonic()))
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.acked)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in self.threads), "writers hung"
+        self.client.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def ask_replica(cluster: LocalCluster, rid: str, queries: list[tuple[str, dict]]) -> list:
+    """Reads straight from one replica (bypassing the coordinator)."""
+    host, port = cluster.replica(rid).address.rsplit(":", 1)
+    sock, _ready = connect((host, int(port)), cluster.secret(), "coordinator", timeout=5)
+    try:
+        out = []
+        for n, (q, a) in enumerate(queries, 1):
+            sock.sendall(encode_frame({"t": "r", "id": n, "min": 0, "q": q, "a": a,
+                                       "wait": 1000}))
+            while True:
+                body = recv_frame(sock)
+                if body.get("t") == "rr" and body.get("id") == n:
+                    out.append(body["r"])
+                    break
+        return out
+    finally:
+        sock.close()
+
+
+def wait_converged(cluster: LocalCluster, timeout: float = 20.0) -> dict:
+    """Every member up, at the head seq, with one digest."""
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            status = cluster.status()
+        except ClusterError:
+            time.sleep(0.1)
+            continue
+        reps = status["replicas"]
+        if all(r["state"] == "up" and r["applied_seq"] == status["last_seq"] for r in reps) \
+                and len({r["digest"] for r in reps}) == 1:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"not converged after {timeout}s: {status}")
+
+
+def check_acked_everywhere(cluster: LocalCluster, load: Load, replica_ids: list[str]) -> None:
+    """Every acknowledged user exists with at least its acknowledged posts, on every replica."""
+    users = sorted(load.posts) or sorted({k.split(":")[0] for k, _, _ in load.acked})
+    for rid in replica_ids:
+        replies = ask_replica(cluster, rid, [("user", {"username": u}) for u in users])
+        for user, reply in zip(users, replies, strict=True):
+            assert reply["ok"], (rid, user, reply)
+            assert reply["user"]["posts"] >= load.posts.get(user, 0), (rid, user, reply)

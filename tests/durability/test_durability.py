@@ -1,0 +1,185 @@
+"""Durability and rejoin with real processes (issue 5): replica crash and restart, whole
+cluster crash, state transfer under load, membership changes, coordinator crash and fencing.
+
+Each test builds its own local cluster (tests/conftest.py), bounds its loops in count and time,
+and stops every process by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from webfront.client import ClusterClient, ClusterError
+from webfront.cluster import free_port
+
+from tests.durability.load import Load, ask_replica, check_acked_everywhere, wait_converged
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def coordinator_log(cluster) -> str:
+    return (cluster.data_dir / "coordinator.log").read_text(errors="replace")
+
+
+def test_replica_kill9_restart_replays_and_catches_up_only_its_gap(cluster_factory):
+    cluster = cluster_factory()
+    with Load(cluster, threads=4) as load:
+        time.sleep(0.5)
+        cluster.kill_replica(3)
+        time.sleep(0.7)
+        missed_from = cluster.status()["replicas"][2]["applied_seq"]
+        cluster.restart_replica(3)
+        cluster.wait_state(3, "up", timeout=15)
+        time.sleep(0.3)
+    assert not load.errors, load.errors[:3]
+    status = wait_converged(cluster)
+    assert status["last_seq"] > missed_from
+    text = coordinator_log(cluster)
+    assert "replica 3: state transfer" not in text
+    assert "replica 3 recovering" in text  # replayed its gap only
+    check_acked_everywhere(cluster, load, ["1", "2", "3"])
+
+
+def test_whole_cluster_kill9_restart_keeps_every_acknowledged_write(cluster_factory):
+    cluster = cluster_factory()
+    with Load(cluster, threads=6, timeout=1.0) as load:
+        time.sleep(1.0)
+        cluster.kill_all()
+        acked_before = load.count()
+        time.sleep(0.3)
+    assert acked_before > 50
+    for proc in cluster.replica_procs():
+        cluster.restart_replica(proc.id)
+    cluster.start_coordinator()
+    cluster.wait_writable(20)
+    wait_converged(cluster)
+    check_acked_everywhere(cluster, load, ["1", "2", "3"])
+    seqs = [seq for _, seq, _ in load.acked]
+    assert len(seqs) == len(set(seqs))
+
+
+def _max_rate(cluster, seconds: float = 1.0) -> float:
+    with Load(cluster, threads=4) as load:
+        time.sleep(seconds)
+    return load.count() / seconds
+
+
+def test_long_absence_rejoins_by_state_transfer_under_half_load(cluster_factory):
+    cluster = cluster_factory(coordinator_args=["--history-writes", "300"],
+                              replica_args=["--snapshot-every", "500"])
+    rate = _max_rate(cluster)
+    with Load(cluster, threads=4, rate=rate / 2) as load:
+        cluster.kill_replica(2)
+        time.sleep(1.5)  # far more than 300 writes and than one snapshot interval
+        cluster.restart_replica(2)
+        t0 = time.monotonic()
+        cluster.wait_state(2, "up", timeout=30)
+        took = time.monotonic() - t0
+        time.sleep(0.3)
+    print(f"max rate {rate:.0f}/s; rejoined by state transfer in {took:.2f}s under "
+          f"{rate / 2:.0f} writes/s")
+    assert not load.errors, load.errors[:3]
+    wait_converged(cluster)
+    text = coordinator_log(cluster)
+    assert "replica 2: state transfer from" in text
+    assert "replica 2: snapshot at seq" in text
+    check_acked_everywhere(cluster, load, ["1", "2", "3"])
+
+
+def test_add_remove_replica_under_load_membership_survives_restart(cluster_factory):
+    cluster = cluster_factory()
+    client = cluster.client(timeout=5)
+    try:
+        with Load(cluster, threads=4, rate=1500) as load:
+            time.sleep(0.5)
+            proc = cluster.new_replica()
+            time.sleep(0.2)
+            assert client.add_replica(proc.address) == proc.id
+            wait_converged(cluster, timeout=30)
+            assert len(cluster.status()["replicas"]) == 4
+            client.remove_replica("1")
+            time.sleep(0.5)
+        assert not load.errors, load.errors[:3]
+        status = wait_converged(cluster)
+        assert sorted(r["id"] for r in status["replicas"]) == ["2", "3", proc.id]
+        assert status["majority"] == 2
+        cluster.restart_coordinator()
+        status = wait_converged(cluster)
+        assert sorted(r["id"] for r in status["replicas"]) == ["2", "3", proc.id]
+        check_acked_everywhere(cluster, load, ["2", "3", proc.id])
+    finally:
+        client.close()
+
+
+def test_coordinator_kill9_restart_under_load_resumes_quickly(cluster_factory):
+    cluster = cluster_factory()
+    with Load(cluster, threads=4, timeout=5.0) as load:
+        time.sleep(0.5)
+        cluster.kill_coordinator()
+        killed = time.monotonic()
+        cluster.start_coordinator()  # what the `cluster up` supervisor does at once
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with load.lock:
+                resumed = [t for _, _, t in load.acked if t > killed]
+            if resumed:
+                break
+            time.sleep(0.01)
+        time.sleep(0.3)
+    gap = min(resumed) - killed
+    print(f"writes resumed {gap * 1000:.0f} ms after the coordinator was killed")
+    assert not load.errors, load.errors[:3]
+    assert gap < 1.5  # target 1 s; slack for a loaded 2-core machine
+    wait_converged(cluster)
+    check_acked_everywhere(cluster, load, ["1", "2", "3"])
+
+
+def test_old_coordinator_cannot_write_after_a_new_one_took_over(cluster_factory, tmp_path):
+    cluster = cluster_factory()
+    old = cluster.procs["coordinator"]
+    port = free_port()
+    argv = list(old.argv)
+    argv[argv.index("--listen") + 1] = f"127.0.0.1:{port}"
+    argv[argv.index("--state-dir") + 1] = str(tmp_path / "coordinator-2")
+    old_client = cluster.client(timeout=2)
+    old_client.write("create_user", {"username": "before", "password_hash": b"h"})
+    os.kill(old.pid, signal.SIGSTOP)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    with open(tmp_path / "coordinator-2.log", "wb") as out:
+        new = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                               start_new_session=True)
+    new_client = ClusterClient(("127.0.0.1", port), cluster.secret(), timeout=10)
+    try:
+        r = new_client.write("create_user", {"username": "newepoch", "password_hash": b"h"})
+        assert r.reply["ok"]
+        os.kill(old.pid, signal.SIGCONT)
+        with pytest.raises(ClusterError):
+            old_client.write("create_user", {"username": "stale", "password_hash": b"h"})
+        assert old.popen.wait(10) == 3  # it exits, fenced
+        assert "FENCED" in coordinator_log(cluster)
+        for rid in ("1", "2", "3"):
+            stale, fresh = ask_replica(cluster, rid, [("user", {"username": "stale"}),
+                                                      ("user", {"username": "newepoch"})])
+            assert not stale["ok"] and fresh["ok"], rid
+        assert new_client.status()["epoch"] > 1
+    finally:
+        old_client.close()
+        new_client.close()
+        os.kill(old.pid, signal.SIGCONT) if old.alive() else None
+        new.send_signal(signal.SIGTERM)
+        try:
+            new.wait(5)
+        except subprocess.TimeoutExpired:
+            new.kill()
+            new.wait(5)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
