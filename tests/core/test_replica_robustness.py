@@ -1,0 +1,123 @@
+"""replica_server durability per fsync policy and hostile clients (issues 5 and 9)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.core.test_replica_process import connect, send, wait_logged, write
+from webfront import protocol as P
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(100) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("policy", ["always", "batch", "never"])
+def test_acked_write_survives_kill_9(launch, tmp_path: Path, policy: str) -> None:
+    data = tmp_path / "r1"
+    proc = launch(data_dir=data, fsync=policy)
+    sock = connect(proc)
+    bodies = [write(1, "create_user", {"username": "ann", "password_hash": "x"})]
+    bodies += [write(s, "create_post", {"actor": "ann", "text": f"p{s}"}) for s in range(2, 200)]
+    send(sock, *bodies)
+    acks = [P.recv_frame(sock) for _ in bodies]
+    assert acks[-1]["s"] == 199
+    proc.kill()  # SIGKILL right after the last ack: no shutdown path runs
+    again = launch(data_dir=data, fsync=policy)
+    ready = P.connect(again.address, b"", "coordinator")[1]
+    assert (ready["s"], ready["d"]) == (199, acks[-1]["d"])
+
+
+def test_idle_connection_closed_after_handshake_timeout(launch) -> None:
+    proc = launch(extra_args=["--handshake-timeout-ms", "300"])
+    idle = socket.create_connection(proc.address)
+    start = time.monotonic()
+    assert closed_within(idle, 3.0)
+    assert 0.25 < time.monotonic() - start < 2.5
+    wait_logged(proc, "event=handshake_timeout")
+    authed = connect(proc)  # a completed handshake is not subject to the timeout
+    time.sleep(0.6)
+    send(authed, {"t": "hb", "id": 1})
+    assert P.recv_frame(authed)["t"] == "hba"
+
+
+def test_byte_at_a_time_client(launch) -> None:
+    proc = launch(extra_args=["--handshake-timeout-ms", "2000"])
+    sock = socket.create_connection(proc.address, timeout=3)
+    hello = P.encode_frame(P.hello_body("coordinator", os.urandom(16)))
+    for i in range(len(hello)):
+        sock.sendall(hello[i:i + 1])
+        time.sleep(0.002)
+    assert P.recv_frame(sock)["t"] == "welcome"  # slow but complete: served
+    # A slowloris that never finishes is cut off by the handshake timeout.
+    slow = socket.create_connection(proc.address)
+    slow.sendall(struct.pack(">I", 1000))  # a frame of 1000 bytes, then one byte at a time
+    for _ in range(30):
+        try:
+            slow.sendall(b"\x81")
+        except OSError:
+            break
+        time.sleep(0.1)
+    assert closed_within(slow, 3.0)
+
+
+def test_many_connections_bounded(launch) -> None:
+    proc = launch(extra_args=["--max-connections", "300", "--handshake-timeout-ms", "3000"])
+    base = rss_kib(proc.pid)
+    socks = []
+    try:
+        for _ in range(500):
+            s = socket.create_connection(proc.address)
+            s.sendall(b"\x00\x00")  # half a length prefix, then nothing
+            socks.append(s)
+        time.sleep(0.3)
+        wait_logged(proc, "reason=too_many_connections")
+        closed = sum(closed_within(s, 0.01) for s in socks[300:])
+        assert closed >= 190  # those beyond the cap are closed at once
+        assert rss_kib(proc.pid) - base < 64 * 1024
+    finally:
+        for s in socks:
+            s.close()
+    # Once the flood is gone the replica serves normally.
+    time.sleep(0.2)
+    sock = connect(proc)
+    send(sock, {"t": "hb", "id": 1})
+    assert P.recv_frame(sock)["t"] == "hba"
+
+
+def test_failed_handshakes_rate_limited(launch, secret_file: Path) -> None:
+    proc = launch(secret_file=secret_file)
+    outcomes = []
+    for _ in range(30):
+        sock = socket.create_connection(proc.address, timeout=2)
+        try:
+            send(sock, P.hello_body("coordinator", os.urandom(16)))
+            assert P.recv_frame(sock)["t"] == "welcome"
+            send(sock, {"t": "auth", "mac": bytes(32)})  # a wrong proof
+            outcomes.append(P.recv_frame(sock)["code"])
+        except (ConnectionError, OSError):
+            outcomes.append("refused")  # closed at accept: this address is rate-limited
+        finally:
+            sock.close()
+    assert outcomes[:20] == ["auth_failed"] * 20 and set(outcomes[20:]) == {"refused"}
+    wait_logged(proc, "reason=auth_rate_limit")
+    assert sum("code=auth_failed" in line for line in proc.log_lines) == 20
