@@ -250,3 +250,10 @@ def test_two_writes_with_one_seq_are_caught(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     summary = _run(path, final)
     assert summary["violations_by_check"].get("total_order") == 1
+
+
+def test_write_gap_by_fault_kind():
+    from webfront.chaos.history import Fault, Op
+    ops = [Op(i, 0, "post", t - 0.01, t, OK) for i, t in enumerate([1.0, 2.0, 2.1, 3.5, 3.6, 9.0])]
+    faults = [Fault(0, "kill", "r1", "start", 2.05), Fault(1, "kill", "r1", "end", 2.5)]
+    assert checker.write_gaps_by_fault(ops, faults, after=0.5) == {"kill": 1.4}

@@ -381,6 +381,29 @@ def longest_write_gap(ops: list[Op]) -> dict[str, float]:
             "to": round(best[1], 6)}
 
 
+def write_gaps_by_fault(ops: list[Op], faults: list[Fault],
+                        after: float = 2.0) -> dict[str, float]:
+    """Per fault kind, the longest window without a successful write that overlaps a fault of
+    that kind (from its start to `after` seconds past its heal, to cover recovery)."""
+    marks = sorted(op.end for op in ops if op.is_write and op.result == OK)
+    if len(marks) < 2:
+        return {}
+    windows: list[tuple[str, float, float]] = []
+    open_faults: dict[tuple[str, str], float] = {}
+    for f in sorted(faults, key=lambda f: f.time):
+        if f.phase == "start":
+            open_faults[(f.kind, f.target)] = f.time
+        elif (f.kind, f.target) in open_faults:
+            windows.append((f.kind, open_faults.pop((f.kind, f.target)), f.time + after))
+    worst: dict[str, float] = {}
+    for kind, begin, end in windows:
+        lo = max(0, bisect.bisect_left(marks, begin) - 1)
+        hi = min(len(marks) - 1, bisect.bisect_right(marks, end))
+        gap = max((b - a for a, b in itertools.pairwise(marks[lo:hi + 1])), default=0.0)
+        worst[kind] = round(max(worst.get(kind, 0.0), gap), 6)
+    return dict(sorted(worst.items()))
+
+
 def _summary(ops: list[Op], faults: list[Fault], final: dict[str, Any] | None,
              violations: list[Violation]) -> dict[str, Any]:
     results = Counter(op.result for op in ops)
@@ -405,6 +428,7 @@ def _summary(ops: list[Op], faults: list[Fault], final: dict[str, Any] | None,
         "by_kind": dict(sorted(by_kind.items())),
         "faults": dict(sorted(Counter(f.kind for f in faults if f.phase == "start").items())),
         "longest_write_gap": longest_write_gap(ops),
+        "longest_write_gap_by_fault": write_gaps_by_fault(ops, faults),
         "lost": checks["lost_write"],
         "divergences": checks["divergence"],
         "violations_by_check": dict(sorted(checks.items())),
@@ -427,6 +451,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"(t={gap['from']:.3f}-{gap['to']:.3f})"),
         f"  lost writes {summary['lost']}, divergences {summary['divergences']}",
     ]
+    if summary.get("longest_write_gap_by_fault"):
+        lines.insert(5, "  longest window without a successful write around a fault: " + ", ".join(
+            f"{k} {v:.3f} s" for k, v in summary["longest_write_gap_by_fault"].items()))
     for name, r in sorted(summary["replicas"].items()):
         lines.append(f"  replica {name}: up={r['up']} applied={r['applied']} "
                      f"digest={(r['digest'] or '')[:16]} posts={r['posts']}")

@@ -209,6 +209,17 @@ class ChaosCluster:
         self._spawn_replica(name)
         self._write_run_file()
 
+    def kill_coordinator(self) -> int:
+        proc = self.procs["coordinator"]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        return proc.pid
+
+    def restart_coordinator(self) -> None:
+        _terminate(self.procs["coordinator"], grace=0.0)
+        self._spawn_coordinator()
+        self._write_run_file()
+
     def replica_link(self, name: str) -> NetnsLink | None:
         return self.links.get(name)
 

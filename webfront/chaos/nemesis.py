@@ -6,6 +6,8 @@ Fault kinds (each a start and a heal, both recorded in the history):
 - `pause`: SIGSTOP; heal = SIGCONT (a hang, like a long GC pause or a full disk).
 - `partition`: the replica's veth link is set down; heal = up. Needs the replica in a netns.
 - `netem`: delay and loss on that link with `tc netem`; heal = qdisc removed.
+- `coordinator`: SIGKILL the coordinator; heal = start it again (new epoch from a majority).
+  It takes the fault slot like a replica fault, so it never coincides with one.
 
 Between faults the nemesis waits until the coordinator reports every replica `up` again, so
 a fault hits a healthy cluster and its unavailability window can be measured on its own.
@@ -29,7 +31,7 @@ from typing import Protocol
 from webfront.chaos.history import HistoryWriter
 from webfront.chaos.netns import NetnsLink
 
-ALL_KINDS = ("kill", "pause", "partition", "netem")
+ALL_KINDS = ("kill", "pause", "partition", "netem", "coordinator")
 
 
 class Target(Protocol):
@@ -100,8 +102,13 @@ class Nemesis:
                 name = self.rng.choice(self.target.replica_names)
                 hold = self.rng.uniform(*self.duration)
                 next_fault = now + self.rng.uniform(*self.interval)
-                if (len(self.active) < self.max_faulty
-                        and all(f.target != name for f in self.active) and self._healthy()):
+                if kind == "coordinator":
+                    name = "coordinator"
+                    busy = bool(self.active)
+                else:
+                    busy = (len(self.active) >= self.max_faulty
+                            or any(f.target in (name, "coordinator") for f in self.active))
+                if not busy and self._healthy():
                     self._inject(kind, name, hold)
             self._stop.wait(0.05)
         for fault in list(self.active):
@@ -120,13 +127,15 @@ class Nemesis:
             return False
 
     def _inject(self, kind: str, name: str, hold: float) -> None:
-        link = self.target.replica_link(name)
+        link = None if kind == "coordinator" else self.target.replica_link(name)
         if kind in ("partition", "netem") and link is None:
             return  # this replica is not in a namespace
-        pid = self.target.replica_pid(name)
+        pid = None if kind == "coordinator" else self.target.replica_pid(name)
         detail = ""
         try:
-            if kind == "kill":
+            if kind == "coordinator":
+                detail = f"pid {self.target.kill_coordinator()}"
+            elif kind == "kill":
                 if pid is None:
                     return
                 os.kill(pid, signal.SIGKILL)
@@ -153,9 +162,11 @@ class Nemesis:
         self.log(f"nemesis: {kind} {name} for {hold:.1f}s ({detail})")
 
     def _heal(self, fault: _Active) -> None:
-        link = self.target.replica_link(fault.target)
+        link = None if fault.kind == "coordinator" else self.target.replica_link(fault.target)
         try:
-            if fault.kind == "kill":
+            if fault.kind == "coordinator":
+                self.target.restart_coordinator()
+            elif fault.kind == "kill":
                 self.target.restart_replica(fault.target)
             elif fault.kind == "pause":
                 pid = self.target.replica_pid(fault.target)
