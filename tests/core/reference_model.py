@@ -224,6 +224,15 @@ class Model:
             return {"ok": True, "users": [
                 {"username": self.users[k].name, "display_name": self.users[k].display}
                 for k in names]}
+        if q == "relation":
+            actor, target = a.get("actor"), a.get("target")
+            if not isinstance(actor, str) or not isinstance(target, str):
+                return err("invalid")
+            src, dst = self._user(actor), self._user(target)
+            if src is None or dst is None:
+                return err("not_found")
+            return {"ok": True, "following": dst.name.lower() in src.following,
+                    "followed_by": dst.name.lower() in src.followers}
         if q == "public":
             page = self._page(a)
             if page is None:

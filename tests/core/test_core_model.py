@@ -95,6 +95,10 @@ class ReplicaVsModel(RuleBasedStateMachine):
     def search(self, prefix: str, limit: object) -> None:
         self.read("search", {"prefix": prefix, "limit": limit})
 
+    @rule(a=st.one_of(names, st.just(1)), b=names)
+    def relation(self, a: object, b: str) -> None:
+        self.read("relation", {"actor": a, "target": b})
+
     @rule()
     def bad_query(self) -> None:
         self.read("nope", {})
