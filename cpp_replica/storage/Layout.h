@@ -15,7 +15,20 @@ namespace replica {
 ///     <first seq:020>.log      command log segment: records back to back, each
 ///                              u32 LE body length | u64 LE seq | u64 LE xxh3_64(seq bytes+body)
 ///                              | body (the exact write frame body bytes that were applied)
+///   install.tmp                a snapshot being received (inst_begin..inst_end); deleted when
+///                              the install ends or fails, and at start
+///   log.discard-<seq:020>/     the old log/ during an install at seq (exists only briefly)
 /// ```
+///
+/// Writes: with fsync `batch` and `never` the records of one event-loop turn are buffered and
+/// written with one write() at the end of the turn (then one fdatasync for `batch`), before that
+/// turn's acks are sent; with `always` each record is written and fdatasynced on append.
+///
+/// Installing a snapshot at S (state transfer) replaces the log: (1) log/ is renamed to
+/// log.discard-S (dir fsynced), (2) snapshot-S is written as below (older and newer snapshots
+/// deleted), (3) log.discard-S is deleted and log/ recreated with segment S+1. A crash between
+/// the steps is repaired at start: if snapshot-S exists the install completed and
+/// log.discard-S is deleted; otherwise log.discard-S is renamed back to log/ (old state kept).
 ///
 /// Recovery: restore the newest snapshot (if any), then replay every log record with a higher
 /// seq, in order. A record cut short at the end of the newest segment (a torn write: the crash
