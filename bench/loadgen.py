@@ -80,34 +80,58 @@ def percentiles(lat_ns: array.array | list[int]) -> dict[str, float]:
             "max_us": round(lat[-1] / 1000.0, 1)}
 
 
-def run_load(socks: list[socket.socket], request: bytes, mode: str, warmup: float,
-             seconds: float, env: dict[str, str] | None = None) -> tuple[dict, Samples]:
-    """Drive the sockets (one client each) for warmup + seconds; return a summary and samples."""
-    binary = loadgen_binary()
-    with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
-        req_file = Path(tmp) / "request"
+class Load:
+    """A running load generator (start it, do something to the system, then finish())."""
+
+    def __init__(self, socks: list[socket.socket], request: bytes, mode: str, warmup: float,
+                 seconds: float, env: dict[str, str] | None = None) -> None:
+        binary = loadgen_binary()
+        self.socks = socks
+        self.seconds = seconds
+        self.tmp = tempfile.TemporaryDirectory(prefix="loadgen-")
+        req_file = Path(self.tmp.name) / "request"
         req_file.write_bytes(request)
-        out_file = Path(tmp) / "samples"
+        self.out_file = Path(self.tmp.name) / "samples"
         fds = [s.fileno() for s in socks]
         for s in socks:
             s.setblocking(True)
             s.settimeout(None)
-        proc = subprocess.run(
-            [str(binary), mode, str(warmup), str(seconds), str(req_file), str(out_file)]
+        self.timeout = warmup + seconds + 30
+        self.proc = subprocess.Popen(
+            [str(binary), mode, str(warmup), str(seconds), str(req_file), str(self.out_file)]
             + [str(fd) for fd in fds],
-            pass_fds=fds, capture_output=True, text=True, env={**os.environ, **(env or {})},
-            timeout=warmup + seconds + 30, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"loadgen failed: {proc.stderr.strip()}")
-        fields = dict(kv.split("=") for kv in proc.stdout.split())
-        samples = Samples.load(out_file)
-    requests = int(fields["requests"])
-    ok_lat = array.array("I", (lat for lat, ok in zip(samples.lat_ns, samples.ok) if ok))
-    summary = {"clients": len(socks), "requests": requests, "errors": int(fields["errors"]),
-               "closed": int(fields["eof"]), "seconds": seconds,
-               "writes_per_s": round((requests - int(fields["errors"])) / seconds),
-               **percentiles(ok_lat)}
-    return summary, samples
+            pass_fds=fds, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})})
+        self.started = time.monotonic()
+        self.measure_from = self.started + warmup  # monotonic time of sample t_us == 0
+
+    def finish(self) -> tuple[dict, Samples]:
+        try:
+            stdout, stderr = self.proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            stdout, stderr = self.proc.communicate()
+        try:
+            if self.proc.returncode != 0:
+                raise RuntimeError(f"loadgen failed: {stderr.strip()}")
+            fields = dict(kv.split("=") for kv in stdout.split())
+            samples = Samples.load(self.out_file)
+        finally:
+            self.tmp.cleanup()
+        requests = int(fields["requests"])
+        errors = int(fields["errors"])
+        ok_lat = array.array("I", (lat for lat, ok in zip(samples.lat_ns, samples.ok) if ok))
+        summary = {"clients": len(self.socks), "requests": requests, "errors": errors,
+                   "closed": int(fields["eof"]), "seconds": self.seconds,
+                   "writes_per_s": round((requests - errors) / self.seconds),
+                   **percentiles(ok_lat)}
+        return summary, samples
+
+
+def run_load(socks: list[socket.socket], request: bytes, mode: str, warmup: float,
+             seconds: float, env: dict[str, str] | None = None) -> tuple[dict, Samples]:
+    """Drive the sockets (one client each) for warmup + seconds; return a summary and samples."""
+    return Load(socks, request, mode, warmup, seconds, env).finish()
 
 
 # Our coordinator ----------------------------------------------------------------------------
