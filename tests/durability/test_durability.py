@@ -66,7 +66,7 @@ def test_whole_cluster_kill9_restart_keeps_every_acknowledged_write(cluster_fact
 
 
 def _max_rate(cluster, seconds: float = 1.0) -> float:
-    with Load(cluster, threads=4) as load:
+    with Load(cluster, threads=8) as load:
         time.sleep(seconds)
     return load.count() / seconds
 
@@ -75,7 +75,7 @@ def test_long_absence_rejoins_by_state_transfer_under_half_load(cluster_factory)
     cluster = cluster_factory(coordinator_args=["--history-writes", "300"],
                               replica_args=["--snapshot-every", "500"])
     rate = _max_rate(cluster)
-    with Load(cluster, threads=4, rate=rate / 2) as load:
+    with Load(cluster, threads=8, rate=rate / 2) as load:
         cluster.kill_replica(2)
         time.sleep(1.5)  # far more than 300 writes and than one snapshot interval
         cluster.restart_replica(2)
