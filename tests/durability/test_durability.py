@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.durability.load import Load, ask_replica, check_acked_everywhere, wait_converged
 from webfront.client import ClusterClient, ClusterError
 from webfront.cluster import free_port
-
-from tests.durability.load import Load, ask_replica, check_acked_everywhere, wait_converged
 
 pytestmark = pytest.mark.timeout(90)
 
