@@ -128,6 +128,8 @@ class ReplicaConnection(asyncio.Protocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             except OSError:
                 pass
+        if hasattr(transport, "max_size"):  # stock asyncio: see server.limit_receive_size
+            transport.max_size = 1 << 16  # type: ignore[attr-defined]
         self.phase = "welcome"
         transport.write(encode_frame(hello_body("coordinator", self.nonce)))  # type: ignore
 
