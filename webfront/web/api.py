@@ -222,6 +222,8 @@ def create_post():
 @bp.delete("/posts/<int:post_id>")
 def delete_post(post_id: int):
     actor = token_user()
+    if post_id >= 2**63:  # ids are int64 seqs; a larger one cannot exist (and cannot be encoded)
+        raise ApiError(404, "not_found", "no such post")
     _write("delete_post", {"actor": actor, "id": post_id})
     return no_content()
 

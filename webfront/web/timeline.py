@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from . import cluster_access
 from .auth import login_required
@@ -55,6 +65,8 @@ def compose():
 @login_required
 def delete_post(post_id: int):
     # CSRFProtect has checked the token before we get here.
+    if post_id >= 2**63:  # ids are int64 seqs; a larger one cannot exist (and cannot be encoded)
+        abort(404)
     cluster_access.write("delete_post", {"actor": g.user, "id": post_id})
     flash("Post deleted.")
     target = request.form.get("next", "")
