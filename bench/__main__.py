@@ -14,6 +14,7 @@ Scenarios (each writes its results as JSON under bench/results/ unless --out say
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 SCENARIOS = {
@@ -28,6 +29,8 @@ SCENARIOS = {
 
 
 def main(argv: list[str]) -> int:
+    # SIGTERM unwinds like Ctrl-C, so every cluster, etcd and Redis started is stopped by pid.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if argv and argv[0] == "quick":
         status = 0
         for name in ("core", "replication", "peers", "http", "failover"):

@@ -126,6 +126,42 @@ def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
             cluster.stop()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc)."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
+class CpuMeter:
+    """CPU microseconds per request of groups of server processes over a measured window.
+
+    Unlike throughput on a shared machine, CPU per request hardly moves when other work
+    competes for the cores, so it is the number to compare across runs and commits."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.start = {name: cpu_seconds(pids) for name, pids in groups.items()}
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        n = max(1, requests)
+        return {f"cpu_us_per_write_{name}": round((cpu_seconds(pids) - self.start[name]) / n * 1e6,
+                                                  1)
+                for name, pids in self.groups.items()}
+
+
+def cluster_pids(cluster) -> dict[str, list[int]]:
+    procs = cluster.procs.values()
+    return {"coordinator": [p.pid for p in procs if p.role == "coordinator"],
+            "replicas": [p.pid for p in procs if p.role == "replica"]}
+
+
 def fmt_table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
     """A Markdown table of rows (cols: (key, header))."""
     out = ["| " + " | ".join(h for _, h in cols) + " |",

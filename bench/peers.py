@@ -69,8 +69,8 @@ def _wait(check, timeout: float, what: str) -> None:
 # etcd ---------------------------------------------------------------------------------------
 
 @contextmanager
-def etcd_cluster(tmp: Path, members: int = 3) -> Iterator[int]:
-    """Start etcd members; yield the client port of the leader."""
+def etcd_cluster(tmp: Path, members: int = 3) -> Iterator[tuple[int, list[int]]]:
+    """Start etcd members; yield the client port of the leader and the members' pids."""
     binary = shutil.which("etcd")
     if binary is None:
         raise RuntimeError("etcd not installed: run scripts/bench-deps.sh")
@@ -107,7 +107,7 @@ def etcd_cluster(tmp: Path, members: int = 3) -> Iterator[int]:
             return False
 
         _wait(ready, 30, "etcd")
-        yield leader_port[0]
+        yield leader_port[0], [p.pid for p in procs]
     finally:
         _stop(procs)
 
@@ -123,8 +123,9 @@ def _redis_cmd(port: int, *parts: str) -> bytes:
 
 
 @contextmanager
-def redis_group(tmp: Path, name: str, aof: bool, replicas: int = 2) -> Iterator[int]:
-    """A Redis master and its replicas; yield the master's port."""
+def redis_group(tmp: Path, name: str, aof: bool,
+                replicas: int = 2) -> Iterator[tuple[int, list[int]]]:
+    """A Redis master and its replicas; yield the master's port and every pid."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server not installed: run scripts/bench-deps.sh")
@@ -145,7 +146,7 @@ def redis_group(tmp: Path, name: str, aof: bool, replicas: int = 2) -> Iterator[
               _redis_cmd(ports[0], "INFO", "replication")
               and _redis_cmd(ports[0], "WAIT", str(replicas), "1000").startswith(
                   f":{replicas}".encode()), 30, f"redis {name}")
-        yield ports[0]
+        yield ports[0], [p.pid for p in procs]
     finally:
         _stop(procs)
 
@@ -154,21 +155,28 @@ def redis_group(tmp: Path, name: str, aof: bool, replicas: int = 2) -> Iterator[
 
 def measure(system: str, target, clients: int, warmup: float, seconds: float) -> dict:
     if system == "etcd":
-        socks = loadgen.etcd_sockets(target, clients)
-        reqs = [loadgen.etcd_request(f"bench-{i}", target) for i in range(clients)]
+        port, pids = target
+        socks = loadgen.etcd_sockets(port, clients)
+        request = loadgen.etcd_request("bench-0", port)
         mode, env = "http", None
     elif system.startswith("redis"):
-        socks = loadgen.redis_sockets(target, clients)
-        reqs = [loadgen.redis_request(f"bench-{i}", 2) for i in range(clients)]
+        port, pids = target
+        socks = loadgen.redis_sockets(port, clients)
+        request = loadgen.redis_request("bench-0", 2)
         mode, env = "resp", {"LOADGEN_WAIT_N": "2"}
     else:
+        pids = [pid for group in common.cluster_pids(target).values() for pid in group]
         socks = loadgen.our_sockets(target.coordinator_address, target.secret(), clients)
-        reqs = [loadgen.our_request()]
+        request = loadgen.our_request()
         mode, env = "frame", None
     try:
-        # Every client sends the same bytes (etcd and Redis: the key of client 0); a key per
-        # client would not change the work of either.
-        summary, _ = loadgen.run_load(socks, reqs[0], mode, warmup, seconds, env=env)
+        # Every client sends the same bytes (for etcd and Redis the same key); a key per client
+        # would not change the work of either.
+        load = loadgen.Load(socks, request, mode, warmup, seconds, env=env)
+        time.sleep(max(0.0, load.measure_from - time.monotonic()))
+        meter = common.CpuMeter({"servers": pids})
+        summary, _ = load.finish()
+        summary.update(meter.per_request(summary["requests"]))
     finally:
         loadgen.close_all(socks)
     return summary
@@ -224,7 +232,8 @@ def main(argv: list[str]) -> int:
     print(common.fmt_table(rows, [("system", "system"), ("clients", "clients"),
                                   ("writes_per_s", "writes/s"), ("p50_us", "p50 us"),
                                   ("p99_us", "p99 us"), ("p999_us", "p99.9 us"),
-                                  ("errors", "errors")]))
+                                  ("errors", "errors"),
+                                  ("cpu_us_per_write_servers", "server CPU us/write")]))
     print()
     print(common.fmt_table(ratios, [("ours", "ours"), ("theirs", "theirs"),
                                     ("clients", "clients"),
