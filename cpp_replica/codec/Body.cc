@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <vector>
 
 #include "codec/FrameError.h"
 
@@ -47,7 +49,42 @@ void checkTree(const msgpack::object& o, const Limits& limits, std::size_t depth
     }
 }
 
+constexpr std::size_t kZonePool = 8;
+
+std::vector<std::unique_ptr<msgpack::zone>>& zonePool() {
+    thread_local std::vector<std::unique_ptr<msgpack::zone>> pool;
+    return pool;
+}
+
+std::unique_ptr<msgpack::zone> takeZone() {
+    auto& pool = zonePool();
+    if (pool.empty()) return std::make_unique<msgpack::zone>();
+    std::unique_ptr<msgpack::zone> z = std::move(pool.back());
+    pool.pop_back();
+    return z;
+}
+
+void giveZone(std::unique_ptr<msgpack::zone> z) {
+    if (!z) return;
+    auto& pool = zonePool();
+    if (pool.size() >= kZonePool) return;  // freed
+    z->clear();  // keeps the first chunk, frees any others
+    pool.push_back(std::move(z));
+}
+
 }  // namespace
+
+Body::~Body() { giveZone(std::move(zone_)); }
+
+Body& Body::operator=(Body&& other) noexcept {
+    if (this != &other) {
+        giveZone(std::move(zone_));
+        zone_ = std::move(other.zone_);
+        root_ = other.root_;
+        type_ = other.type_;
+    }
+    return *this;
+}
 
 Body Body::decode(std::string_view bytes, const Limits& limits) {
     Body body;
@@ -58,15 +95,16 @@ Body Body::decode(std::string_view bytes, const Limits& limits) {
                                           std::max(limits.maxStringBytes, limits.maxChunkBytes), 0,
                                           limits.maxDepth + 1);
         // Zero copy: str/bin values point into `bytes`, which the caller keeps alive.
-        body.handle_ = msgpack::unpack(
-            bytes.data(), bytes.size(), offset,
+        body.zone_ = takeZone();
+        body.root_ = msgpack::unpack(
+            *body.zone_, bytes.data(), bytes.size(), offset,
             [](msgpack::type::object_type, std::size_t, void*) { return true; }, nullptr,
             unpackLimit);
     } catch (const std::exception& e) {
         malformed(std::string("undecodable body: ") + e.what());
     }
     if (offset != bytes.size()) malformed("trailing bytes after the body");
-    const msgpack::object& root = body.handle_.get();
+    const msgpack::object& root = body.root_;
     if (root.type != msgpack::type::MAP) malformed("body is not a map");
     checkTree(root, limits, 0);
     for (std::uint32_t i = 0; i < root.via.map.size; ++i) {

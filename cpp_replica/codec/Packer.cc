@@ -5,7 +5,9 @@
 namespace replica {
 
 void Packer::be(std::uint64_t v, int bytes) {
-    for (int i = bytes - 1; i >= 0; --i) out_.push_back(char((v >> (8 * i)) & 0xff));
+    char buf[8];
+    for (int i = 0; i < bytes; ++i) buf[i] = char((v >> (8 * (bytes - 1 - i))) & 0xff);
+    out_.append(buf, std::size_t(bytes));
 }
 
 void Packer::mapHeader(std::uint32_t n) {
