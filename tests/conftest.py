@@ -1,15 +1,13 @@
 """Shared fixtures: a real local cluster (replica processes + coordinator) on loopback.
 
 `cluster` is a fresh 3-replica, majority-policy cluster per test, in tmp_path, torn down by pid.
-`cluster_factory(replicas=..., policy=..., **kw)` builds others. Replicas are the real
-`replica_server` when it is built; otherwise (or with WEBFRONT_FAKE_REPLICA=1) the Python
-stand-in tests/coordinator/fake_replica.py, so coordinator tests run before the C++ exists.
+`cluster_factory(replicas=..., policy=..., **kw)` builds others. Replicas are always the real
+`replica_server` (REPLICA_SERVER_BIN, else PATH; scripts/sanitize.sh points it at a sanitizer
+build).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,10 +16,10 @@ from webfront.cluster import LocalCluster, find_replica_server
 
 
 def replica_command() -> list[str]:
-    binary = None if os.environ.get("WEBFRONT_FAKE_REPLICA") == "1" else find_replica_server()
-    if binary:
-        return [binary]
-    return [sys.executable, "-m", "tests.coordinator.fake_replica"]
+    binary = find_replica_server()
+    if not binary:
+        pytest.fail("replica_server is not built: run scripts/bootstrap.sh")
+    return [binary]
 
 
 @pytest.fixture

@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--policy", choices=("first", "majority", "all"), default="majority")
     up.add_argument("--restart-dead", action="store_true")
     up.add_argument("--insecure-no-auth", action="store_true")
-    up.add_argument("--replica-command", help=argparse.SUPPRESS)  # tests: a stand-in replica
+    up.add_argument("--replica-command", help=argparse.SUPPRESS)  # tests: e.g. a sanitizer build of replica_server
     replica = sub.add_parser("replica", help="one replica of a running local cluster")
     replica_sub = replica.add_subparsers(dest="action", required=True)
     start = replica_sub.add_parser("start", help="start a replica again with its recorded flags")
