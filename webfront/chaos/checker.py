@@ -370,12 +370,18 @@ def _check_reads(model: _Model) -> list[Violation]:
 # --------------------------------------------------------------------------- summary
 
 def longest_write_gap(ops: list[Op]) -> dict[str, float]:
-    """The longest stretch of the run in which no write succeeded (start, end, seconds)."""
+    """The longest stretch of the run in which no write succeeded (start, end, seconds).
+
+    Counted from the first successful write other than a registration: before that the clients
+    are still signing up and logging in (password hashing, seconds on a busy machine), which
+    says nothing about the cluster's availability."""
     if not ops:
         return {"seconds": 0.0, "from": 0.0, "to": 0.0}
-    begin = min(op.start for op in ops)
+    warm = [op.end for op in ops if op.is_write and op.result == OK and op.kind != "register"]
+    begin = min(warm) if warm else min(op.start for op in ops)
     finish = max(op.end for op in ops)
-    marks = [begin] + sorted(op.end for op in ops if op.is_write and op.result == OK) + [finish]
+    marks = [begin] + sorted(op.end for op in ops
+                             if op.is_write and op.result == OK and op.end >= begin) + [finish]
     best = max(itertools.pairwise(marks), key=lambda ab: ab[1] - ab[0])
     return {"seconds": round(best[1] - best[0], 6), "from": round(best[0], 6),
             "to": round(best[1], 6)}
