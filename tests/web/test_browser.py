@@ -6,15 +6,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from .conftest import PASSWORD, unique
+from .web_process import running_web
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,42 +45,9 @@ def admin_name():
 @pytest.fixture(scope="module")
 def site(browser_cluster, admin_name, tmp_path_factory):
     """`webfront web` under gunicorn with 2 workers; yields its base URL."""
-    from webfront.cluster import free_port
-
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("web")
-    key_file = workdir / "session.key"
-    key_file.write_text(os.urandom(32).hex())
-    argv = [sys.executable, "-m", "webfront.cli", "web", "--bind", f"127.0.0.1:{port}",
-            "--coordinator", "{}:{}".format(*browser_cluster.coordinator_address),
-            "--workers", "2", "--admins", admin_name, "--session-key-file", str(key_file)]
-    if browser_cluster.secret_file:
-        argv += ["--secret-file", str(browser_cluster.secret_file)]
-    with open(workdir / "web.log", "wb") as log:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/api/v1/health", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("webfront web did not start:\n" +
-                               (workdir / "web.log").read_text()[-3000:])
-        time.sleep(0.1)
-    yield url
-    # Stop gunicorn by the pid we started (its workers are in the session it leads).
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    with running_web(browser_cluster, tmp_path_factory.mktemp("web"), admins=admin_name) as (
+            url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
