@@ -8,6 +8,7 @@ Scenarios (each writes its results as JSON under bench/results/ unless --out say
   failover     steady write load while a replica is killed -9; latency over time
   recovery     replica restart replay time for a long log
   plots        draw docs/img/*.png from the JSON results
+  report       print the Markdown tables of docs/benchmarks.md from the JSON results
   quick        every scenario with --quick (what CI may run; well under a minute of load each)
 """
 
@@ -25,6 +26,7 @@ SCENARIOS = {
     "failover": "bench.failover",
     "recovery": "bench.recovery",
     "plots": "bench.plots",
+    "report": "bench.report",
 }
 
 
