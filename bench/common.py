@@ -40,6 +40,8 @@ def settle(args: argparse.Namespace) -> None:
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     args.warmup = 0.3 if args.quick else 1.0
+    args.load_start = os.getloadavg()
+    args.started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     random.seed(args.seed)
 
 
@@ -86,6 +88,7 @@ def write_results(name: str, args: argparse.Namespace, data: dict[str, Any]) -> 
            "rounds": args.rounds, "machine": machine(), "loadavg_end": os.getloadavg(),
            "argv": sys.argv, **data}
     doc["machine"]["loadavg_start"] = getattr(args, "load_start", doc["machine"]["loadavg_start"])
+    doc["machine"]["started"] = getattr(args, "started", doc["machine"]["date"])
     path = args.out or RESULTS_DIR / f"{name}{'-quick' if args.quick else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")
