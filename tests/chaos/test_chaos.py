@@ -1,7 +1,7 @@
 """Chaos runs against a real local cluster: the checker must pass under faults.
 
 Three seeds of 60 s each (CHAOS_DURATION overrides, e.g. 20 for a quick look): kills and pauses
-on loopback replicas, and partitions with replicas in their own network namespaces where root
+on loopback replicas, coordinator kills, and partitions with replicas in their own network namespaces where root
 and `ip netns` are available (marked `netns`; skipped with the reason otherwise). Each run's
 history, final state and summary stay under pytest's tmp_path (or $CHAOS_OUT, for CI
 artifacts) for a post-mortem.
@@ -64,9 +64,10 @@ def test_kill_and_pause_seed_1(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(DURATION + 120)
-def test_kill_and_pause_seed_2(tmp_path):
+def test_kill_pause_and_coordinator_seed_2(tmp_path):
+    """Replica kills and pauses, plus kill -9 of the coordinator and its restart (new epoch)."""
     _need_cluster()
-    summary = _run(tmp_path, 2, ("kill", "pause"), use_netns=False)
+    summary = _run(tmp_path, 2, ("kill", "pause", "coordinator"), use_netns=False)
     assert sum(summary["faults"].values()) > 0
 
 
