@@ -35,18 +35,12 @@ def _close_cluster_clients():
     cluster_access.close_all()
 
 
-def cluster_secret(cluster) -> bytes:
-    """LocalCluster.secret has been both a property and a method; accept either."""
-    s = cluster.secret
-    return s() if callable(s) else s
-
-
 def sec_config(cluster, **overrides) -> dict:
     config = {
         "TESTING": True,
         "SECRET_KEY": "sec-" + uuid.uuid4().hex,
         "COORDINATOR": cluster.coordinator_address,
-        "CLUSTER_SECRET": cluster_secret(cluster),
+        "CLUSTER_SECRET": cluster.secret(),
         "ADMINS": [ADMIN],
         "PASSWORD_HASH_METHOD": FAST_HASH,
         "LOGIN_RATE_LIMIT": "1000 per minute",

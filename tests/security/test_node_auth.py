@@ -25,7 +25,6 @@ from webfront.protocol import (
     recv_frame,
 )
 
-from .conftest import cluster_secret
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +66,7 @@ def test_wrong_secret_refused_by_replica_and_coordinator(sec_cluster):
         if answer["t"] == "err":
             assert answer["code"] == "auth_failed"
         # The right secret still works.
-        sock, ready = connect(_address(proc), cluster_secret(sec_cluster), role)
+        sock, ready = connect(_address(proc), sec_cluster.secret(), role)
         sock.close()
         assert ready["t"] == "ready"
 
@@ -78,7 +77,7 @@ def test_insecure_initiator_refused_by_secure_cluster(sec_cluster):
 
 
 def test_secret_never_on_command_line_nor_in_logs(sec_cluster):
-    secret = cluster_secret(sec_cluster)
+    secret = sec_cluster.secret()
     assert len(secret) >= 32
     pids = [p for p in sec_cluster.pids().values() if p]
     assert len(pids) >= 4  # 3 replicas + coordinator

@@ -53,7 +53,7 @@ def make_config(backend, **overrides) -> dict:
         "TESTING": True,
         "SECRET_KEY": "test-" + uuid.uuid4().hex,
         "COORDINATOR": backend.coordinator_address,
-        "CLUSTER_SECRET": backend.secret,
+        "CLUSTER_SECRET": backend.secret(),
         "WTF_CSRF_ENABLED": False,
         "ADMINS": [ADMIN],
         "PASSWORD_HASH_METHOD": FAST_HASH,

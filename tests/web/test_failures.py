@@ -58,7 +58,7 @@ def test_coordinator_unreachable():
     """No coordinator at all: pages say so plainly with 503, health says so, nothing hangs."""
     from webfront.cluster import free_port
 
-    nowhere = SimpleNamespace(coordinator_address=("127.0.0.1", free_port()), secret=b"")
+    nowhere = SimpleNamespace(coordinator_address=("127.0.0.1", free_port()), secret=lambda: b"")
     admin = unique("adm")
     app = create_app(make_config(nowhere, CLUSTER_TIMEOUT=0.3, ADMINS=[admin]))
     c = app.test_client()

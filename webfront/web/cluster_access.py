@@ -26,8 +26,6 @@ from webfront.client import ClusterClient, ClusterError, ReadResult, WriteResult
 def _secret(config) -> bytes:
     if config.get("CLUSTER_SECRET") is not None:
         secret = config["CLUSTER_SECRET"]
-        if callable(secret):
-            secret = secret()
         return secret.encode() if isinstance(secret, str) else bytes(secret)
     path = config.get("CLUSTER_SECRET_FILE")
     if path:
