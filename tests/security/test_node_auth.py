@@ -25,7 +25,6 @@ from webfront.protocol import (
     recv_frame,
 )
 
-
 pytestmark = pytest.mark.slow
 
 
