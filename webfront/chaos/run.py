@@ -140,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "kill,pause,partition); partition/netem need root and ip netns")
     parser.add_argument("--no-netns", action="store_true", help="run replicas on loopback")
     parser.add_argument("--max-ops", type=int, default=200_000)
-    parser.add_argument("--replica-cmd", help="command for a replica instead of replica_server "
-                        "(a stand-in, e.g. 'python -m tests.web.social_replica')")
+    parser.add_argument("--replica-cmd", help="command for a replica instead of the replica_server "
+                        "on PATH (e.g. a sanitizer build)")
     args = parser.parse_args(argv)
     kinds = [k for k in args.faults.split(",") if k]
     bad = [k for k in kinds if k not in ALL_KINDS]
