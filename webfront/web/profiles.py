@@ -20,21 +20,10 @@ def _plausible_username(endpoint, values) -> None:
 
 
 def _is_following(target: str) -> bool:
-    """Whether the logged-in user follows `target` (one page of their following list)."""
+    """Whether the logged-in user follows `target` (one `relation` query)."""
     if not g.user or g.user.lower() == target.lower():
         return False
-    before = None
-    for _ in range(50):  # bounded: 50 pages of 200
-        args = {"username": g.user, "limit": 200}
-        if before is not None:
-            args["before"] = before
-        page = cluster_access.read("following", args)
-        if any(u["username"].lower() == target.lower() for u in page["users"]):
-            return True
-        before = page.get("next")
-        if before is None:
-            return False
-    return False
+    return cluster_access.read("relation", {"actor": g.user, "target": target})["following"]
 
 
 @bp.route("/<username>")
