@@ -50,6 +50,7 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
         print(f"web front end: http://{cluster.host}:{args.web_port}/")
     else:
         print("web front end: not available yet (webfront.web missing)")
+    print(f"coordinator metrics: http://{host}:{cluster.metrics_port}/metrics")
     print(f"run file {data_dir / RUN_FILE}; Ctrl-C stops everything", flush=True)
     try:
         while not stopping:
@@ -221,6 +222,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         secret_file = secret_file or run.get("secret_file")
     client = ClusterClient(address, read_secret(secret_file) if secret_file else b"",
                            timeout=args.timeout)
+    if args.watch:
+        return _watch_status(client, args)
     try:
         status = client.status()
     except ClusterError as exc:
@@ -229,6 +232,36 @@ def _cmd_status(args: argparse.Namespace) -> int:
     finally:
         client.close()
     print(json.dumps(status, indent=2) if args.json else format_table(status))
+    return 0
+
+
+def _watch_status(client, args: argparse.Namespace) -> int:
+    """Redraw the status every `--interval` seconds until Ctrl-C (or `--count` redraws);
+    a coordinator that does not answer is shown as such and asked again next time."""
+    from webfront.client import ClusterError
+    from webfront.coordinator.status import format_table
+
+    tty = sys.stdout.isatty()
+    shown = 0
+    try:
+        while args.count is None or shown < args.count:
+            try:
+                status = client.status()
+                text = json.dumps(status) if args.json else format_table(status)
+            except (ClusterError, OSError) as exc:
+                text = f"coordinator not answering: {getattr(exc, 'message', exc)}"
+            stamp = time.strftime("%H:%M:%S")
+            if tty and not args.json:
+                sys.stdout.write("\x1b[H\x1b[2J")  # home, clear screen
+            print(text if args.json else f"{stamp}  (every {args.interval:g} s, Ctrl-C stops)"
+                  f"\n{text}", flush=True)
+            shown += 1
+            if args.count is None or shown < args.count:
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
     return 0
 
 
@@ -294,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     status.add_argument("--secret-file")
     status.add_argument("--json", action="store_true")
     status.add_argument("--timeout", type=float, default=3.0)
+    status.add_argument("--watch", action="store_true",
+                        help="redraw every --interval seconds until Ctrl-C")
+    status.add_argument("--interval", type=float, default=1.0)
+    status.add_argument("--count", type=int, help="with --watch: stop after N redraws")
     args = parser.parse_args(argv)
     if args.command == "cluster":
         return _cmd_cluster_up(args)

@@ -99,6 +99,7 @@ class LocalCluster:
     replica_args: list[str] = field(default_factory=list)  # extra replica_server flags
     procs: dict[str, Proc] = field(default_factory=dict)
     coordinator_port: int = 0
+    metrics_port: int = 0  # the coordinator's Prometheus port (0: pick a free one)
     secret_file: Path | None = None
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -119,11 +120,13 @@ class LocalCluster:
             self.procs[f"replica-{rid}"] = Proc("replica", rid, argv, f"{self.host}:{port}",
                                                 str(rdir))
         self.coordinator_port = free_port(self.host)
+        self.metrics_port = self.metrics_port or free_port(self.host)
         cdir = self.data_dir / "coordinator"
         cdir.mkdir(exist_ok=True)
         argv = [sys.executable, "-m", "webfront.cli", "coordinator",
                 "--listen", f"{self.host}:{self.coordinator_port}", "--policy", self.policy,
-                "--state-dir", str(cdir), "--run-file", str(self.data_dir / RUN_FILE)]
+                "--state-dir", str(cdir), "--run-file", str(self.data_dir / RUN_FILE),
+                "--metrics-port", str(self.metrics_port)]
         argv += self._auth_flags()
         for proc in self.replica_procs():
             argv += ["--replica", f"{proc.id}={proc.address}"]
@@ -176,6 +179,7 @@ class LocalCluster:
     def write_run_file(self) -> None:
         data = {
             "coordinator": f"{self.host}:{self.coordinator_port}",
+            "coordinator_metrics": f"http://{self.host}:{self.metrics_port}/metrics",
             "web": f"http://{self.host}:{self.web_port}/" if "web" in self.procs else None,
             "secret_file": str(self.secret_file) if self.secret_file else None,
             "policy": self.policy,

@@ -25,7 +25,7 @@ async def serve(config: CoordinatorConfig) -> int:
     if config.metrics_port:
         from webfront.coordinator.metrics import start_metrics
 
-        start_metrics(coordinator, config.metrics_port)
+        start_metrics(coordinator, config.metrics_port, config.listen[0])
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     try:

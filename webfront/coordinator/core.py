@@ -19,9 +19,11 @@ from webfront.coordinator.broadcaster import (
 )
 from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
 from webfront.coordinator.epochs import EpochStore
+from webfront.coordinator.events import event, transition
 from webfront.coordinator.flush import Flusher
 from webfront.coordinator.history import History
 from webfront.coordinator.membership import MembershipStore
+from webfront.coordinator.metrics import Stats
 from webfront.coordinator.monitor import Monitor
 from webfront.coordinator.reads import ReadRouter
 from webfront.coordinator.recovery import Recovery, RecoveryError, rpc
@@ -50,6 +52,8 @@ class Coordinator:
         self.reads = ReadRouter(self)
         self.recovery = Recovery(self)
         self.alarms: deque[str] = deque(maxlen=50)
+        self.stats = Stats()  # hot-path counters and latency buckets (metrics.py)
+        self._write_t0: dict[int, float] = {}  # seq -> arrival time, until answered or failed
         self.started = False  # epoch and seq chosen: writes accepted
         self.phase = "handshake"  # -> fencing (epoch sent) -> started, or fenced
         self.new_epoch = 0  # the epoch being claimed / in use
@@ -106,8 +110,8 @@ class Coordinator:
         self.new_epoch = max([self.epochs.epoch] + seen) + 1
         self.epochs.claim(self.new_epoch)
         self.phase = "fencing"
-        log.info("claiming epoch %d (%d of %d replicas answered)", self.new_epoch, count,
-                 len(self.links))
+        event("epoch_claim", epoch=self.new_epoch, answered=count, members=len(self.links),
+              msg=f"claiming epoch {self.new_epoch}")
         for link in self._fence_first():
             self._send_epoch(link, self._readies[link.id])
 
@@ -176,11 +180,13 @@ class Coordinator:
         if isinstance(best.fence_reply.get("d"), bytes) and last_seq:
             self.history.digests[last_seq] = best.fence_reply["d"]
         self.broadcaster.reset(last_seq)
+        self._write_t0.clear()
         self.phase = "started"
         self.started = True
         self._readies_seen, self._readies = self._readies, {}
-        log.info("coordinator epoch %d, continuing after seq %d (%d of %d replicas fenced)",
-                 epoch, last_seq, len(fenced), len(self.links))
+        event("epoch_begin", epoch=epoch, after_seq=last_seq, fenced=len(fenced),
+              members=len(self.links),
+              msg=f"coordinator epoch {epoch}, continuing after seq {last_seq}")
         for link in sorted(fenced, key=lambda x: -x.fence_reply.get("s", 0)):
             self.monitor.admit(link, link.fence_reply)
         for link in self.links:
@@ -196,9 +202,10 @@ class Coordinator:
         self.fenced = True
         self.started = False
         self.phase = "fenced"
-        log.error("FENCED: %s; this coordinator (epoch %d) was superseded by a newer one: "
-                  "failing %d unanswered writes, no longer sequencing, exiting",
-                  reason, self.sequencer.epoch, len(self.broadcaster.unanswered()))
+        event("fenced", "error", epoch=self.sequencer.epoch, reason=reason,
+              unanswered=len(self.broadcaster.unanswered()),
+              msg="FENCED: superseded by a newer coordinator; failing unanswered writes, "
+              "no longer sequencing, exiting")
         self.alarms.append(f"fenced: {reason}")
         for p in self.broadcaster.unanswered():
             self._fail(p, "unavailable", "coordinator fenced by a newer epoch")
@@ -215,7 +222,8 @@ class Coordinator:
         if isinstance(ready.get("d"), bytes):
             link.digest = ready["d"]
         link.last_heartbeat = time.monotonic()
-        link.state = "recovering"
+        transition(link, "recovering", f"connected at seq {link.applied_seq}",
+                   seq=link.applied_seq)
         link.fenced_conn = None
         if self.phase == "fenced":
             return
@@ -249,8 +257,8 @@ class Coordinator:
         link = self._new_link(replica)
         self.links.append(link)
         self._members_changed()
-        log.info("replica %s at %s:%d added: %d members, majority %d", replica.id,
-                 replica.host, replica.port, len(self.links), self.broadcaster.majority)
+        event("member_added", replica=replica.id, address=f"{replica.host}:{replica.port}",
+              members=len(self.links), majority=self.broadcaster.majority)
         self.monitor.ensure_connecting(link)
         return link
 
@@ -263,8 +271,8 @@ class Coordinator:
         link.removed = True
         self.links.remove(link)
         self._members_changed()
-        log.info("replica %s removed: %d members, majority %d", replica_id, len(self.links),
-                 self.broadcaster.majority)
+        event("member_removed", replica=replica_id, members=len(self.links),
+              majority=self.broadcaster.majority)
         for p in self.broadcaster.unanswered():
             if p.needed > self.broadcaster.majority and self.config.policy == "majority":
                 p.needed = self.broadcaster.majority
@@ -297,7 +305,8 @@ class Coordinator:
     def divergence(self, link: ReplicaLink, seq: int, what: str) -> None:
         message = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} replica {link.id} diverged at seq "
                    f"{seq}: {what}; taken out, needs state transfer")
-        log.error("DIVERGENCE: %s", message)
+        event("divergence", "error", replica=link.id, seq=seq, what=what,
+              msg=f"DIVERGENCE: {message}")
         self.alarms.append(message)
         link.diverged = True
         self.monitor.take_down(link, "diverged; will be rebuilt by state transfer")
@@ -391,11 +400,13 @@ class Coordinator:
                 return
         needed = self.broadcaster.needed() if self.started else 0
         if not needed:
+            self.stats.write_errors += 1
             conn.send_error(cid, "unavailable", "no majority of replicas is up" if self.started
                             else "coordinator fenced by a newer epoch" if self.fenced
                             else "coordinator is starting")
             return
         seq, ts = seq_.next()
+        self._write_t0[seq] = time.perf_counter()
         body = encode_body({"t": "w", "e": seq_.epoch, "s": seq, "ts": ts, "rid": rid,
                             "op": op, "a": args})
         frame = frame_bytes(body)
@@ -406,6 +417,11 @@ class Coordinator:
 
     def _answer(self, p: PendingWrite) -> None:
         p.done = True
+        t0 = self._write_t0.pop(p.seq, None)
+        if t0 is not None:
+            stats = self.stats
+            stats.writes += 1
+            stats.write_latency.observe(time.perf_counter() - t0)
         if p.seq > self.broadcaster.committed_seq:
             self.broadcaster.committed_seq = p.seq
         self.sequencer.finish(p.rid, p.seq, p.reply)
@@ -418,6 +434,8 @@ class Coordinator:
 
     def _fail(self, p: PendingWrite, code: str, msg: str) -> None:
         p.done = True
+        self._write_t0.pop(p.seq, None)
+        self.stats.write_errors += 1
         self.sequencer.abandon(p.rid)
         for conn, cid in p.waiters:
             conn.send_error(cid, code, msg)

@@ -26,6 +26,7 @@ from webfront.coordinator.broadcaster import (
     ReplicaConnection,
     ReplicaLink,
 )
+from webfront.coordinator.events import event, transition
 from webfront.coordinator.recovery import fail_rpcs
 from webfront.protocol import encode_frame
 
@@ -72,15 +73,16 @@ class Monitor:
                     self.take_down(link, f"{link.misses} heartbeats missed")
                     continue
                 if link.state == UP:
-                    link.state = SUSPECT
-                    log.info("replica %s suspect", link.id)
+                    transition(link, SUSPECT, f"{link.misses} heartbeat missed",
+                               msg=f"replica {link.id} suspect")
             else:
                 link.misses = 0
                 if link.state == SUSPECT:
-                    link.state = UP
+                    transition(link, UP, "traffic received again")
             link.rx = False
             link.hb_id += 1
             link.hb_outstanding = True
+            link.hb_sent = time.monotonic()
             link.queue(encode_frame({"t": "hb", "id": link.hb_id}))
         self.c.reads.expire()
 
@@ -88,6 +90,8 @@ class Monitor:
         link.hb_outstanding = False
         link.misses = 0
         link.last_heartbeat = time.monotonic()
+        if body.get("id") == link.hb_id and getattr(link, "hb_sent", 0.0):
+            link.hb_rtt = link.last_heartbeat - link.hb_sent  # seconds, for the metrics
         link.applied_seq = body.get("s", link.applied_seq)
         link.epoch = body.get("e", link.epoch)
         link.last_epoch = body.get("le", link.last_epoch)
@@ -102,7 +106,7 @@ class Monitor:
                 self.c.divergence(link, link.applied_seq, "heartbeat digest differs")
                 return
         if link.state == SUSPECT:
-            link.state = UP
+            transition(link, UP, "heartbeat answered")
 
     # Down and back -------------------------------------------------------------------------
 
@@ -111,7 +115,7 @@ class Monitor:
         was = link.state
         conn = link.conn
         link.conn = None
-        link.state = DOWN
+        transition(link, DOWN, reason, level="warning", msg=f"replica {link.id} down: {reason}")
         link.receives_writes = False
         link.hb_outstanding = False
         link.misses = 0
@@ -122,7 +126,6 @@ class Monitor:
         if conn is not None and conn.transport is not None:
             conn.transport.abort()
         if was != DOWN:
-            log.warning("replica %s down: %s", link.id, reason)
             link.note = reason
         self.c.on_link_down(link)
         self.ensure_connecting(link)
@@ -157,7 +160,8 @@ class Monitor:
                 if conn.transport is not None:
                     conn.transport.abort()
                 if not link.note.startswith("unreachable"):
-                    log.info("replica %s unreachable: %s", link.id, exc or type(exc).__name__)
+                    event("replica_unreachable", replica=link.id,
+                          error=str(exc or type(exc).__name__))
                 link.note = f"unreachable: {exc or type(exc).__name__}"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, cap)
@@ -213,19 +217,22 @@ class Monitor:
         link.receives_writes = True
         link.note = ""
         if applied >= last:
-            link.state = UP
             link.transfer = None
-            log.info("replica %s up at seq %d", link.id, applied)
+            transition(link, UP, f"nothing missed at seq {applied}", seq=applied,
+                       msg=f"replica {link.id} up at seq {applied}")
         else:
             for frame in c.history.frames_after(applied):
                 link.queue(frame)
-            link.state = RECOVERING
             link.recover_target = last
-            log.info("replica %s recovering: replaying seq %d..%d", link.id, applied + 1, last)
+            transition(link, RECOVERING, "replaying the recent-write buffer")
+            event("recovery_start", replica=link.id, mode="replay", first=applied + 1,
+                  last=last, msg=f"replica {link.id} recovering: replaying seq "
+                  f"{applied + 1}..{last}")
 
     def on_acked(self, link: ReplicaLink) -> None:
         if link.state == RECOVERING and link.receives_writes and \
                 link.acked_seq >= link.recover_target:
-            link.state = UP
             link.transfer = None
-            log.info("replica %s caught up at seq %d: up", link.id, link.acked_seq)
+            event("recovery_end", replica=link.id, mode="replay", ok=1, seq=link.acked_seq)
+            transition(link, UP, f"caught up at seq {link.acked_seq}", seq=link.acked_seq,
+                       msg=f"replica {link.id} caught up at seq {link.acked_seq}: up")

@@ -68,6 +68,7 @@ class ReadRouter:
         link = self._choose(read)
         if link is None:
             self.pending.pop(read.id, None)
+            self.c.stats.read_errors += 1
             read.conn.send_error(read.cid, "unavailable", "no live replica")
             return
         read.link = link
@@ -88,9 +89,15 @@ class ReadRouter:
                 self._send(read)
                 return
             del self.pending[read.id]
+            self.c.stats.read_errors += 1
             read.conn.send_error(read.cid, "timeout", "no replica reached the requested seq")
             return
         del self.pending[read.id]
+        stats = self.c.stats
+        stats.reads += 1
+        # arrival = deadline - read timeout (no extra field per read)
+        stats.read_latency.observe(time.monotonic() - read.deadline
+                                   + self.c.config.read_timeout_ms / 1000.0)
         read.conn.send_frame({"t": "crr", "id": read.cid, "s": body.get("s", 0), "r": reply})
 
     def on_link_down(self, link: ReplicaLink) -> None:
@@ -101,4 +108,5 @@ class ReadRouter:
         now = time.monotonic()
         for read in [r for r in self.pending.values() if r.deadline < now]:
             del self.pending[read.id]
+            self.c.stats.read_errors += 1
             read.conn.send_error(read.cid, "timeout", "read timed out")

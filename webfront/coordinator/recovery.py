@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from webfront.coordinator.broadcaster import RECOVERING, UP, ReplicaLink
+from webfront.coordinator.events import event, transition
 from webfront.protocol import encode_frame, frame_bytes
 
 if TYPE_CHECKING:
@@ -100,12 +101,13 @@ class Recovery:
         """Recover link (already connected, not receiving writes): from the log first unless
         `transfer`, by state transfer when needed."""
         self.cancel(link)
-        link.state = RECOVERING
+        transition(link, RECOVERING, reason)
         link.receives_writes = False
         link.waiting_transfer = transfer
         link.note = reason
-        log.info("replica %s recovering (%s): %s", link.id,
-                 "state transfer" if transfer else "log catch-up", reason)
+        mode = "state transfer" if transfer else "log catch-up"
+        event("recovery_start", replica=link.id, mode=mode, reason=reason,
+              msg=f"replica {link.id} recovering ({mode}): {reason}")
         self._tasks[link.id] = self.c.loop.create_task(self._run(link, link.conn, transfer))
 
     def cancel(self, link: ReplicaLink) -> None:
@@ -140,24 +142,27 @@ class Recovery:
                         await self._state_transfer(target)
                     info = target.transfer
                     if await self._catch_up_from_log(target):
-                        log.info("replica %s recovered in %.0f ms (%s, %d seqs, %d snapshot "
-                                 "bytes); replaying the buffer", target.id,
-                                 (time.monotonic() - started) * 1000, info["mode"],
-                                 info["seqs"], info["bytes"])
+                        event("recovery_end", replica=target.id, mode=info["mode"], ok=1,
+                              ms=round((time.monotonic() - started) * 1000), seqs=info["seqs"],
+                              bytes=info["bytes"], msg="caught up from a peer; replaying "
+                              "the recent-write buffer")
                         return
                     transfer = True  # the log no longer reaches back far enough
                     target.transfer["mode"] = "state transfer"
                     target.waiting_transfer = True
                 except RecoveryError as exc:
                     if target.conn is not conn or exc.code == "closed" and not target.is_open:
-                        log.warning("replica %s recovery stopped: %s", target.id, exc)
+                        event("recovery_end", "warning", replica=target.id, ok=0,
+                              reason=f"stopped: {exc}")
                         return
-                    log.warning("replica %s recovery attempt %d failed: %s", target.id,
-                                attempt, exc)
+                    event("recovery_attempt_failed", "warning", replica=target.id,
+                          attempt=attempt, error=str(exc))
                     if exc.code in ("stale_epoch", "bad_snapshot", "bad_chunk", "compacted"):
                         transfer = True
                         target.transfer["mode"] = "state transfer"
                     await asyncio.sleep(0.1 * attempt)
+            event("recovery_end", "error", replica=target.id, ok=0,
+                  reason=f"failed {MAX_ATTEMPTS} times")
             c.monitor.take_down(target, f"recovery failed {MAX_ATTEMPTS} times")
         finally:
             c.history.unpin(target.id)
@@ -244,8 +249,8 @@ class Recovery:
         snap = await rpc(source, {"t": "snap_open"})
         xid, size = snap["x"], int(snap["size"])
         info.update(snapshot_seq=snap["s"], bytes=0, bytes_total=size)
-        log.info("replica %s: state transfer from %s, snapshot at seq %d, %d bytes",
-                 target.id, source.id, snap["s"], size)
+        event("state_transfer_start", replica=target.id, source=source.id, seq=snap["s"],
+              bytes=size, msg=f"replica {target.id}: state transfer from {source.id}")
         try:
             await rpc(target, {"t": "inst_begin", "s": snap["s"], "e": snap["e"],
                                "d": snap["d"], "size": size, "h": snap["h"]})
@@ -293,5 +298,6 @@ class Recovery:
         target.applied_seq = target.acked_seq = snap["s"]
         target.digest = snap["d"]
         target.diverged = False
-        log.info("replica %s: snapshot at seq %d installed, digest matches the source's",
-                 target.id, snap["s"])
+        event("state_transfer_end", replica=target.id, seq=snap["s"],
+              msg=f"replica {target.id}: snapshot at seq {snap['s']} installed, digest "
+              "matches the source's")

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from webfront.coordinator import events
+
 
 def read_pids(run_file: str | None) -> dict[str, int]:
     """Replica id -> pid from a local cluster's run file (empty when there is none)."""
@@ -37,6 +39,8 @@ def replica_status(link: Any, head_seq: int, pid: int | None, now: float) -> dic
         "last_heartbeat_ms": (
             round((now - link.last_heartbeat) * 1000.0, 1) if link.last_heartbeat else None
         ),
+        "hb_rtt_ms": (round(link.hb_rtt * 1000.0, 3) if getattr(link, "hb_rtt", None)
+                      is not None else None),
         "waiting_state_transfer": link.waiting_transfer,
         "diverged": link.diverged,
         "note": link.note,
@@ -64,6 +68,9 @@ def build_status(coordinator: Any) -> dict[str, Any]:
         "majority": c.broadcaster.majority,
         "alarms": list(c.alarms),
         "replicas": replicas,
+        # counters and latency buckets (webfront.coordinator.metrics), structured log events
+        "metrics": c.stats.snapshot(),
+        "events": dict(events.counts),
     }
 
 

@@ -1,15 +1,21 @@
-"""Prometheus metrics at /metrics: requests by endpoint and status, and their latency.
+"""Prometheus metrics at /metrics: requests by endpoint and status, and their latency, then
+the coordinator's and every replica's figures gathered through the coordinator.
 
 Under gunicorn each worker counts its own requests; set PROMETHEUS_MULTIPROC_DIR (serve.py
-does) to aggregate all workers.
+does) to aggregate all workers. The cluster part comes from the coordinator's status object
+(one `st` frame), cached for `STATUS_CACHE_SECONDS` per worker so that scrapes cost the
+coordinator at most one status per second per worker; the families are the same as on the
+coordinator's own metrics port (webfront.coordinator.metrics).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -19,7 +25,31 @@ from prometheus_client import (
     multiprocess,
 )
 
+from webfront.coordinator.metrics import StatusCollector
+
+from .cluster_access import get_cluster
+
 _metrics: dict[str, Counter | Histogram] = {}
+
+STATUS_CACHE_SECONDS = 1.0
+_status_lock = threading.Lock()
+_status_cache: dict[str, Any] = {"at": -1e9, "status": None, "error": None}
+
+
+def cluster_status() -> dict[str, Any]:
+    """The coordinator's status, at most STATUS_CACHE_SECONDS old (raises when unreachable,
+    and keeps raising for the cache period without asking again)."""
+    with _status_lock:
+        now = time.monotonic()
+        if now - _status_cache["at"] >= STATUS_CACHE_SECONDS:
+            try:
+                _status_cache.update(status=get_cluster().status(), error=None)
+            except Exception as exc:  # noqa: BLE001 - reported as reachable 0
+                _status_cache.update(status=None, error=exc)
+            _status_cache["at"] = time.monotonic()
+        if _status_cache["error"] is not None:
+            raise _status_cache["error"]
+        return _status_cache["status"]
 
 
 def enable_multiprocess(directory: str) -> None:
@@ -68,4 +98,8 @@ def init_app(app: Flask) -> None:
             data = generate_latest(registry)
         else:
             data = generate_latest()
+        if current_app.config.get("METRICS_CLUSTER", True):
+            cluster = CollectorRegistry()
+            cluster.register(StatusCollector(cluster_status))
+            data += generate_latest(cluster)
         return Response(data, mimetype=CONTENT_TYPE_LATEST)
