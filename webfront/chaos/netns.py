@@ -67,14 +67,17 @@ def netem_available() -> tuple[bool, str]:
 class NetnsLink:
     """One namespace and its veth pair. `create()` then `wrap(cmd)`; `destroy()` always."""
 
-    def __init__(self, tag: int, index: int) -> None:
-        assert 0 <= index < 64 and 0 <= tag < 256
+    def __init__(self, tag: int, index: int, net: str = "10.200", prefix: str = "wfc") -> None:
+        """`net` is the first two octets of the private /16 the /30s are cut from and `prefix`
+        starts the namespace and device names: the chaos suite and tests/ops use different
+        ones so that they can run at the same time."""
+        assert 0 <= index < 64 and 0 <= tag < 256 and len(prefix) <= 5
         self.tag, self.index = tag, index
-        self.name = f"wfc{tag}n{index}"
-        self.host_dev = f"wfc{tag}h{index}"
-        self.ns_dev = f"wfc{tag}v{index}"
-        self.host_ip = f"10.200.{tag}.{4 * index + 1}"
-        self.ns_ip = f"10.200.{tag}.{4 * index + 2}"
+        self.name = f"{prefix}{tag}n{index}"
+        self.host_dev = f"{prefix}{tag}h{index}"
+        self.ns_dev = f"{prefix}{tag}v{index}"
+        self.host_ip = f"{net}.{tag}.{4 * index + 1}"
+        self.ns_ip = f"{net}.{tag}.{4 * index + 2}"
         self.created = False
 
     def create(self) -> None:
