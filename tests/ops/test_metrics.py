@@ -53,7 +53,7 @@ def write_users(cluster, n: int) -> None:
         client.close()
 
 
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
@@ -83,8 +83,11 @@ def test_coordinator_metrics_move_with_writes_and_a_killed_replica(cluster):
     cluster.kill_replica(3)
     cluster.wait_state(3, "down")
     write_users(cluster, 5)
-    m = wait_for(lambda: (lambda m: m if value(m, "webfront_replica_lag", replica="3") >= 5
-                          else None)(scrape_coordinator(cluster)), what="lag of replica 3")
+    def lagging() -> dict | None:
+        m = scrape_coordinator(cluster)
+        return m if value(m, "webfront_replica_lag", replica="3") >= 5 else None
+
+    m = wait_for(lagging, what="lag of replica 3")
     assert value(m, "webfront_replica_state", replica="3", state="down") == 1
     assert value(m, "webfront_replica_state", replica="3", state="up") == 0
     assert value(m, "webfront_replica_lag", replica="1") == 0
@@ -122,7 +125,7 @@ def test_web_metrics_cover_the_app_the_coordinator_and_every_replica(cluster):
         calls = []
         real = cluster_access.ClusterClient.status
 
-        def counting(self):  # noqa: ANN001, ANN202
+        def counting(self):
             calls.append(1)
             return real(self)
 

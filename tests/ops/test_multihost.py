@@ -60,7 +60,7 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             proc.wait(5)
 
 
-def wait_status(client: ClusterClient, check, timeout: float = 20.0) -> dict:  # noqa: ANN001
+def wait_status(client: ClusterClient, check, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     status: dict = {}
     while time.monotonic() < deadline:
@@ -68,8 +68,8 @@ def wait_status(client: ClusterClient, check, timeout: float = 20.0) -> dict:  #
             status = client.status()
             if check(status):
                 return status
-        except Exception:  # noqa: BLE001 - coordinator still starting
-            pass
+        except Exception as exc:  # noqa: BLE001 - coordinator still starting
+            status = {"error": repr(exc)}
         time.sleep(0.1)
     raise AssertionError(f"cluster status never satisfied the check: {status}")
 
