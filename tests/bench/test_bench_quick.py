@@ -20,6 +20,7 @@ def run_bench(tmp_path: Path, *args: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_replication_quick(tmp_path: Path) -> None:
     from webfront.cluster import find_replica_server
 
@@ -37,6 +38,7 @@ def test_replication_quick(tmp_path: Path) -> None:
     assert all(x["ratio"] > 0 for x in doc["ratios"])
 
 
+@pytest.mark.slow
 def test_core_quick(tmp_path: Path) -> None:
     doc = run_bench(tmp_path, "core")
     assert doc["scenario"] == "core"
