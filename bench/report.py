@@ -59,16 +59,20 @@ def main(argv: list[str]) -> int:
                     ("p50_ratio", "p50 ours/theirs")]), ""]
     doc = _load(args.results, "failover")
     if doc:
-        r = doc["results"]
-        s = r["summary"]
-        out += ["### failover", "", _head(doc), "",
-                ("| writes | failed | steady p50 us | steady p99 us | p99 us around the kill "
-                "| ratio | max us around | longest gap ms | gap after kill ms | rejoined |"),
-                "|---|---|---|---|---|---|---|---|---|---|",
-                (f"| {s['requests']:,} | {s['errors']} | {r['steady_p50_us']} | "
-                f"{r['steady_p99_us']} | {r['around_p99_us']} ({r['around_window_s']} s) | "
-                f"{r['p99_ratio']} | {r['around_max_us']} | {r['longest_gap_ms']} | "
-                f"{r['longest_gap_after_kill_ms']} | {r['rejoined']} |"), ""]
+        out += ["### failover", "",
+                ("| killed | clients | writes | failed | steady p50 us | steady p99 us "
+                "| p99 us around the kill | ratio | max us around | longest gap ms "
+                "| gap after kill ms |"),
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for label, r in (("replica 3", doc["results"]), ("coordinator", doc.get("coordinator"))):
+            if not r:
+                continue
+            s = r["summary"]
+            out.append(f"| {label} | {r['clients']} | {s['requests']:,} | {s['errors']} | "
+                       f"{r['steady_p50_us']} | {r['steady_p99_us']} | {r['around_p99_us']} "
+                       f"({r['around_window_s']} s) | {r['p99_ratio']} | {r['around_max_us']} | "
+                       f"{r['longest_gap_ms']} | {r['longest_gap_after_kill_ms']} |")
+        out.append("")
     doc = _load(args.results, "http")
     if doc:
         out += ["### http", "", _head(doc), "",
