@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if argv and argv[0] == "quick":
         status = 0
-        for name in ("core", "replication", "peers", "http", "failover"):
+        for name in ("core", "replication", "peers", "http", "failover", "recovery"):
             print(f"== {name} --quick", file=sys.stderr, flush=True)
             status |= importlib.import_module(SCENARIOS[name]).main(["--quick"] + argv[1:])
         return status

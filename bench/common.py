@@ -27,7 +27,7 @@ def parser(scenario: str, doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the short CI variant (seconds, not minutes)")
     p.add_argument("--seed", type=int, default=1, help="seed of every random choice (default 1)")
     p.add_argument("--duration", type=float, default=None,
-                   help="measured seconds per case (default: 5, or 1.5 with --quick)")
+                   help="measured seconds per case (default: 5, or 1 with --quick)")
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved rounds over all cases; the median is reported (default 3, 1 quick)")
     p.add_argument("--out", type=Path, default=None, help="write the results JSON here")
@@ -36,10 +36,10 @@ def parser(scenario: str, doc: str | None) -> argparse.ArgumentParser:
 
 def settle(args: argparse.Namespace) -> None:
     if args.duration is None:
-        args.duration = 1.5 if args.quick else 5.0
+        args.duration = 1.0 if args.quick else 5.0
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
-    args.warmup = 0.3 if args.quick else 1.0
+    args.warmup = 0.2 if args.quick else 1.0
     args.load_start = os.getloadavg()
     args.started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     random.seed(args.seed)

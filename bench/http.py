@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
                                                  "password": "benchmark-pw"})
                     token = _api(base, "/api/v1/tokens", {"username": "reader1",
                                                           "password": "benchmark-pw"})["token"]
-                    for i in range(200):
+                    for i in range(20 if args.quick else 200):
                         _api(base, "/api/v1/posts", {"text": f"post {i} " + "x" * 70}, token)
                     auth = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
                     scripts = {
