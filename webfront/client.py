@@ -84,6 +84,12 @@ def _raise_for_reply(reply: Any) -> None:
         raise cls(str(reply.get("msg", code)), code)
 
 
+# Retry pause after a refused or broken connection or a "starting" coordinator: doubles from
+# 10 ms up to this. Kept short so that a restarted coordinator (writable a few hundred ms after
+# a kill) is found within ~50 ms of being ready; a refused connect on a LAN costs microseconds.
+RETRY_DELAY_MAX = 0.05
+
+
 class _Retry(Exception):
     """The connection broke or timed out: try again on a fresh one."""
 
@@ -162,8 +168,9 @@ class ClusterClient:
                 body = self._attempt(frame, remaining)
             except _Retry as exc:
                 last_error = str(exc)
+                self._drop_idle()  # they lead to the same (restarted?) coordinator: all stale
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.2)
+                delay = min(delay * 2, RETRY_DELAY_MAX)
                 continue
             if body.get("t") == "err":
                 code = str(body.get("code", "error"))
@@ -171,7 +178,7 @@ class ClusterClient:
                                          "starting" in str(body.get("msg", ""))):
                     last_error = f"{code}: {body.get('msg', '')}"
                     time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                    delay = min(delay * 2, 0.2)
+                    delay = min(delay * 2, RETRY_DELAY_MAX)
                     continue
                 cls = _BY_CODE.get(code, ClusterError)
                 raise cls(str(body.get("msg", code)), code)
@@ -209,6 +216,12 @@ class ClusterClient:
         except (OSError, ConnectionError, ProtocolError) as exc:
             raise _Retry(f"connect: {type(exc).__name__}: {exc}") from None
         return sock
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, []
+        for sock in pool:
+            sock.close()
 
     def _give_back(self, sock: socket.socket) -> None:
         with self._lock:

@@ -162,6 +162,35 @@ def test_sigstop_replica_then_resume_catches_up(cluster):
     wait_converged(cluster)
 
 
+def test_reads_leave_a_paused_replica_at_once_so_writes_keep_flowing(cluster_factory):
+    """Issue 6 (write gap under one replica fault): clients that read and write in turn must
+    not stall behind a read sent to a paused replica. Down is made slow on purpose (10 missed
+    heartbeats, ~1 s) so that only the suspect path (1 miss: re-send its reads elsewhere,
+    send it no new ones) keeps reads, and so writes, moving."""
+    from tests.durability.load import ReadWriteLoop
+
+    cluster = cluster_factory(coordinator_args=["--miss-threshold", "10"])
+    gaps, slow_reads = [], []
+    with ReadWriteLoop(cluster, threads=6) as loop:
+        time.sleep(0.5)
+        for rid in (2, 3):
+            t0 = time.monotonic()
+            cluster.signal_replica(rid, signal.SIGSTOP)
+            try:
+                time.sleep(1.5)
+            finally:
+                cluster.signal_replica(rid, signal.SIGCONT)
+            gaps.append(loop.write_gap(t0, time.monotonic()))
+            slow_reads.append(loop.slowest_read(t0, time.monotonic()))
+            cluster.wait_state(rid, "up", timeout=10.0)
+            time.sleep(0.3)
+    print(f"write gaps {gaps}, slowest reads {slow_reads}")
+    assert not loop.errors, loop.errors[:3]
+    assert max(gaps) < 0.6, gaps  # was ~1 s: reads waited for `down`
+    assert max(slow_reads) < 0.6, slow_reads
+    wait_converged(cluster)
+
+
 def test_no_majority_fails_fast_reads_work_then_recovers(cluster):
     client = cluster.client()
     try:

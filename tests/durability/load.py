@@ -4,6 +4,7 @@ raised (some tests kill everything on purpose)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -127,3 +128,73 @@ def check_acked_everywhere(cluster: LocalCluster, load: Load, replica_ids: list[
         for user, reply in zip(users, replies, strict=True):
             assert reply["ok"], (rid, user, reply)
             assert reply["user"]["posts"] >= load.posts.get(user, 0), (rid, user, reply)
+
+
+class ReadWriteLoop:
+    """Closed-loop clients like the web tier's: each thread posts, then reads (session mode,
+    min_seq 0, so every live replica is a candidate), then posts again. A read stuck on a
+    sick replica therefore stalls that thread's writes too. Records each acknowledged write's
+    completion time, each read's (start, latency) and every error."""
+
+    def __init__(self, cluster: LocalCluster, threads: int = 6, timeout: float = 3.0,
+                 max_seconds: float = 40.0) -> None:
+        self.client = ClusterClient(cluster.coordinator_address, cluster.secret(), timeout)
+        self.max_seconds = max_seconds
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.writes: list[float] = []
+        self.reads: list[tuple[float, float]] = []
+        self.errors: list[str] = []
+        self.prefix = uuid.uuid4().hex[:5]
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(threads)]
+
+    def _run(self, index: int) -> None:
+        name = f"m{self.prefix}{index}"
+        deadline = time.monotonic() + self.max_seconds
+        created = False
+        i = 0
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                if not created:
+                    r = self.client.write("create_user", {"username": name,
+                                                          "password_hash": b"h"})
+                    created = r.reply["ok"] or r.reply.get("code") == "conflict"
+                else:
+                    i += 1
+                    self.client.write("create_post", {"actor": name, "text": f"p{i}"})
+                    with self.lock:
+                        self.writes.append(time.monotonic())
+                t0 = time.monotonic()
+                self.client.read("user_posts", {"username": name, "limit": 5}, min_seq=0)
+                with self.lock:
+                    self.reads.append((t0, time.monotonic() - t0))
+            except ClusterError as exc:
+                with self.lock:
+                    self.errors.append(f"{type(exc).__name__}: {exc.message}")
+                time.sleep(0.01)
+
+    def write_gap(self, start: float, end: float) -> float:
+        """Longest stretch in [start, end] without an acknowledged write."""
+        with self.lock:
+            marks = [start] + sorted(t for t in self.writes if start < t < end) + [end]
+        return max(b - a for a, b in itertools.pairwise(marks))
+
+    def slowest_read(self, start: float, end: float) -> float:
+        with self.lock:
+            return max((lat for t0, lat in self.reads if start <= t0 <= end), default=0.0)
+
+    def __enter__(self) -> ReadWriteLoop:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in self.threads), "clients hung"
+        self.client.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

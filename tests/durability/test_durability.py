@@ -140,6 +140,27 @@ def test_coordinator_kill9_restart_under_load_resumes_quickly(cluster_factory):
     check_acked_everywhere(cluster, load, ["1", "2", "3"])
 
 
+def test_coordinator_kill9_reads_and_writes_resume_within_1s_without_errors(cluster_factory):
+    """Issue 5 target with clients that read as well as write: after kill -9 and an immediate
+    restart, writes resume within 1 s and no call fails (reads that reach the new coordinator
+    before it admitted a replica are retried as `starting`, not failed as `no live replica`)."""
+    from tests.durability.load import ReadWriteLoop
+
+    cluster = cluster_factory()
+    gaps = []
+    with ReadWriteLoop(cluster, threads=6) as loop:
+        time.sleep(0.5)
+        for _ in range(3):
+            t0 = time.monotonic()
+            cluster.kill_coordinator()
+            cluster.start_coordinator()  # what the `cluster up` supervisor does at once
+            time.sleep(1.5)
+            gaps.append(loop.write_gap(t0, time.monotonic()))
+    print(f"write gaps after coordinator kills: {gaps}")
+    assert not loop.errors, loop.errors[:3]
+    assert max(gaps) < 1.0, gaps
+
+
 def test_old_coordinator_cannot_write_after_a_new_one_took_over(cluster_factory, tmp_path):
     cluster = cluster_factory()
     old = cluster.procs["coordinator"]

@@ -75,6 +75,7 @@ class Monitor:
                 if link.state == UP:
                     transition(link, SUSPECT, f"{link.misses} heartbeat missed",
                                msg=f"replica {link.id} suspect")
+                    self.c.reads.on_link_suspect(link)
             else:
                 link.misses = 0
                 if link.state == SUSPECT:

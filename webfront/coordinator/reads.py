@@ -12,7 +12,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
-from webfront.coordinator.broadcaster import ReplicaLink
+from webfront.coordinator.broadcaster import SUSPECT, ReplicaLink
 from webfront.protocol import encode_frame
 
 if TYPE_CHECKING:
@@ -52,6 +52,11 @@ class ReadRouter:
         live = [link for link in self.c.links if link.is_open and link.receives_writes]
         if not live:
             return None
+        # A suspect replica (a heartbeat went unanswered: paused, cut off) gets no new reads
+        # while another one can serve: a read sent there would wait for it to be declared down.
+        healthy = [link for link in live if link.state != SUSPECT]
+        if healthy:
+            live = healthy
         fresh = [link for link in live if link.acked_seq >= read.min and link.id not in read.tried]
         if not fresh:
             fresh = [link for link in live if link.id not in read.tried]
@@ -69,8 +74,15 @@ class ReadRouter:
         if link is None:
             self.pending.pop(read.id, None)
             self.c.stats.read_errors += 1
-            read.conn.send_error(read.cid, "unavailable", "no live replica")
+            # A coordinator still claiming its epoch has no replica admitted yet: "starting"
+            # makes the client retry (webfront/client.py) instead of failing the read.
+            starting = not self.c.started and not self.c.fenced
+            read.conn.send_error(read.cid, "unavailable",
+                                 "coordinator is starting" if starting else "no live replica")
             return
+        self._dispatch(read, link)
+
+    def _dispatch(self, read: PendingRead, link: ReplicaLink) -> None:
         read.link = link
         read.tried.append(link.id)
         remaining_ms = int((read.deadline - time.monotonic()) * 1000)
@@ -103,6 +115,14 @@ class ReadRouter:
     def on_link_down(self, link: ReplicaLink) -> None:
         for read in [r for r in self.pending.values() if r.link is link]:
             self._send(read)
+
+    def on_link_suspect(self, link: ReplicaLink) -> None:
+        """The replica missed a heartbeat: send its unanswered reads to another replica now
+        rather than when it is declared down (a late reply from it is ignored)."""
+        for read in [r for r in self.pending.values() if r.link is link]:
+            other = self._choose(read)
+            if other is not None and other is not link:
+                self._dispatch(read, other)
 
     def expire(self) -> None:
         now = time.monotonic()
