@@ -257,3 +257,18 @@ def test_write_gap_by_fault_kind():
     ops = [Op(i, 0, "post", t - 0.01, t, OK) for i, t in enumerate([1.0, 2.0, 2.1, 3.5, 3.6, 9.0])]
     faults = [Fault(0, "kill", "r1", "start", 2.05), Fault(1, "kill", "r1", "end", 2.5)]
     assert checker.write_gaps_by_fault(ops, faults, after=0.5) == {"kill": 1.4}
+
+
+def test_write_gap_is_charged_to_the_fault_that_caused_it():
+    """A coordinator kill soon after a replica fault heals: the gap it causes belongs to the
+    coordinator (measured from its restart), not to the replica fault still in its 2 s tail;
+    and time before a fault started is not charged to it."""
+    from webfront.chaos.history import Fault, Op
+    ends = [1.0, 1.9, 2.2, 2.4, 3.0, 3.2, 7.3, 7.4]
+    ops = [Op(i, 0, "post", t - 0.01, t, OK) for i, t in enumerate(ends)]
+    faults = [Fault(0, "pause", "r1", "start", 2.0), Fault(1, "pause", "r1", "end", 3.1),
+              Fault(2, "coordinator", "coordinator", "start", 3.3),
+              Fault(3, "coordinator", "coordinator", "end", 7.0)]
+    gaps = checker.write_gaps_by_fault(ops, faults, after=2.0)
+    assert gaps["pause"] == pytest.approx(0.6)  # 2.4 -> 3.0; 3.2 -> 7.3 is clipped at 3.3
+    assert gaps["coordinator"] == pytest.approx(0.3)  # restart at 7.0, first write 7.3

@@ -390,22 +390,43 @@ def longest_write_gap(ops: list[Op]) -> dict[str, float]:
 def write_gaps_by_fault(ops: list[Op], faults: list[Fault],
                         after: float = 2.0) -> dict[str, float]:
     """Per fault kind, the longest window without a successful write that overlaps a fault of
-    that kind (from its start to `after` seconds past its heal, to cover recovery)."""
+    that kind (from its start to `after` seconds past its heal, to cover recovery).
+
+    Attribution: a gap counts from the fault's start (the time before it is not the fault's
+    doing); a fault's window ends where the next fault starts, if that is sooner, and a gap
+    still open then counts only up to that moment (the rest is the next fault's doing:
+    otherwise a coordinator kill right after a replica heals would be charged to the replica
+    fault). A `coordinator` fault is measured from its restart: the nemesis keeps it dead for
+    the fault's whole duration, so what says how fast writes resume is the time after the
+    restart (under `webfront cluster up` the supervisor restarts it at once)."""
     marks = sorted(op.end for op in ops if op.is_write and op.result == OK)
     if len(marks) < 2:
         return {}
-    windows: list[tuple[str, float, float]] = []
+    spans: list[tuple[str, float, float]] = []  # kind, fault start, heal
     open_faults: dict[tuple[str, str], float] = {}
     for f in sorted(faults, key=lambda f: f.time):
         if f.phase == "start":
             open_faults[(f.kind, f.target)] = f.time
         elif (f.kind, f.target) in open_faults:
-            windows.append((f.kind, open_faults.pop((f.kind, f.target)), f.time + after))
+            spans.append((f.kind, open_faults.pop((f.kind, f.target)), f.time))
+    starts = sorted(begin for _, begin, _ in spans)
     worst: dict[str, float] = {}
-    for kind, begin, end in windows:
+    for kind, begin, heal in spans:
+        end = heal + after
+        later = starts[bisect.bisect_right(starts, begin):]
+        clipped = bool(later) and later[0] < end
+        if clipped:
+            end = later[0]
+        if kind == "coordinator":
+            begin = heal
         lo = max(0, bisect.bisect_left(marks, begin) - 1)
         hi = min(len(marks) - 1, bisect.bisect_right(marks, end))
-        gap = max((b - a for a, b in itertools.pairwise(marks[lo:hi + 1])), default=0.0)
+        gap = 0.0
+        for a, b in itertools.pairwise(marks[lo:hi + 1]):
+            if b <= begin or a >= end:
+                continue
+            stop = min(b, end) if clipped else b
+            gap = max(gap, stop - max(a, begin))
         worst[kind] = round(max(worst.get(kind, 0.0), gap), 6)
     return dict(sorted(worst.items()))
 
@@ -459,7 +480,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if summary.get("longest_write_gap_by_fault"):
         lines.insert(5, "  longest window without a successful write around a fault: " + ", ".join(
-            f"{k} {v:.3f} s" for k, v in summary["longest_write_gap_by_fault"].items()))
+            f"{k} {v:.3f} s" + (" (from its restart)" if k == "coordinator" else "")
+            for k, v in summary["longest_write_gap_by_fault"].items()))
     for name, r in sorted(summary["replicas"].items()):
         lines.append(f"  replica {name}: up={r['up']} applied={r['applied']} "
                      f"digest={(r['digest'] or '')[:16]} posts={r['posts']}")
