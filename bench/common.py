@@ -109,7 +109,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 @contextmanager
 def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
-                web_port: int | None = None) -> Iterator[Any]:
+                web_port: int | None = None, replica_args: list[str] | None = None
+                ) -> Iterator[Any]:
     """A LocalCluster of real replica_server processes with one user, bench1, created."""
     from webfront.cluster import LocalCluster, find_replica_server
 
@@ -118,7 +119,7 @@ def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
         raise RuntimeError("replica_server not found: run scripts/bootstrap.sh")
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         cluster = LocalCluster(Path(tmp), replicas=replicas, policy=policy, web_port=web_port,
-                               replica_cmd=[binary, "--fsync", fsync])
+                               replica_cmd=[binary, "--fsync", fsync, *(replica_args or [])])
         cluster.start()
         try:
             client = cluster.client(timeout=10.0)

@@ -44,7 +44,8 @@ def run(args, matrix: dict) -> list[dict]:
     runs: dict[tuple, list[dict]] = {}
     for rnd in range(args.rounds):
         for replicas, policy, fsync in groups:
-            with common.our_cluster(replicas, policy, fsync) as cluster:
+            with common.our_cluster(replicas, policy, fsync,
+                                    replica_args=args.replica_args) as cluster:
                 for clients in matrix["clients"]:
                     progress.step(f"round {rnd + 1}: {replicas} replicas, {policy}, fsync {fsync},"
                                   f" {clients} clients")
@@ -77,9 +78,22 @@ COLUMNS = [("replicas", "replicas"), ("policy", "policy"), ("fsync", "fsync"),
 
 def main(argv: list[str]) -> int:
     p = common.parser("replication", __doc__)
+    p.add_argument("--snapshot-every", type=int, default=None,
+                   help="pass --snapshot-every N to every replica (default: the replica's)")
+    p.add_argument("--replicas", type=int, nargs="*", default=None, help="only these counts")
+    p.add_argument("--clients", type=int, nargs="*", default=None, help="only these counts")
+    p.add_argument("--fsync", nargs="*", default=None, help="only these fsync policies")
+    p.add_argument("--policy", nargs="*", default=None, help="only these reply policies")
     args = p.parse_args(argv)
+    args.replica_args = ([] if args.snapshot_every is None
+                         else ["--snapshot-every", str(args.snapshot_every)])
     common.settle(args)
-    rows = run(args, QUICK if args.quick else FULL)
+    matrix = dict(QUICK if args.quick else FULL)
+    for key, chosen in (("replicas", args.replicas), ("clients", args.clients),
+                        ("fsyncs", args.fsync), ("policies", args.policy)):
+        if chosen:
+            matrix[key] = chosen
+    rows = run(args, matrix)
     rows.sort(key=lambda r: (r["fsync"], r["policy"], r["replicas"], r["clients"]))
     rat = ratios(rows)
     print(common.fmt_table(rows, COLUMNS))
@@ -87,7 +101,8 @@ def main(argv: list[str]) -> int:
     print(common.fmt_table(rat, [("replicas", "replicas"), ("policy", "policy"),
                                  ("fsync", "fsync"), ("clients", "clients"),
                                  ("ratio", "throughput / 1 replica")]))
-    common.write_results("replication", args, {"results": rows, "ratios": rat})
+    common.write_results("replication", args, {"results": rows, "ratios": rat,
+                                               "replica_args": args.replica_args})
     return 0
 
 
