@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -111,7 +112,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
                 web_port: int | None = None, replica_args: list[str] | None = None
                 ) -> Iterator[Any]:
-    """A LocalCluster of real replica_server processes with one user, bench1, created."""
+    """A LocalCluster of real replica_server processes with one user, bench1, created.
+
+    With BENCH_KEEP_LOGS=DIR the processes' logs are copied under DIR when it stops."""
     from webfront.cluster import LocalCluster, find_replica_server
 
     binary = find_replica_server()
@@ -128,6 +131,12 @@ def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
             yield cluster
         finally:
             cluster.stop()
+            keep = os.environ.get("BENCH_KEEP_LOGS")
+            if keep:  # the processes' logs, for a run worth diagnosing
+                dest = Path(keep) / f"{Path(tmp).name}-{replicas}r-{policy}-{fsync}"
+                dest.mkdir(parents=True, exist_ok=True)
+                for log in Path(tmp).glob("*.log"):
+                    shutil.copy2(log, dest / log.name)
 
 
 def cpu_seconds(pids: list[int]) -> float:
