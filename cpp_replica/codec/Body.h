@@ -20,6 +20,9 @@ public:
     /// them alive and unchanged while the Body is used. Throws FrameError("malformed") when the bytes are not exactly
     /// one map with string keys and a string `t`, or break a limit (sizes, counts, nesting).
     static Body decode(std::string_view bytes, const Limits& limits);
+    /// decode() through msgpack-cxx's generic unpacker only (decode() tries a faster reader
+    /// first and falls back to this one): for tests and fuzzers that compare the two.
+    static Body decodeGenericForTest(std::string_view bytes, const Limits& limits);
 
     Body() = default;
     Body(Body&&) noexcept = default;
@@ -41,6 +44,10 @@ public:
     const msgpack::object* optional(std::string_view key) const { return find(root(), key); }
 
 private:
+    static msgpack::object decodeGeneric(std::string_view bytes, const Limits& limits,
+                                         msgpack::zone& zone);
+    void finish(const Limits& limits);  // checks shared by both readers; sets type_
+
     // The object tree lives in a zone taken from a small per-thread pool and returned, cleared,
     // on destruction. Why: a fresh zone mallocs and frees an 8 KiB chunk per frame, which was
     // a tenth of the apply path's time.

@@ -3,11 +3,13 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cassert>
 #include <limits>
 #include <queue>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 
 #include "codec/FrameError.h"
 #include "codec/Packer.h"
@@ -26,13 +28,6 @@ struct StateMachine::User {
     std::map<std::int64_t, User*> followingBySince;
     std::unordered_map<User*, std::int64_t> followers;  // user -> since
     std::unordered_map<User*, std::int64_t> following;
-};
-
-struct StateMachine::Post {
-    std::int64_t id = 0;
-    User* author = nullptr;
-    std::string text;
-    std::int64_t createdAt = 0;
 };
 
 namespace {
@@ -104,36 +99,73 @@ StateMachine::~StateMachine() = default;
 
 StateMachine::User* StateMachine::findUser(std::string_view name) const {
     if (!Text::isUsername(name)) return nullptr;
-    auto it = users_.find(Text::lower(name));
-    return it == users_.end() ? nullptr : it->second.get();
+    return userIndex_.find(name);
 }
 
-std::string StateMachine::applyBytes(std::string_view bodyBytes, const Limits& limits) {
+std::string_view StateMachine::applyBytes(std::string_view bodyBytes, const Limits& limits) {
     Body body = Body::decode(bodyBytes, limits);
     return apply(bodyBytes, body);
 }
 
-std::string StateMachine::apply(std::string_view bodyBytes, const Body& body) {
+std::string_view StateMachine::apply(std::string_view bodyBytes, const Body& body) {
     // Read every frame-level field before changing anything, so a malformed frame is a no-op.
-    std::int64_t seq = body.requireInt("s");
-    std::int64_t epoch = body.requireInt("e");
-    std::int64_t ts = body.requireInt("ts");
-    std::string_view rid = body.requireStr("rid");
-    std::string_view op = body.requireStr("op");
+    // One pass over the root map instead of a lookup per key; a repeated key is resolved as
+    // Body::find would (the first one wins).
+    const msgpack::object *so = nullptr, *eo = nullptr, *tso = nullptr, *rido = nullptr,
+                          *opo = nullptr, *args = nullptr;
+    const msgpack::object& root = body.root();
+    for (std::uint32_t i = 0; i < root.via.map.size; ++i) {
+        const msgpack::object_kv& kv = root.via.map.ptr[i];
+        if (kv.key.type != msgpack::type::STR) continue;
+        const char* k = kv.key.via.str.ptr;
+        const msgpack::object** slot = nullptr;
+        switch (kv.key.via.str.size) {
+            case 1:
+                slot = k[0] == 's' ? &so : k[0] == 'e' ? &eo : k[0] == 'a' ? &args : nullptr;
+                break;
+            case 2:
+                slot = k[0] == 't' && k[1] == 's'   ? &tso
+                       : k[0] == 'o' && k[1] == 'p' ? &opo
+                                                    : nullptr;
+                break;
+            case 3:
+                if (k[0] == 'r' && k[1] == 'i' && k[2] == 'd') slot = &rido;
+                break;
+            default:
+                break;
+        }
+        if (slot != nullptr && *slot == nullptr) *slot = &kv.val;
+    }
+    auto requireInt = [](const msgpack::object* o, const char* key) {
+        auto v = o ? asInt(*o) : std::nullopt;
+        if (!v) throw FrameError("malformed", std::string("missing or mistyped key '") + key + "'");
+        return *v;
+    };
+    auto requireStr = [](const msgpack::object* o, const char* key) {
+        auto v = o ? asStr(*o) : std::nullopt;
+        if (!v) throw FrameError("malformed", std::string("missing or mistyped key '") + key + "'");
+        return *v;
+    };
+    std::int64_t seq = requireInt(so, "s");
+    std::int64_t epoch = requireInt(eo, "e");
+    std::int64_t ts = requireInt(tso, "ts");
+    std::string_view rid = requireStr(rido, "rid");
+    std::string_view op = requireStr(opo, "op");
     if (rid.size() > kMaxRidBytes) throw FrameError("malformed", "rid longer than 64 bytes");
     if (seq != applied_ + 1) {
         throw std::logic_error("apply out of order: seq " + std::to_string(seq) + " after " +
                                std::to_string(applied_));
     }
 
-    std::string reply;
     const std::string* seen = rid.empty() ? nullptr : rids_.find(rid);
     if (seen != nullptr) {
-        reply = *seen;  // exactly once: a retry gets the first result
+        reply_.assign(*seen);  // exactly once: a retry gets the first result
     } else {
-        reply = applyOp(op, body.optional("a"), seq, ts);
-        if (!rid.empty()) rids_.remember(rid, reply);
+        reply_.clear();
+        applyOp(op, args, seq, ts);
+        if (!rid.empty()) rids_.remember(rid, reply_);
     }
+    std::string_view reply = reply_;
 
     // One contiguous buffer and a one-shot hash: cheaper than a heap-allocated streaming state.
     std::string& chain = hashScratch_;
@@ -147,9 +179,9 @@ std::string StateMachine::apply(std::string_view bodyBytes, const Body& body) {
     return reply;
 }
 
-std::string StateMachine::applyOp(std::string_view op, const msgpack::object* args,
-                                  std::int64_t seq, std::int64_t ts) {
-    if (args == nullptr || args->type != msgpack::type::MAP) return invalid("a must be a map");
+void StateMachine::applyOp(std::string_view op, const msgpack::object* args, std::int64_t seq,
+                           std::int64_t ts) {
+    if (args == nullptr || args->type != msgpack::type::MAP) return setReply(invalid("a must be a map"));
     const msgpack::object& a = *args;
     if (op == "create_post") return createPost(a, seq, ts);
     if (op == "create_user") return createUser(a, ts);
@@ -157,30 +189,30 @@ std::string StateMachine::applyOp(std::string_view op, const msgpack::object* ar
     if (op == "unfollow") return follow(a, seq, false);
     if (op == "delete_post") return deletePost(a);
     if (op == "delete_user") return deleteUser(a);
-    return invalid("unknown op");
+    return setReply(invalid("unknown op"));
 }
 
 // ---------------------------------------------------------------- writes
 
-std::string StateMachine::createUser(const msgpack::object& a, std::int64_t ts) {
+void StateMachine::createUser(const msgpack::object& a, std::int64_t ts) {
     auto username = strArg(a, "username");
     if (!username || !Text::isUsername(*username))
-        return invalid("username must be 3 to 20 of A-Z a-z 0-9 _");
+        return setReply(invalid("username must be 3 to 20 of A-Z a-z 0-9 _"));
     const msgpack::object* pw = arg(a, "password_hash");
     bool pwBin = pw && pw->type == msgpack::type::BIN;
     if (pw == nullptr || !(pwBin || pw->type == msgpack::type::STR) || pw->via.str.size < 1 ||
         pw->via.str.size > 256 ||
         (!pwBin && !Text::codePoints(std::string_view(pw->via.str.ptr, pw->via.str.size))))
-        return invalid("password_hash must be 1 to 256 bytes");
+        return setReply(invalid("password_hash must be 1 to 256 bytes"));
     std::string display(*username);
     if (const msgpack::object* d = arg(a, "display_name"); d && d->type != msgpack::type::NIL) {
         auto s = asStr(*d);
         auto n = s ? Text::codePoints(*s) : std::nullopt;
-        if (!n || *n > 50) return invalid("display_name must be at most 50 characters");
+        if (!n || *n > 50) return setReply(invalid("display_name must be at most 50 characters"));
         display = std::string(*s);
     }
     std::string key = Text::lower(*username);
-    if (users_.count(key)) return error("conflict", "username taken");
+    if (users_.count(key)) return setReply(error("conflict", "username taken"));
     auto user = std::make_unique<User>();
     user->name = std::string(*username);
     user->display = std::move(display);
@@ -189,9 +221,9 @@ std::string StateMachine::createUser(const msgpack::object& a, std::int64_t ts) 
     user->createdAt = ts;
     User* u = user.get();
     users_.emplace(std::move(key), std::move(user));
+    userIndex_.insert(u->name, u);
 
-    std::string out;
-    Packer p(out);
+    Packer p(reply_);
     p.mapHeader(2);
     p.kvBool("ok", true);
     p.str("user");
@@ -202,14 +234,13 @@ std::string StateMachine::createUser(const msgpack::object& a, std::int64_t ts) 
     p.kv("followers", std::int64_t(0));
     p.kv("following", std::int64_t(0));
     p.kv("posts", std::int64_t(0));
-    return out;
 }
 
-std::string StateMachine::deleteUser(const msgpack::object& a) {
+void StateMachine::deleteUser(const msgpack::object& a) {
     auto actor = strArg(a, "actor");
-    if (!actor) return invalid("actor must be a string");
+    if (!actor) return setReply(invalid("actor must be a string"));
     User* u = findUser(*actor);
-    if (u == nullptr) return error("not_found", "no such user");
+    if (u == nullptr) return setReply(error("not_found", "no such user"));
     // Copy the edge lists first: removeFollow edits them.
     std::vector<User*> followers, following;
     for (auto& [since, f] : u->followersBySince) followers.push_back(f);
@@ -218,67 +249,86 @@ std::string StateMachine::deleteUser(const msgpack::object& a) {
     for (User* f : following) removeFollow(u, f);
     std::vector<std::int64_t> ids = u->posts;
     for (std::int64_t id : ids) removePost(id);
+    userIndex_.erase(u->name);
     users_.erase(Text::lower(u->name));
-    return okEmpty();
+    return setReply(okEmpty());
 }
 
-std::string StateMachine::createPost(const msgpack::object& a, std::int64_t seq,
+void StateMachine::createPost(const msgpack::object& a, std::int64_t seq,
                                      std::int64_t ts) {
     auto actor = strArg(a, "actor");
-    if (!actor) return invalid("actor must be a string");
+    if (!actor) return setReply(invalid("actor must be a string"));
     const msgpack::object* t = arg(a, "text");
     auto raw = t ? asStr(*t) : std::nullopt;
-    if (!raw || !Text::codePoints(*raw)) return invalid("text must be a UTF-8 string");
+    if (!raw || !Text::codePoints(*raw)) return setReply(invalid("text must be a UTF-8 string"));
     std::string_view text = Text::trim(*raw);
     std::size_t n = *Text::codePoints(text);
-    if (n < 1 || n > 280) return invalid("text must be 1 to 280 characters");
+    if (n < 1 || n > 280) return setReply(invalid("text must be 1 to 280 characters"));
     User* u = findUser(*actor);
-    if (u == nullptr) return error("not_found", "no such user");
-    auto post = std::make_unique<Post>();
-    post->id = seq;
-    post->author = u;
-    post->text = std::string(text);
-    post->createdAt = ts;
+    if (u == nullptr) return setReply(error("not_found", "no such user"));
     assert(u->posts.empty() || u->posts.back() < seq);  // ids grow with seq
+    assert(posts_.empty() || posts_.rbegin()->first < seq);
+    // Ids grow with seq, so the new post goes at the end: the hint makes the insert O(1).
+    auto it = posts_.emplace_hint(posts_.end(), std::piecewise_construct, std::forward_as_tuple(seq),
+                                  std::forward_as_tuple());
+    Post* pp = &it->second;
+    pp->id = seq;
+    pp->author = u;
+    pp->text.assign(text.data(), text.size());
+    pp->createdAt = ts;
     u->posts.push_back(seq);
-    Post* pp = post.get();
-    posts_.emplace(seq, std::move(post));
 
-    std::string out;
-    Packer p(out);
-    p.mapHeader(2);
-    p.kvBool("ok", true);
-    p.str("post");
-    p.mapHeader(5);
-    p.kv("id", pp->id);
-    p.kv("author", u->name);
-    p.kv("text", pp->text);
-    p.kv("created_at", pp->createdAt);
-    p.kv("seq", pp->id);
-    return out;
+    // {"ok":true,"post":{"id","author","text","created_at","seq"}} written in place: the
+    // same bytes as Packer's member calls, one buffer resize instead of an append per field.
+    static const std::string kHead = [] {
+        std::string h;
+        Packer p(h);
+        p.mapHeader(2);
+        p.kvBool("ok", true);
+        p.str("post");
+        p.mapHeader(5);
+        p.str("id");
+        return h;
+    }();
+    std::size_t at = reply_.size();
+    reply_.resize(at + kHead.size() + 3 * Packer::kMaxInt + 4 * Packer::kMaxHeader + 21 +
+                  u->name.size() + pp->text.size());
+    char* w = &reply_[at];
+    std::memcpy(w, kHead.data(), kHead.size());
+    w += kHead.size();
+    w = Packer::putInt(w, pp->id);
+    w = Packer::putStr(w, "author");
+    w = Packer::putStr(w, u->name);
+    w = Packer::putStr(w, "text");
+    w = Packer::putStr(w, pp->text);
+    w = Packer::putStr(w, "created_at");
+    w = Packer::putInt(w, pp->createdAt);
+    w = Packer::putStr(w, "seq");
+    w = Packer::putInt(w, pp->id);
+    reply_.resize(std::size_t(w - reply_.data()));
 }
 
 void StateMachine::removePost(std::int64_t id) {
     auto it = posts_.find(id);
     assert(it != posts_.end());
-    auto& list = it->second->author->posts;
+    auto& list = it->second.author->posts;
     list.erase(std::lower_bound(list.begin(), list.end(), id));
     posts_.erase(it);
 }
 
-std::string StateMachine::deletePost(const msgpack::object& a) {
+void StateMachine::deletePost(const msgpack::object& a) {
     auto actor = strArg(a, "actor");
-    if (!actor) return invalid("actor must be a string");
+    if (!actor) return setReply(invalid("actor must be a string"));
     const msgpack::object* ido = arg(a, "id");
     auto id = ido ? asInt(*ido) : std::nullopt;
-    if (!id) return invalid("id must be an integer");
+    if (!id) return setReply(invalid("id must be an integer"));
     User* u = findUser(*actor);
-    if (u == nullptr) return error("not_found", "no such user");
+    if (u == nullptr) return setReply(error("not_found", "no such user"));
     auto it = posts_.find(*id);
-    if (it == posts_.end()) return error("not_found", "no such post");
-    if (it->second->author != u) return error("forbidden", "not the author");
+    if (it == posts_.end()) return setReply(error("not_found", "no such post"));
+    if (it->second.author != u) return setReply(error("forbidden", "not the author"));
     removePost(*id);
-    return okEmpty();
+    return setReply(okEmpty());
 }
 
 void StateMachine::addFollow(User* from, User* to, std::int64_t since) {
@@ -300,16 +350,16 @@ void StateMachine::removeFollow(User* from, User* to) {
     --follows_;
 }
 
-std::string StateMachine::follow(const msgpack::object& a, std::int64_t seq, bool on) {
+void StateMachine::follow(const msgpack::object& a, std::int64_t seq, bool on) {
     auto actor = strArg(a, "actor");
-    if (!actor) return invalid("actor must be a string");
+    if (!actor) return setReply(invalid("actor must be a string"));
     auto target = strArg(a, "target");
-    if (!target) return invalid("target must be a string");
+    if (!target) return setReply(invalid("target must be a string"));
     User* from = findUser(*actor);
-    if (from == nullptr) return error("not_found", "no such user");
+    if (from == nullptr) return setReply(error("not_found", "no such user"));
     User* to = findUser(*target);
-    if (to == nullptr) return error("not_found", "no such target user");
-    if (from == to) return error("forbidden", "cannot follow yourself");
+    if (to == nullptr) return setReply(error("not_found", "no such target user"));
+    if (from == to) return setReply(error("forbidden", "cannot follow yourself"));
     bool exists = from->following.count(to) > 0;
     bool changed = on != exists;
     if (changed) {
@@ -318,12 +368,24 @@ std::string StateMachine::follow(const msgpack::object& a, std::int64_t seq, boo
         else
             removeFollow(from, to);
     }
-    std::string out;
-    Packer p(out);
-    p.mapHeader(2);
-    p.kvBool("ok", true);
-    p.kvBool("changed", changed);
-    return out;
+    static const std::string kReplies[2] = {
+        [] {
+            std::string r;
+            Packer p(r);
+            p.mapHeader(2);
+            p.kvBool("ok", true);
+            p.kvBool("changed", false);
+            return r;
+        }(),
+        [] {
+            std::string r;
+            Packer p(r);
+            p.mapHeader(2);
+            p.kvBool("ok", true);
+            p.kvBool("changed", true);
+            return r;
+        }()};
+    reply_.assign(kReplies[changed]);
 }
 
 // ---------------------------------------------------------------- reads
@@ -374,7 +436,7 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         p.mapHeader(3);
         p.kvBool("ok", true);
         packPostList(p, "posts", ids.size());
-        for (std::int64_t id : ids) packPost(posts_.at(id).get());
+        for (std::int64_t id : ids) packPost(&posts_.at(id));
         p.str("next");
         if (more)
             p.integer(ids.back());
@@ -575,9 +637,9 @@ std::string StateMachine::encodeState(bool withMeta) const {
     for (auto& [id, post] : posts_) {
         p.arrayHeader(4);
         p.integer(id);
-        p.str(Text::lower(post->author->name));
-        p.str(post->text);
-        p.integer(post->createdAt);
+        p.str(Text::lower(post.author->name));
+        p.str(post.text);
+        p.integer(post.createdAt);
     }
     p.arrayHeader(std::uint32_t(follows_));
     for (auto& [key, u] : users_) {
@@ -613,6 +675,7 @@ StateMachine::Digest StateMachine::stateFingerprint() const {
 void StateMachine::clear() {
     posts_.clear();
     users_.clear();
+    userIndex_.clear();
     follows_ = 0;
     rids_.clear();
     applied_ = 0;
@@ -622,6 +685,7 @@ void StateMachine::clear() {
 
 void StateMachine::swap(StateMachine& other) noexcept {
     users_.swap(other.users_);
+    userIndex_.swap(other.userIndex_);
     posts_.swap(other.posts_);
     std::swap(follows_, other.follows_);
     rids_.swap(other.rids_);
@@ -677,22 +741,25 @@ void StateMachine::restore(std::string_view bytes) {
         user->createdAt = integer(u[4]);
         // apply() relies on these invariants; a damaged or hostile snapshot must not break them.
         if (!Text::isUsername(user->name)) bad("invalid username");
+        User* raw = user.get();
         if (!users_.emplace(Text::lower(user->name), std::move(user)).second) bad("duplicate user");
+        userIndex_.insert(raw->name, raw);
     }
     for (std::uint32_t i = 0; i < (arr(f[6], 0), f[6].via.array.size); ++i) {
         const msgpack::object* e = arr(f[6].via.array.ptr[i], 4);
-        auto post = std::make_unique<Post>();
-        post->id = integer(e[0]);
+        Post post;
+        post.id = integer(e[0]);
         // Ids ascend (each author's list stays sorted, as createPost asserts) and are seqs.
-        if (post->id < 1 || post->id > applied_ || (!posts_.empty() && post->id <= posts_.rbegin()->first))
+        if (post.id < 1 || post.id > applied_ || (!posts_.empty() && post.id <= posts_.rbegin()->first))
             bad("post ids must ascend within 1..applied");
         auto it = users_.find(string(e[1]));
         if (it == users_.end()) bad("post author missing");
-        post->author = it->second.get();
-        post->text = string(e[2]);
-        post->createdAt = integer(e[3]);
-        post->author->posts.push_back(post->id);  // posts come in id order
-        posts_.emplace(post->id, std::move(post));
+        post.author = it->second.get();
+        post.text = string(e[2]);
+        post.createdAt = integer(e[3]);
+        post.author->posts.push_back(post.id);  // posts come in id order
+        std::int64_t id = post.id;
+        posts_.emplace_hint(posts_.end(), id, std::move(post));
     }
     for (std::uint32_t i = 0; i < (arr(f[7], 0), f[7].via.array.size); ++i) {
         const msgpack::object* e = arr(f[7].via.array.ptr[i], 3);

@@ -42,8 +42,11 @@ bool isWhiteSpace(std::uint32_t cp) {
 }  // namespace
 
 std::optional<std::size_t> Text::codePoints(std::string_view s) {
-    std::size_t count = 0;
-    for (std::size_t i = 0; i < s.size();) {
+    // ASCII prefix first: most text is ASCII, one byte one code point.
+    std::size_t i = 0;
+    while (i < s.size() && std::uint8_t(s[i]) < 0x80) ++i;
+    std::size_t count = i;
+    while (i < s.size()) {
         std::uint32_t cp;
         std::size_t n = decodeOne(s, i, cp);
         if (n == 0) return std::nullopt;
@@ -54,6 +57,11 @@ std::optional<std::size_t> Text::codePoints(std::string_view s) {
 }
 
 std::string_view Text::trim(std::string_view s) {
+    // Fast path: first and last bytes ASCII and not white space (the usual case).
+    if (!s.empty()) {
+        auto first = std::uint8_t(s.front()), last = std::uint8_t(s.back());
+        if (first < 0x80 && last < 0x80 && !isWhiteSpace(first) && !isWhiteSpace(last)) return s;
+    }
     std::size_t start = 0;
     while (start < s.size()) {
         std::uint32_t cp;
@@ -74,13 +82,24 @@ std::string_view Text::trim(std::string_view s) {
     return s.substr(start, end - start);
 }
 
+namespace {
+
+struct UsernameChars {
+    bool ok[256] = {};
+    constexpr UsernameChars() {
+        for (int c = 0; c < 256; ++c)
+            ok[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_';
+    }
+};
+constexpr UsernameChars kUsernameChars;
+
+}  // namespace
+
 bool Text::isUsername(std::string_view s) {
     if (s.size() < 3 || s.size() > 20) return false;
-    for (char c : s) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_';
-        if (!ok) return false;
-    }
+    for (char c : s)
+        if (!kUsernameChars.ok[std::uint8_t(c)]) return false;
     return true;
 }
 

@@ -456,7 +456,7 @@ void Server::handleWrite(Connection& c, const std::string& bytes, const Body& bo
         return;
     }
     if (seq == machine_.applied() + 1) {
-        applyOne(c.id, bytes);
+        applyOne(c.id, bytes, &body);
         applyReady();
         return;
     }
@@ -473,7 +473,7 @@ void Server::applyReady() {
         auto node = pending_.extract(pending_.begin());
         Pending& w = node.mapped();
         if (node.key() == machine_.applied() + 1) {
-            applyOne(w.conn, w.body);
+            applyOne(w.conn, w.body, nullptr);
         } else if (Connection* c = find(w.conn)) {
             // Applied meanwhile from another connection: answer as a duplicate.
             Body body = Body::decode(w.body, config_.limits);
@@ -483,8 +483,11 @@ void Server::applyReady() {
     serveParked(false);
 }
 
-void Server::applyOne(std::uint64_t connId, const std::string& bytes) {
-    Body body = Body::decode(bytes, config_.limits);
+void Server::applyOne(std::uint64_t connId, const std::string& bytes, const Body* decoded) {
+    // A write applied as it arrives is already decoded; one from the reorder buffer is not.
+    Body own;
+    if (decoded == nullptr) own = Body::decode(bytes, config_.limits);
+    const Body& body = decoded != nullptr ? *decoded : own;
     std::int64_t epoch = body.requireInt("e");
     std::int64_t seq = body.requireInt("s");
     Connection* c = find(connId);
@@ -492,7 +495,7 @@ void Server::applyOne(std::uint64_t connId, const std::string& bytes) {
         if (c) fail(*c, "stale_epoch", "epoch fenced while buffered", "s", seq);
         return;
     }
-    std::string reply = machine_.apply(bytes, body);
+    std::string_view reply = machine_.apply(bytes, body);
     log_.append(seq, bytes);
     if (c == nullptr || c->closing) return;
     std::size_t at = beginFrame(c->out);

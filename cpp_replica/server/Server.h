@@ -79,7 +79,7 @@ private:
     void handleWrite(Connection& c, const std::string& bytes, const Body& body);
     void handleRead(Connection& c, const std::string& bytes, const Body& body);
     void applyReady();
-    void applyOne(std::uint64_t connId, const std::string& bytes);
+    void applyOne(std::uint64_t connId, const std::string& bytes, const Body* decoded);
     void answerRead(Connection& c, const Body& body, bool behind);
     void serveParked(bool expireOnly);
     void maybeSnapshot();
