@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def _fuzz(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    r = subprocess.run([str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True,
+    r = subprocess.run([str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True, errors="replace",
                        timeout=timeout, check=False)
     if r.returncode == 3:  # fuzz.sh: toolchain missing and not root
         pytest.skip("clang-14 missing: " + r.stderr.strip())
@@ -54,7 +54,7 @@ def test_fuzz_briefly(target, tmp_path):
             f"-artifact_prefix={tmp_path}/", str(env_dir)]
     if target == "dispatch":
         args.insert(1, "-detect_leaks=0")
-    r = subprocess.run(args, capture_output=True, text=True, timeout=SECONDS + 120, check=False)
+    r = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=SECONDS + 120, check=False)
     crashes = [p.name for p in tmp_path.iterdir() if p.is_file()]
     assert r.returncode == 0 and not crashes, (
         f"{target} found a problem; reproducer(s) {crashes} in {tmp_path} (copy them to "
