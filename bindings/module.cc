@@ -109,6 +109,21 @@ PYBIND11_MODULE(_core, m) {
         py::arg("body"), py::arg("max_frame_bytes") = 1u << 20,
         "Check a frame body against the protocol's limits; returns it or raises FrameError.");
 
+    m.def(
+        "decoded_repack",
+        [](py::bytes body, bool generic, std::uint32_t maxFrameBytes) {
+            std::string b = body;
+            Body decoded = generic ? Body::decodeGenericForTest(b, makeLimits(maxFrameBytes))
+                                   : Body::decode(b, makeLimits(maxFrameBytes));
+            msgpack::sbuffer out;
+            msgpack::pack(out, decoded.root());
+            return py::bytes(out.data(), out.size());
+        },
+        py::arg("body"), py::arg("generic") = false, py::arg("max_frame_bytes") = 1u << 20,
+        "Decode a frame body (by default as the replica does; generic=True: through msgpack-cxx's "
+        "unpacker only) and return msgpack-cxx's packing of the decoded tree, so tests can check "
+        "that both readers build the same tree and raise the same FrameError.");
+
     py::class_<FrameReader>(m, "FrameReader")
         .def(py::init<std::uint32_t>(), py::arg("max_frame_bytes") = 1u << 20)
         .def("feed",
@@ -128,6 +143,19 @@ PYBIND11_MODULE(_core, m) {
         .def("sync", &Log::sync)
         .def("replay", &replayAll, py::arg("after") = 0)
         .def("truncate_prefix", &Log::truncatePrefix)
+        .def(
+            "read",
+            [](Log& l, std::int64_t from, std::size_t maxBytes, std::size_t maxRecords) -> py::object {
+                std::vector<std::pair<std::int64_t, py::bytes>> out;
+                bool held = l.read(from, maxBytes, [&](std::int64_t seq, std::string_view body) {
+                    out.emplace_back(seq, toBytes(body));
+                    return out.size() < maxRecords;
+                });
+                if (!held) return py::none();
+                return py::cast(out);
+            },
+            py::arg("from_seq"), py::arg("max_bytes"), py::arg("max_records") = 10000,
+            "Records from from_seq on, as log_read serves them (None when no longer held).")
         .def_property_readonly("last_seq", &Log::lastSeq);
     py::class_<MemoryLog, Log>(m, "MemoryLog").def(py::init<>());
     py::class_<FileLog, Log>(m, "FileLog")

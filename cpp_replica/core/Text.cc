@@ -1,6 +1,7 @@
 #include "core/Text.h"
 
 #include <cstdint>
+#include <cstring>
 
 namespace replica {
 namespace {
@@ -44,6 +45,10 @@ bool isWhiteSpace(std::uint32_t cp) {
 std::optional<std::size_t> Text::codePoints(std::string_view s) {
     // ASCII prefix first: most text is ASCII, one byte one code point.
     std::size_t i = 0;
+    for (std::uint64_t w; i + 8 <= s.size(); i += 8) {  // 8 bytes at a time: any high bit?
+        std::memcpy(&w, s.data() + i, 8);
+        if (w & 0x8080808080808080ull) break;
+    }
     while (i < s.size() && std::uint8_t(s[i]) < 0x80) ++i;
     std::size_t count = i;
     while (i < s.size()) {

@@ -333,6 +333,8 @@ void Server::handleFrame(Connection& c, const std::string& bytes) {
         }
         if (t == "w") {
             handleWrite(c, bytes, body);
+        } else if (t == "cu") {
+            handleCatchUp(c, body);
         } else if (t == "r") {
             handleRead(c, bytes, body);
         } else if (t == "epoch") {
@@ -425,23 +427,58 @@ void Server::handleAuth(Connection& c, const Body& body) {
     logLine("info", "event=ready conn=" + std::to_string(c.id) + " addr=" + c.addr);
 }
 
-void Server::handleWrite(Connection& c, const std::string& bytes, const Body& body) {
+namespace {
+
+// Checks the fields of a write body (a `w` frame, or the record a `cu` frame carries); its seq.
+std::int64_t checkWrite(const Body& body) {
     std::int64_t seq = body.requireInt("s");
-    std::int64_t epoch = body.requireInt("e");
+    body.requireInt("e");
     body.requireInt("ts");
     if (body.requireStr("rid").size() > 64) throw FrameError("malformed", "rid longer than 64 bytes");
     body.requireStr("op");
     if (seq < 1) throw FrameError("malformed", "seq must be >= 1");
+    return seq;
+}
+
+}  // namespace
+
+// A live write: fenced by its own epoch `e`, which is the sender's epoch.
+void Server::handleWrite(Connection& c, const std::string& bytes, const Body& body) {
+    checkWrite(body);
+    acceptWrite(c, bytes, body, body.requireInt("e"));
+}
+
+// A catch-up record `{"t":"cu","e":E_sender,"rec":bin}`: `rec` is a logged write body exactly
+// as a source's log_read returned it, forwarded by the coordinator of epoch E_sender. Fencing is
+// about who sends, not when the record was born: the frame is refused with stale_epoch when
+// E_sender is below the stored epoch, and otherwise `rec` is handled exactly like a write body
+// (ordering, dup, log and digest over the record's bytes, the same ack) without checking the
+// record's own, possibly older, epoch. So a coordinator can fence a lagging replica with its
+// new epoch before forwarding the older epochs' writes it missed.
+void Server::handleCatchUp(Connection& c, const Body& body) {
+    std::int64_t sender = body.requireInt("e");
+    std::string rec(body.requireBin("rec"));  // the record outlives the frame if it is buffered
+    Body inner = Body::decode(rec, config_.limits);
+    if (inner.type() != "w") throw FrameError("malformed", "cu record is not a write body");
+    checkWrite(inner);
+    acceptWrite(c, rec, inner, sender);
+}
+
+// Ordering of a write body (`bytes`, decoded as `body`) sent by a coordinator of epoch `fence`.
+void Server::acceptWrite(Connection& c, const std::string& bytes, const Body& body,
+                         std::int64_t fence) {
+    std::int64_t seq = body.requireInt("s");
+    std::int64_t epoch = body.requireInt("e");
     if (install_) {
         refuse(c, "installing", "a snapshot is being installed", "s", seq);
         return;
     }
-    if (epoch < epochs_.get()) {
-        fail(c, "stale_epoch", "epoch " + std::to_string(epoch) + " < " +
+    if (fence < epochs_.get()) {
+        fail(c, "stale_epoch", "epoch " + std::to_string(fence) + " < " +
                                    std::to_string(epochs_.get()), "s", seq);
         return;
     }
-    epochs_.raise(epoch);  // durable before we act on the new epoch
+    epochs_.raise(fence);  // durable before we act on the new epoch
     if (seq <= machine_.applied()) {
         std::size_t at = beginFrame(c.out);
         Packer p(c.out);
@@ -456,7 +493,7 @@ void Server::handleWrite(Connection& c, const std::string& bytes, const Body& bo
         return;
     }
     if (seq == machine_.applied() + 1) {
-        applyOne(c.id, bytes, &body);
+        applyOne(c.id, bytes, &body, fence);
         applyReady();
         return;
     }
@@ -464,7 +501,7 @@ void Server::handleWrite(Connection& c, const std::string& bytes, const Body& bo
         logLine("warn", "event=drop_write reason=reorder_buffer_full s=" + std::to_string(seq));
         return;
     }
-    pending_[seq] = Pending{c.id, bytes};
+    pending_[seq] = Pending{c.id, bytes, fence};
 }
 
 // Applies buffered writes that have become next in line.
@@ -473,17 +510,18 @@ void Server::applyReady() {
         auto node = pending_.extract(pending_.begin());
         Pending& w = node.mapped();
         if (node.key() == machine_.applied() + 1) {
-            applyOne(w.conn, w.body, nullptr);
+            applyOne(w.conn, w.body, nullptr, w.fence);
         } else if (Connection* c = find(w.conn)) {
             // Applied meanwhile from another connection: answer as a duplicate.
             Body body = Body::decode(w.body, config_.limits);
-            handleWrite(*c, w.body, body);
+            acceptWrite(*c, w.body, body, w.fence);
         }
     }
     serveParked(false);
 }
 
-void Server::applyOne(std::uint64_t connId, const std::string& bytes, const Body* decoded) {
+void Server::applyOne(std::uint64_t connId, const std::string& bytes, const Body* decoded,
+                      std::int64_t fence) {
     // A write applied as it arrives is already decoded; one from the reorder buffer is not.
     Body own;
     if (decoded == nullptr) own = Body::decode(bytes, config_.limits);
@@ -491,7 +529,7 @@ void Server::applyOne(std::uint64_t connId, const std::string& bytes, const Body
     std::int64_t epoch = body.requireInt("e");
     std::int64_t seq = body.requireInt("s");
     Connection* c = find(connId);
-    if (epoch < epochs_.get()) {  // fenced while it waited in the reorder buffer
+    if (fence < epochs_.get()) {  // its sender was fenced while it waited in the reorder buffer
         if (c) fail(*c, "stale_epoch", "epoch fenced while buffered", "s", seq);
         return;
     }
@@ -769,12 +807,16 @@ void Server::handleLogRead(Connection& c, const Body& body) {
         refuse(c, "installing", "a snapshot is being installed", "id", id);
         return;
     }
-    std::vector<std::string_view> recs;
-    std::vector<std::string> copies;  // Log::read's views die with its call
+    // Log::read's views die with its call, and the list header needs the count first: the
+    // records are packed into a reused buffer, then copied once behind the header.
+    std::string& recs = logScratch_;
+    recs.clear();
+    std::size_t count = 0;
+    Packer rp(recs);
     bool held = from > newestSnapshot_ &&
                 log_.read(from, std::size_t(max), [&](std::int64_t, std::string_view b) {
-                    copies.emplace_back(b);
-                    return copies.size() < kMaxLogRecords;
+                    rp.bin(b);
+                    return ++count < kMaxLogRecords;
                 });
     if (!held) {
         refuse(c, "compacted", "seq " + std::to_string(from) + " is covered by the snapshot at " +
@@ -787,8 +829,8 @@ void Server::handleLogRead(Connection& c, const Body& body) {
     p.kv("t", "log_data");
     p.kv("id", id);
     p.str("recs");
-    p.arrayHeader(std::uint32_t(copies.size()));
-    for (const std::string& r : copies) p.bin(r);
+    p.arrayHeader(std::uint32_t(count));
+    p.raw(recs);
     p.kv("last", machine_.applied());
     endFrame(c.out, at);
 }

@@ -67,7 +67,8 @@ private:
     };
     struct Pending {
         std::uint64_t conn;
-        std::string body;
+        std::string body;    // the write body (of a `w`, or the record of a `cu`)
+        std::int64_t fence;  // the sender's epoch, checked again when the write is applied
     };
     struct Install;
 
@@ -77,9 +78,12 @@ private:
     void handleHello(Connection& c, const Body& body);
     void handleAuth(Connection& c, const Body& body);
     void handleWrite(Connection& c, const std::string& bytes, const Body& body);
+    void handleCatchUp(Connection& c, const Body& body);
+    void acceptWrite(Connection& c, const std::string& bytes, const Body& body, std::int64_t fence);
     void handleRead(Connection& c, const std::string& bytes, const Body& body);
     void applyReady();
-    void applyOne(std::uint64_t connId, const std::string& bytes, const Body* decoded);
+    void applyOne(std::uint64_t connId, const std::string& bytes, const Body* decoded,
+                  std::int64_t fence);
     void answerRead(Connection& c, const Body& body, bool behind);
     void serveParked(bool expireOnly);
     void maybeSnapshot();
@@ -127,6 +131,7 @@ private:
     std::chrono::steady_clock::time_point lastRefusedLog_{};
     std::size_t refusedSinceLog_ = 0;
     std::size_t unauthenticated_ = 0;  // connections not yet Ready
+    std::string logScratch_;  // log_read packs its records here (capacity reused)
 };
 
 /// One log line to stderr: "replica level=L " + the key=value pairs in `kv`.

@@ -10,8 +10,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <memory>
 
 #include "storage/Layout.h"
 
@@ -19,6 +18,9 @@ namespace replica {
 namespace {
 
 constexpr std::size_t kHeader = 4 + 8 + 8;
+// Segments are read in chunks of this size (grown for a larger record): one read() per 4 MiB
+// instead of the whole file in memory, which for a long log would be hundreds of MB.
+constexpr std::size_t kReadChunk = 4u << 20;
 
 std::uint64_t le(const char* p, int n) {
     std::uint64_t v = 0;
@@ -30,62 +32,122 @@ void putLe(std::string& out, std::uint64_t v, int n) {
     for (int i = 0; i < n; ++i) out.push_back(char((v >> (8 * i)) & 0xff));
 }
 
+// xxh3_64(seq as 8 LE bytes + body). Why a copy: one-shot XXH3 over one contiguous buffer is
+// several times cheaper than the streaming API (whose state is a 576-byte heap object) for the
+// short records a log holds; only large bodies stream.
 std::uint64_t checksum(std::int64_t seq, std::string_view body) {
+    char buf[8 + 2048];
+    for (int i = 0; i < 8; ++i) buf[i] = char((std::uint64_t(seq) >> (8 * i)) & 0xff);
+    if (body.size() <= sizeof buf - 8) {
+        std::memcpy(buf + 8, body.data(), body.size());
+        return XXH3_64bits(buf, 8 + body.size());
+    }
     XXH3_state_t* st = XXH3_createState();
     XXH3_64bits_reset(st);
-    char s[8];
-    for (int i = 0; i < 8; ++i) s[i] = char((std::uint64_t(seq) >> (8 * i)) & 0xff);
-    XXH3_64bits_update(st, s, 8);
+    XXH3_64bits_update(st, buf, 8);
     XXH3_64bits_update(st, body.data(), body.size());
     std::uint64_t h = XXH3_64bits_digest(st);
     XXH3_freeState(st);
     return h;
 }
 
-std::string readFile(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw StorageError("cannot read " + path + ": " + std::strerror(errno));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-[[noreturn]] void corrupt(const std::string& path, std::size_t offset, const std::string& why) {
+[[noreturn]] void corrupt(const std::string& path, std::uint64_t offset, const std::string& why) {
     throw StorageError("corrupt log record in " + path + " at offset " + std::to_string(offset) +
                        ": " + why);
 }
 
-// Walks the records of one segment. Returns the length of its valid prefix; a damaged record is
-// a torn tail (returned as the cut point) only when `isLast` and nothing follows it.
-std::size_t parseSegment(const std::string& path, const std::string& data, bool isLast,
-                         std::int64_t& prevSeq,
-                         const std::function<void(std::int64_t, std::string_view)>& fn) {
-    std::size_t off = 0;
-    while (off < data.size()) {
-        std::size_t left = data.size() - off;
-        if (left < kHeader) {
+// Reads [off, off+n) of `fd` into `out`; throws on a short read.
+void readInto(int fd, const std::string& path, std::uint64_t off, std::size_t n, char* out) {
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = ::pread(fd, out + got, n - got, off_t(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            throw StorageError("cannot read " + path + ": " +
+                               (r < 0 ? std::string(std::strerror(errno)) : std::string("short read")));
+        got += std::size_t(r);
+    }
+}
+
+void readRange(int fd, const std::string& path, std::uint64_t off, std::size_t n, std::string& out) {
+    out.resize(n);
+    readInto(fd, path, off, n, out.data());
+}
+
+struct Fd {
+    int fd;
+    explicit Fd(const std::string& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+        if (fd < 0) throw StorageError("cannot read " + path + ": " + std::strerror(errno));
+    }
+    ~Fd() { ::close(fd); }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+};
+
+// Walks the records of one segment in file order with bulk reads, verifying each checksum, and
+// calls fn(seq, body, offset) for each. Returns the length of its valid prefix; a damaged
+// record is a torn tail (returned as the cut point) only when `isLast` and nothing follows it.
+std::uint64_t walkSegment(const std::string& path, bool isLast, std::int64_t& prevSeq,
+                          const std::function<void(std::int64_t, std::string_view, std::uint64_t)>& fn) {
+    Fd file(path);
+    struct stat st {};
+    if (::fstat(file.fd, &st) != 0) throw StorageError("cannot stat " + path + ": " + std::strerror(errno));
+    const auto fileSize = std::uint64_t(st.st_size);
+    // A plain array, not a std::string: resizing a string zero-fills it first, which cost as
+    // much as the checksums.
+    std::unique_ptr<char[]> store;
+    std::size_t cap = 0, len = 0;  // bytes allocated, bytes valid
+    char* data = nullptr;
+    std::uint64_t base = 0;  // file offset of data[0]
+    std::size_t pos = 0;     // next record in data
+    // Makes at least `need` bytes from `pos` available; false at end of file.
+    auto fill = [&](std::size_t need) {
+        if (len - pos >= need) return true;
+        if (base + len >= fileSize) return false;
+        std::size_t keep = len - pos;
+        std::size_t want = std::size_t(std::min<std::uint64_t>(std::max(need, kReadChunk), fileSize - base - pos));
+        if (want <= keep) return false;
+        if (want > cap) {
+            std::unique_ptr<char[]> bigger(new char[want]);
+            if (keep) std::memcpy(bigger.get(), data + pos, keep);
+            store = std::move(bigger);
+            cap = want;
+        } else if (keep) {
+            std::memmove(store.get(), data + pos, keep);
+        }
+        data = store.get();
+        base += pos;
+        pos = 0;
+        readInto(file.fd, path, base + keep, want - keep, data + keep);
+        len = want;
+        return len >= need;
+    };
+    while (true) {
+        std::uint64_t off = base + pos;
+        if (off >= fileSize) return off;
+        if (!fill(kHeader)) {
             if (isLast) return off;
             corrupt(path, off, "truncated record header");
         }
-        std::uint64_t length = le(data.data() + off, 4);
-        auto seq = std::int64_t(le(data.data() + off + 4, 8));
-        std::uint64_t sum = le(data.data() + off + 12, 8);
-        if (left - kHeader < length) {
+        const char* h = data + pos;
+        std::uint64_t length = le(h, 4);
+        auto seq = std::int64_t(le(h + 4, 8));
+        std::uint64_t sum = le(h + 12, 8);
+        if (length > fileSize - off - kHeader || !fill(kHeader + std::size_t(length))) {
             if (isLast) return off;
             corrupt(path, off, "truncated record body");
         }
-        std::string_view body(data.data() + off + kHeader, length);
+        std::string_view body(data + pos + kHeader, std::size_t(length));
         if (checksum(seq, body) != sum) {
             // A torn write can leave a full-length record of garbage only as the very last one.
-            if (isLast && off + kHeader + length == data.size()) return off;
+            if (isLast && off + kHeader + length == fileSize) return off;
             corrupt(path, off, "checksum mismatch");
         }
         if (seq <= prevSeq) corrupt(path, off, "seq not increasing");
         prevSeq = seq;
-        if (fn) fn(seq, body);
-        off += kHeader + length;
+        if (fn) fn(seq, body, off);
+        pos += kHeader + std::size_t(length);
     }
-    return off;
 }
 
 }  // namespace
@@ -129,24 +191,28 @@ void FileLog::scan() {
     while (dirent* e = ::readdir(d)) {
         std::string name = e->d_name;
         if (name.size() == 24 && name.substr(20) == ".log")
-            segments_.push_back({std::stoll(name.substr(0, 20)), dir_ + "/" + name});
+            segments_.push_back({std::stoll(name.substr(0, 20)), dir_ + "/" + name, {}, 0});
     }
     ::closedir(d);
     std::sort(segments_.begin(), segments_.end(),
               [](const Segment& a, const Segment& b) { return a.firstSeq < b.firstSeq; });
     std::int64_t prev = 0;
     for (std::size_t i = 0; i < segments_.size(); ++i) {
-        const Segment& s = segments_[i];
-        std::string data = readFile(s.path);
+        Segment& s = segments_[i];
         bool isLast = i + 1 == segments_.size();
-        std::size_t valid = parseSegment(s.path, data, isLast, prev, nullptr);
-        if (valid < data.size()) {
+        std::uint64_t valid = walkSegment(
+            s.path, isLast, prev,
+            [&](std::int64_t seq, std::string_view, std::uint64_t off) { s.index.push_back({seq, off}); });
+        struct stat st {};
+        ::stat(s.path.c_str(), &st);
+        if (valid < std::uint64_t(st.st_size)) {
             if (warn_)
                 warn_("event=log_torn_tail file=" + s.path + " offset=" + std::to_string(valid) +
-                      " dropped_bytes=" + std::to_string(data.size() - valid));
+                      " dropped_bytes=" + std::to_string(std::uint64_t(st.st_size) - valid));
             if (::truncate(s.path.c_str(), off_t(valid)) != 0)
                 throw StorageError("cannot truncate " + s.path + ": " + std::strerror(errno));
         }
+        s.size = valid;
     }
     lastSeq_ = prev;
     if (segments_.empty()) {
@@ -167,12 +233,15 @@ void FileLog::openSegment(std::int64_t firstSeq) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw StorageError("cannot create " + path + ": " + std::strerror(errno));
     syncDirectory(dir_);
-    segments_.push_back({firstSeq, path});
+    segments_.push_back({firstSeq, path, {}, 0});
 }
 
 void FileLog::append(std::int64_t seq, std::string_view body) {
     if (seq <= lastSeq_) throw std::logic_error("log append out of order");
     if (fd_ < 0) throw std::logic_error("log append during a reset");
+    Segment& seg = segments_.back();
+    seg.index.push_back({seq, seg.size});
+    seg.size += kHeader + body.size();
     putLe(buffer_, body.size(), 4);
     putLe(buffer_, std::uint64_t(seq), 8);
     putLe(buffer_, checksum(seq, body), 8);
@@ -215,11 +284,16 @@ void FileLog::replay(std::int64_t after,
     if (fd_ >= 0) writeOut();  // the tail may still be in our buffer
     std::int64_t prev = 0;
     for (std::size_t i = 0; i < segments_.size(); ++i) {
-        std::string data = readFile(segments_[i].path);
-        parseSegment(segments_[i].path, data, i + 1 == segments_.size(), prev,
-                     [&](std::int64_t seq, std::string_view body) {
-                         if (seq > after) fn(seq, body);
-                     });
+        const Segment& seg = segments_[i];
+        // Segments wholly at or before `after` need not be read (the next one starts <= after+1).
+        if (i + 1 < segments_.size() && segments_[i + 1].firstSeq <= after + 1) {
+            if (!seg.index.empty()) prev = seg.index.back().seq;
+            continue;
+        }
+        walkSegment(seg.path, i + 1 == segments_.size(), prev,
+                    [&](std::int64_t seq, std::string_view body, std::uint64_t) {
+                        if (seq > after) fn(seq, body);
+                    });
     }
 }
 
@@ -243,29 +317,42 @@ bool FileLog::read(std::int64_t from, std::size_t maxBytes,
     // The segment holding `from`: the last one starting at or before it.
     std::size_t i = 0;
     while (i + 1 < segments_.size() && segments_[i + 1].firstSeq <= from) ++i;
+    // Records before `from` dropped with an older segment: not held any more.
+    if (!segments_[i].index.empty() && segments_[i].index.front().seq > from) return false;
     std::size_t bytes = 0;
-    bool first = true;
     for (; i < segments_.size(); ++i) {
-        std::string data = readFile(segments_[i].path);
-        std::size_t off = 0;
-        while (off + kHeader <= data.size()) {
-            std::uint64_t length = le(data.data() + off, 4);
-            auto seq = std::int64_t(le(data.data() + off + 4, 8));
-            if (data.size() - off - kHeader < length) corrupt(segments_[i].path, off, "truncated record body");
-            std::string_view body(data.data() + off + kHeader, length);
-            if (checksum(seq, body) != le(data.data() + off + 12, 8))
-                corrupt(segments_[i].path, off, "checksum mismatch");
-            if (first) {
-                // Records before `from` dropped with an older segment: not held any more.
-                if (seq > from) return false;
-                first = false;
-            }
-            if (seq >= from) {
+        const Segment& seg = segments_[i];
+        auto it = std::lower_bound(seg.index.begin(), seg.index.end(), from,
+                                   [](const IndexEntry& e, std::int64_t s) { return e.seq < s; });
+        auto k = std::size_t(it - seg.index.begin());
+        while (k < seg.index.size()) {
+            // One pread for the records that fit in what is left of maxBytes (at least one):
+            // the index gives their offsets, so only the requested range is read.
+            std::size_t end = k, take = bytes;
+            auto recordEnd = [&](std::size_t r) {
+                return r + 1 < seg.index.size() ? seg.index[r + 1].off : seg.size;
+            };
+            do {
+                take += std::size_t(recordEnd(end) - seg.index[end].off) - kHeader;
+                ++end;
+            } while (end < seg.index.size() && take < maxBytes);
+            std::uint64_t start = seg.index[k].off;
+            Fd file(seg.path);
+            readRange(file.fd, seg.path, start, std::size_t(recordEnd(end - 1) - start), readBuf_);
+            for (std::size_t r = k; r < end; ++r) {
+                std::size_t at = std::size_t(seg.index[r].off - start);
+                const char* h = readBuf_.data() + at;
+                std::uint64_t length = le(h, 4);
+                auto seq = std::int64_t(le(h + 4, 8));
+                if (seq != seg.index[r].seq || at + kHeader + length > readBuf_.size())
+                    corrupt(seg.path, seg.index[r].off, "record does not match the log index");
+                std::string_view body(h + kHeader, std::size_t(length));
+                if (checksum(seq, body) != le(h + 12, 8)) corrupt(seg.path, seg.index[r].off, "checksum mismatch");
                 if (!fn(seq, body)) return true;
                 bytes += length;
                 if (bytes >= maxBytes) return true;
             }
-            off += kHeader + length;
+            k = end;
         }
     }
     return true;

@@ -18,6 +18,8 @@ public:
 ///
 /// Opening scans every segment and verifies each record's checksum: a torn tail of the newest
 /// segment is truncated (with a warning through `warn`), any other damage throws StorageError.
+/// Segments are read in 4 MiB chunks (scan, replay); an in-memory index of every record's
+/// (seq, offset) lets read() fetch just the requested range with one pread.
 /// Not thread-safe.
 class FileLog : public Log {
 public:
@@ -50,9 +52,17 @@ public:
                              const std::function<void(const std::string&)>& warn);
 
 private:
+    // Where each record is: built by the scan at open and by append(), so log_read seeks to
+    // the requested seq and reads only that range. 16 bytes per record held.
+    struct IndexEntry {
+        std::int64_t seq;
+        std::uint64_t off;  // of the record header in the segment file
+    };
     struct Segment {
         std::int64_t firstSeq;
         std::string path;
+        std::vector<IndexEntry> index;  // every record, in file order
+        std::uint64_t size;             // bytes, including records still in buffer_
     };
     void scan();
     void openSegment(std::int64_t firstSeq);
@@ -70,6 +80,7 @@ private:
     // Appended records not yet written: with `batch` and `never` one write() per loop turn
     // (in sync()) instead of one per record.
     std::string buffer_;
+    std::string readBuf_;  // reused by read()
     // Saved by prepareReset for abortReset.
     std::vector<Segment> resetSegments_;
     std::int64_t resetLastSeq_ = 0;

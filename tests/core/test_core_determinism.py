@@ -227,7 +227,7 @@ def test_log_conformance(log_factory) -> None:
     log.sync()
     assert log.last_seq == 10
     assert log.replay(7) == [(8, b"body 8"), (9, b"body 9"), (10, b"body 10")]
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):
         log.append(10, b"again")
     log.truncate_prefix(5)
     assert [s for s, _ in log.replay()][-5:] == [6, 7, 8, 9, 10]
