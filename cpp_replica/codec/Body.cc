@@ -36,8 +36,10 @@ void checkTree(const msgpack::object& o, const Limits& limits, std::size_t depth
                 const msgpack::object& v = o.via.map.ptr[i].val;
                 checkTree(k, limits, depth + 1);
                 if (depth == 0 && v.type == msgpack::type::BIN && k.type == msgpack::type::STR &&
-                    std::string_view(k.via.str.ptr, k.via.str.size) == "data") {
-                    // Checked against maxChunkBytes here and against the frame type in decode().
+                    (std::string_view(k.via.str.ptr, k.via.str.size) == "data" ||
+                     std::string_view(k.via.str.ptr, k.via.str.size) == "rec")) {
+                    // Checked against maxChunkBytes here and against the frame type in decode():
+                    // `data` of inst_data, `rec` (a whole write body) of cu.
                     if (v.via.bin.size > limits.maxChunkBytes) malformed("data chunk too long");
                     continue;
                 }
@@ -312,6 +314,11 @@ void Body::finish(const Limits& limits) {
     if (type_ != "inst_data") {
         const msgpack::object* d = find(root, "data");
         if (d && d->type == msgpack::type::BIN && d->via.bin.size > limits.maxStringBytes)
+            malformed("string or bin value too long");
+    }
+    if (type_ != "cu") {
+        const msgpack::object* r = find(root, "rec");
+        if (r && r->type == msgpack::type::BIN && r->via.bin.size > limits.maxStringBytes)
             malformed("string or bin value too long");
     }
 }

@@ -201,5 +201,110 @@ def test_old_coordinator_cannot_write_after_a_new_one_took_over(cluster_factory,
             new.wait(5)
 
 
+def _events(text: str, name: str, replica: str) -> list[tuple[int, dict]]:
+    """(line number, fields) of every `event=NAME` line about `replica` in a coordinator log."""
+    from webfront.coordinator.events import parse_event
+
+    out = []
+    for n, line in enumerate(text.splitlines()):
+        fields = parse_event(line)
+        if fields and fields.get("event") == name and fields.get("replica") == replica:
+            out.append((n, fields))
+    return out
+
+
+def test_replica_down_during_coordinator_restart_is_fenced_at_once_then_caught_up(
+        cluster_factory, tmp_path):
+    """Replica 3 is down while a new coordinator takes over from a paused one. When it comes
+    back, the new coordinator fences it with the new epoch before anything else, then forwards
+    the older epoch's writes it missed as `cu` records (no state transfer). The old coordinator,
+    resumed as soon as replica 3 is fenced, cannot write to it, even while it catches up."""
+    from webfront import protocol as P
+
+    cluster = cluster_factory()
+    old = cluster.procs["coordinator"]
+    port = free_port()
+    argv = list(old.argv)
+    argv[argv.index("--listen") + 1] = f"127.0.0.1:{port}"
+    argv[argv.index("--state-dir") + 1] = str(tmp_path / "coordinator-2")
+    old_client = cluster.client(timeout=2)
+    old_client.write("create_user", {"username": "before", "password_hash": b"h"})
+    cluster.kill_replica(3)
+    with Load(cluster, threads=4) as load:  # epoch 1 writes replica 3 misses
+        time.sleep(1.0)
+    assert load.count() > 200 and not load.errors, load.errors[:3]
+    os.kill(old.pid, signal.SIGSTOP)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    new_log = tmp_path / "coordinator-2.log"
+    with open(new_log, "wb") as out:
+        new = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                               start_new_session=True)
+    new_client = ClusterClient(("127.0.0.1", port), cluster.secret(), timeout=10)
+    try:
+        assert new_client.write("create_user", {"username": "newepoch",
+                                                "password_hash": b"h"}).reply["ok"]
+        epoch = new_client.status()["epoch"]
+        assert epoch >= 2
+        cluster.restart_replica(3)
+        deadline = time.monotonic() + 15
+        while not _events(new_log.read_text(errors="replace"), "replica_fenced", "3"):
+            assert time.monotonic() < deadline, "replica 3 never fenced"
+            time.sleep(0.002)
+        os.kill(old.pid, signal.SIGCONT)
+        # Playing the old coordinator by hand as well: an epoch 1 write (seq 1 would be a
+        # `dup` if accepted) is refused whatever the catch-up has reached.
+        host, rport = cluster.replica(3).address.rsplit(":", 1)
+        sock, ready = P.connect((host, int(rport)), cluster.secret(), "coordinator")
+        try:
+            assert ready["e"] == epoch
+            sock.sendall(P.encode_frame({"t": "w", "e": 1, "s": 1, "ts": 1, "rid": "",
+                                         "op": "create_user",
+                                         "a": {"username": "stale1", "password_hash": b"h"}}))
+            err = P.recv_frame(sock)
+            assert (err["t"], err["code"]) == ("err", "stale_epoch"), err
+        finally:
+            sock.close()
+        with pytest.raises(ClusterError):
+            old_client.write("create_user", {"username": "stale", "password_hash": b"h"})
+        assert old.popen.wait(10) == 3  # it exits, fenced
+        assert "FENCED" in coordinator_log(cluster)
+
+        deadline = time.monotonic() + 20
+        while True:
+            status = new_client.status()
+            reps = status["replicas"]
+            if all(r["state"] == "up" and r["applied_seq"] == status["last_seq"] for r in reps) \
+                    and len({r["digest"] for r in reps}) == 1:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        text = new_log.read_text(errors="replace")
+        (fenced_at, fenced), = _events(text, "replica_fenced", "3")
+        assert int(fenced["epoch"]) == epoch
+        starts = _events(text, "recovery_start", "3")
+        assert [f["mode"] for _, f in starts][:1] == ["log catch-up"], starts
+        assert starts[0][0] > fenced_at  # fenced first, then caught up
+        ends = [f for _, f in _events(text, "recovery_end", "3") if f.get("mode") == "log catch-up"]
+        assert ends and ends[0]["ok"] == "1" and int(ends[0]["seqs"]) > 200, ends
+        assert "replica 3: state transfer" not in text
+        assert "state_transfer_start" not in text and "divergence" not in text
+        for rid in ("1", "2", "3"):
+            stale, stale1, fresh = ask_replica(cluster, rid, [
+                ("user", {"username": "stale"}), ("user", {"username": "stale1"}),
+                ("user", {"username": "newepoch"})])
+            assert not stale["ok"] and not stale1["ok"] and fresh["ok"], rid
+        check_acked_everywhere(cluster, load, ["1", "2", "3"])
+    finally:
+        old_client.close()
+        new_client.close()
+        os.kill(old.pid, signal.SIGCONT) if old.alive() else None
+        new.send_signal(signal.SIGTERM)
+        try:
+            new.wait(5)
+        except subprocess.TimeoutExpired:
+            new.kill()
+            new.wait(5)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v"]))

@@ -61,7 +61,7 @@ class Coordinator:
         self.on_fatal: Any = None  # called when this coordinator must exit (fenced)
         self.exit_code = 0
         self._readies: dict[str, dict] = {}
-        self._readies_seen: dict[str, dict] = {}
+        self._first: list[ReplicaLink] = []  # the most advanced replicas, awaited before _begin
         self.epoch_start = 1  # first seq of the current epoch
         self._grace: asyncio.TimerHandle | None = None
         self.server: asyncio.AbstractServer | None = None
@@ -95,7 +95,8 @@ class Coordinator:
 
     def _maybe_fence(self, grace_over: bool = False) -> None:
         """Once every member answered the handshake, or a majority did and a short grace
-        period passed, claim a new epoch and send it to everyone connected."""
+        period passed, claim a new epoch and send it to every replica connected, at once
+        (laggards too: their catch-up comes as `cu` frames, which the new epoch accepts)."""
         if self.phase != "handshake":
             return
         count = len(self._readies)
@@ -112,14 +113,16 @@ class Coordinator:
         self.phase = "fencing"
         event("epoch_claim", epoch=self.new_epoch, answered=count, members=len(self.links),
               msg=f"claiming epoch {self.new_epoch}")
-        for link in self._fence_first():
-            self._send_epoch(link, self._readies[link.id])
+        self._first = self._most_advanced()
+        for link in self.links:
+            if link.is_open and link.id in self._readies:
+                self._send_epoch(link, self._readies[link.id])
 
-    def _fence_first(self) -> list[ReplicaLink]:
-        """The replicas to fence now: every one at the highest seq, then the most advanced
-        others until a majority. The rest are behind and need old-epoch writes forwarded from
-        a source's log, which a replica refuses once it stored the new epoch: they are fenced
-        after their catch-up, just before the buffer replay."""
+    def _most_advanced(self) -> list[ReplicaLink]:
+        """Every replica at the highest seq, then the most advanced others until a majority.
+        Sequencing waits for their `epoch_ok` (while they stay connected), so H, the seq this
+        epoch continues after, is as high as the handshakes showed (a write acknowledged under
+        policy `first` may be on one replica only)."""
         open_ = [x for x in self.links if x.is_open and x.id in self._readies]
         open_.sort(key=lambda x: -self._readies[x.id].get("s", 0))
         top = self._readies[open_[0].id].get("s", 0) if open_ else 0
@@ -159,13 +162,25 @@ class Coordinator:
         link.fenced_conn = conn
         link.fence_reply = reply
         link.epoch = reply.get("e", link.epoch)
+        event("replica_fenced", replica=link.id, epoch=link.epoch, seq=reply.get("s"),
+              last_epoch=reply.get("le"))
         if self.phase == "fencing":
-            fenced = [x for x in self.links if x.fenced_conn is not None
-                      and x.fenced_conn is x.conn]
-            if len(fenced) >= self.broadcaster.majority:
-                self._begin(fenced)
+            self._maybe_begin()
         elif self.phase == "started":
             self.monitor.admit(link, reply)
+
+    def _maybe_begin(self) -> None:
+        """Fencing: sequence once a majority stored our epoch and every one of the most
+        advanced replicas still connected did."""
+        if self.phase != "fencing":
+            return
+        fenced = [x for x in self.links if x.fenced_conn is not None
+                  and x.fenced_conn is x.conn]
+        if len(fenced) < self.broadcaster.majority:
+            return
+        if any(x.is_open and x.fenced_conn is not x.conn for x in self._first):
+            return
+        self._begin(fenced)
 
     def _begin(self, fenced: list[ReplicaLink]) -> None:
         """A majority stored our epoch: no older coordinator can complete a write now. The
@@ -183,16 +198,14 @@ class Coordinator:
         self._write_t0.clear()
         self.phase = "started"
         self.started = True
-        self._readies_seen, self._readies = self._readies, {}
+        self._readies = {}
+        self._first = []
         event("epoch_begin", epoch=epoch, after_seq=last_seq, fenced=len(fenced),
               members=len(self.links),
               msg=f"coordinator epoch {epoch}, continuing after seq {last_seq}")
+        # Replicas whose epoch_ok comes later are admitted as it arrives (_on_epoch_ok).
         for link in sorted(fenced, key=lambda x: -x.fence_reply.get("s", 0)):
             self.monitor.admit(link, link.fence_reply)
-        for link in self.links:
-            if link.is_open and link not in fenced and link.id in self._readies_seen:
-                self._after_ready(link, self._readies_seen[link.id])
-        self._readies_seen = {}
 
     def fence(self, reason: str) -> None:
         """Another coordinator has a newer epoch: fail every unanswered write (never
@@ -232,20 +245,17 @@ class Coordinator:
             self._maybe_fence()
         elif self.phase == "fencing":
             self._readies[link.id] = ready
+            self._send_epoch(link, ready)
         else:
             self._after_ready(link, ready)
 
     def _after_ready(self, link: ReplicaLink, ready: dict) -> None:
-        """Sequencing: fence a connecting replica, unless it first needs old-epoch writes
-        from a source's log (recovery fences it before the replay)."""
+        """Sequencing: fence a connecting replica at once, whatever it lacks; its epoch_ok
+        admits it (log catch-up by `cu` frames, state transfer or replay, Monitor.admit)."""
         if link.epoch > self.sequencer.epoch:
             self.fence(f"replica {link.id} has epoch {link.epoch}")
             return
-        applied = ready.get("s", 0)
-        if self.monitor.needs_log_catch_up(link, applied, ready.get("le", 0)):
-            self.monitor.admit(link, ready)
-        else:
-            self._send_epoch(link, ready)
+        self._send_epoch(link, ready)
 
     # Membership -----------------------------------------------------------------------------
 
@@ -291,6 +301,8 @@ class Coordinator:
         self.loop.call_soon(self.monitor.take_down, link, "send queue over its byte cap")
 
     def on_link_down(self, link: ReplicaLink) -> None:
+        if self.phase == "fencing":  # it may have been the one sequencing waited for
+            self.loop.call_soon(self._maybe_begin)
         self.reads.on_link_down(link)
         b = self.broadcaster
         need_now = b.needed()
@@ -366,12 +378,6 @@ class Coordinator:
                 return
             elif t == "err" and body.get("code") == "installing":
                 continue  # a read or heartbeat while a snapshot is being installed
-            elif t == "err" and body.get("code") == "stale_epoch" and \
-                    isinstance(body.get("s"), int) and body["s"] < self.epoch_start:
-                log.info("replica %s refused a forwarded old-epoch write: needs state "
-                         "transfer", link.id)
-                self.recovery.start(link, True, "old-epoch writes refused; state transfer")
-                return
             elif t == "err":
                 code = body.get("code")
                 msg = f"replica {link.id} error {code}: {body.get('msg', '')}"

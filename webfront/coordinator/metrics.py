@@ -21,7 +21,7 @@ from typing import Any
 LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                   0.5, 1.0, 2.5, 5.0)
 STATES = ("up", "suspect", "down", "recovering")
-PHASES = ("starting", "snapshot", "log", "fencing", "replay")
+PHASES = ("starting", "snapshot", "log", "replay")
 
 
 class Buckets:

@@ -203,13 +203,6 @@ class Monitor:
             c.recovery.start(link, False, f"applied {applied}, cluster at {last}: gap older "
                              f"than the recent-write buffer (from {c.history.first_seq})")
 
-    def needs_log_catch_up(self, link: ReplicaLink, applied: int, last_epoch: int) -> bool:
-        """Behind the recent-write buffer, with nothing to throw away: forward a log."""
-        c = self.c
-        return (not link.diverged and applied < c.sequencer.last_seq
-                and not c.history.covers_after(applied)
-                and not c.epochs.stale_suffix(applied, last_epoch))
-
     def hand_over(self, link: ReplicaLink, applied: int) -> None:
         """Queue every buffered write after `applied`, then let new writes follow them."""
         c = self.c

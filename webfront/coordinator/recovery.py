@@ -4,9 +4,11 @@ from a healthy one (the source), then hand it to the normal replay of the recent
 Everything goes through the connections the coordinator already holds (docs/protocol.md,
 "Epochs, state transfer and membership"). Phases, shown in the status object as `transfer`:
 
-1. `log`: forward the source's logged write bodies (`log_read` -> `w` frames) from the target's
+1. `log`: forward the source's logged write bodies (`log_read` -> `cu` frames carrying our
+   epoch, so a target already fenced with it accepts records of older epochs) from the target's
    next needed seq until that seq is inside the recent-write buffer (History). If the source
-   answers `compacted`, or the target refuses an old-epoch record (`stale_epoch`), go to 2.
+   answers `compacted`, go to 2. The target was fenced with our epoch before recovery began
+   (Coordinator._after_ready): an older coordinator cannot write to it meanwhile.
 2. `snapshot`: `snap_open` on the source, `inst_begin` on the target, then `snap_read` ->
    `inst_data` with several chunks in flight (chunk hashes checked by the target), `inst_end`,
    and the target's digest must equal the source's at S. Then back to 1 from S+1.
@@ -155,9 +157,12 @@ class Recovery:
                         event("recovery_end", "warning", replica=target.id, ok=0,
                               reason=f"stopped: {exc}")
                         return
+                    if exc.code == "stale_epoch":  # the target stored a newer epoch than ours
+                        c.fence(f"replica {target.id} refused recovery as stale_epoch")
+                        return
                     event("recovery_attempt_failed", "warning", replica=target.id,
                           attempt=attempt, error=str(exc))
-                    if exc.code in ("stale_epoch", "bad_snapshot", "bad_chunk", "compacted"):
+                    if exc.code in ("bad_snapshot", "bad_chunk", "compacted"):
                         transfer = True
                         target.transfer["mode"] = "state transfer"
                     await asyncio.sleep(0.1 * attempt)
@@ -209,11 +214,6 @@ class Recovery:
         nxt = target.acked_seq + 1
         while True:
             if c.history.covers_after(nxt - 1) or nxt > c.sequencer.last_seq:
-                info["phase"] = "fencing"
-                if not target.legacy:  # from now on it takes only this epoch's writes
-                    await rpc(target, {"t": "epoch", "e": c.sequencer.epoch})
-                if not (c.history.covers_after(nxt - 1) or nxt > c.sequencer.last_seq):
-                    continue
                 info["phase"] = "replay"
                 c.monitor.hand_over(target, nxt - 1)
                 return True
@@ -234,8 +234,11 @@ class Recovery:
             first, last = record_seq(recs[0]), record_seq(recs[-1])
             if first != nxt or last != nxt + len(recs) - 1:
                 raise RecoveryError("bad_log", f"log_read from {nxt} gave {first}..{last}")
+            epoch = c.sequencer.epoch
             for rec in recs:
-                target.queue(frame_bytes(rec))
+                # A replica without the epoch frame knows no `cu` either: plain writes.
+                target.queue(frame_bytes(rec) if target.legacy else
+                             encode_frame({"t": "cu", "e": epoch, "rec": rec}))
             nxt = last + 1
             info["seqs"] += len(recs)
             info["forwarded_to"] = last
