@@ -8,27 +8,31 @@
 namespace replica {
 
 RidTable::RidTable(std::size_t capacity) : capacity_(capacity) {
-    assert(capacity > 0 && capacity < kEmpty);
+    assert(capacity > 0 && capacity < 0xffffffffu);
     std::size_t n = 1;
     while (n < 2 * capacity) n <<= 1;  // load factor <= 0.5: short probe chains
     index_.assign(n, kEmpty);
     mask_ = n - 1;
 }
 
+std::uint64_t RidTable::hashOf(std::string_view rid) { return XXH3_64bits(rid.data(), rid.size()); }
+
 std::size_t RidTable::probe(std::uint64_t hash, std::string_view rid) const {
+    const std::uint64_t tag = hash & 0xffffffffu;
     for (std::size_t pos = hash & mask_;; pos = (pos + 1) & mask_) {
-        std::uint32_t s = index_[pos];
-        if (s == kEmpty) return pos;
-        const Slot& slot = slots_[s];
+        std::uint64_t e = index_[pos];
+        if (e == kEmpty) return pos;
+        if ((e >> 32) != tag) continue;
+        const Slot& slot = slots_[e & 0xffffffffu];
         if (slot.hash == hash && slot.ridView() == rid) return pos;
     }
 }
 
-const std::string* RidTable::find(std::string_view rid) const {
+const std::string* RidTable::find(std::string_view rid, std::uint64_t hash) const {
+    if (count_ == capacity_) __builtin_prefetch(&index_[slots_[head_].hash & mask_]);
     if (count_ == 0) return nullptr;
-    std::uint64_t h = XXH3_64bits(rid.data(), rid.size());
-    std::uint32_t s = index_[probe(h, rid)];
-    return s == kEmpty ? nullptr : &slots_[s].reply;
+    std::uint64_t e = index_[probe(hash, rid)];
+    return e == kEmpty ? nullptr : &slots_[e & 0xffffffffu].reply;
 }
 
 void RidTable::eraseIndex(std::size_t pos) {
@@ -36,22 +40,21 @@ void RidTable::eraseIndex(std::size_t pos) {
     // never stop early at it (no tombstones to clean up).
     std::size_t hole = pos;
     for (std::size_t next = (hole + 1) & mask_;; next = (next + 1) & mask_) {
-        std::uint32_t s = index_[next];
-        if (s == kEmpty) break;
-        std::size_t home = slots_[s].hash & mask_;
-        // Move s into the hole when its home is not cyclically within (hole, next].
+        std::uint64_t e = index_[next];
+        if (e == kEmpty) break;
+        std::size_t home = (e >> 32) & mask_;  // mask_ < 2^32: the stored hash bits suffice
+        // Move e into the hole when its home is not cyclically within (hole, next].
         bool between = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
         if (!between) {
-            index_[hole] = s;
+            index_[hole] = e;
             hole = next;
         }
     }
     index_[hole] = kEmpty;
 }
 
-void RidTable::remember(std::string_view rid, std::string_view reply) {
+void RidTable::remember(std::string_view rid, std::uint64_t h, std::string_view reply) {
     assert(!rid.empty() && rid.size() <= kMaxRidBytes);
-    std::uint64_t h = XXH3_64bits(rid.data(), rid.size());
     std::size_t slotNo;
     if (count_ < capacity_) {
         if (slots_.size() < capacity_) slots_.emplace_back();
@@ -61,7 +64,7 @@ void RidTable::remember(std::string_view rid, std::string_view reply) {
         slotNo = head_;  // evict the oldest and reuse its slot (and its reply's capacity)
         Slot& old = slots_[slotNo];
         std::size_t pos = probe(old.hash, old.ridView());
-        assert(index_[pos] == slotNo);
+        assert((index_[pos] & 0xffffffffu) == slotNo);
         eraseIndex(pos);
         head_ = (head_ + 1) % capacity_;
     }
@@ -72,7 +75,7 @@ void RidTable::remember(std::string_view rid, std::string_view reply) {
     slot.reply.assign(reply.data(), reply.size());
     std::size_t pos = probe(h, rid);
     assert(index_[pos] == kEmpty);
-    index_[pos] = std::uint32_t(slotNo);
+    index_[pos] = entry(h, slotNo);
 }
 
 void RidTable::clear() {

@@ -27,11 +27,17 @@ public:
 
     explicit RidTable(std::size_t capacity);
 
+    /// The hash find() and remember() key `rid` by (so a caller doing both hashes once).
+    static std::uint64_t hashOf(std::string_view rid);
     /// The stored reply of `rid`, or nullptr. The pointer is valid until the next remember().
-    const std::string* find(std::string_view rid) const;
+    const std::string* find(std::string_view rid) const { return find(rid, hashOf(rid)); }
+    /// The same with `hash` = hashOf(rid). Also prefetches the index entry the next
+    /// remember() evicts, so that cache miss overlaps the caller's work in between.
+    const std::string* find(std::string_view rid, std::uint64_t hash) const;
     /// Remembers `reply` for `rid` (which must not be stored yet and be 1..kMaxRidBytes bytes),
     /// evicting the oldest entry when full.
-    void remember(std::string_view rid, std::string_view reply);
+    void remember(std::string_view rid, std::string_view reply) { remember(rid, hashOf(rid), reply); }
+    void remember(std::string_view rid, std::uint64_t hash, std::string_view reply);
     void clear();
     std::size_t size() const { return count_; }
     /// Calls fn(rid, reply) oldest first.
@@ -46,7 +52,13 @@ private:
         std::string reply;
         std::string_view ridView() const { return std::string_view(rid, ridLen); }
     };
-    static constexpr std::uint32_t kEmpty = 0xffffffffu;
+    // An index entry: the low 32 bits of the rid's hash above, the slot number below. Why the
+    // hash bits: probing and backward-shift deletion compare and re-home entries without
+    // reading their slots (a cache miss each, the top of the profile with unique rids).
+    static constexpr std::uint64_t kEmpty = ~std::uint64_t(0);
+    static std::uint64_t entry(std::uint64_t hash, std::size_t slot) {
+        return (hash << 32) | std::uint64_t(slot);
+    }
     std::size_t probe(std::uint64_t hash, std::string_view rid) const;  // index position or empty
     void eraseIndex(std::size_t pos);
 
@@ -54,7 +66,7 @@ private:
     std::vector<Slot> slots_;           // ring, allocated lazily up to capacity_
     std::size_t head_ = 0;              // oldest entry when full
     std::size_t count_ = 0;
-    std::vector<std::uint32_t> index_;  // power of two >= 2 * capacity_, kEmpty = free
+    std::vector<std::uint64_t> index_;  // power of two >= 2 * capacity_, kEmpty = free
     std::size_t mask_ = 0;
 };
 

@@ -157,13 +157,14 @@ std::string_view StateMachine::apply(std::string_view bodyBytes, const Body& bod
                                std::to_string(applied_));
     }
 
-    const std::string* seen = rid.empty() ? nullptr : rids_.find(rid);
+    std::uint64_t ridHash = rid.empty() ? 0 : RidTable::hashOf(rid);
+    const std::string* seen = rid.empty() ? nullptr : rids_.find(rid, ridHash);
     if (seen != nullptr) {
         reply_.assign(*seen);  // exactly once: a retry gets the first result
     } else {
         reply_.clear();
         applyOp(op, args, seq, ts);
-        if (!rid.empty()) rids_.remember(rid, reply_);
+        if (!rid.empty()) rids_.remember(rid, ridHash, reply_);
     }
     std::string_view reply = reply_;
 
