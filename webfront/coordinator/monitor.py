@@ -210,10 +210,15 @@ class Monitor:
         link.waiting_transfer = False
         link.receives_writes = True
         link.note = ""
-        if applied >= last:
+        if applied >= last and link.acked_seq >= last:
             link.transfer = None
             transition(link, UP, f"nothing missed at seq {applied}", seq=applied,
                        msg=f"replica {link.id} up at seq {applied}")
+        elif applied >= last:
+            # Everything it missed was forwarded (log catch-up) but not yet acknowledged: it is
+            # `up` only once it has applied the last of it (on_acked).
+            link.recover_target = last
+            transition(link, RECOVERING, "waiting for the acks of its catch-up")
         else:
             for frame in c.history.frames_after(applied):
                 link.queue(frame)
