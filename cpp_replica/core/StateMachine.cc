@@ -26,8 +26,6 @@ struct StateMachine::User {
     std::vector<std::int64_t> posts;  // ascending ids: appended in seq order
     std::map<std::int64_t, User*> followersBySince;
     std::map<std::int64_t, User*> followingBySince;
-    std::unordered_map<User*, std::int64_t> followers;  // user -> since
-    std::unordered_map<User*, std::int64_t> following;
 };
 
 namespace {
@@ -333,20 +331,19 @@ void StateMachine::deletePost(const msgpack::object& a) {
 }
 
 void StateMachine::addFollow(User* from, User* to, std::int64_t since) {
-    from->following.emplace(to, since);
-    from->followingBySince.emplace(since, to);
-    to->followers.emplace(from, since);
-    to->followersBySince.emplace(since, from);
+    edges_.insert(from, to, since);
+    // Since is the seq of the follow, larger than every since before it: insert at the end.
+    from->followingBySince.emplace_hint(from->followingBySince.end(), since, to);
+    to->followersBySince.emplace_hint(to->followersBySince.end(), since, from);
     ++follows_;
 }
 
 void StateMachine::removeFollow(User* from, User* to) {
-    auto it = from->following.find(to);
-    assert(it != from->following.end());
-    std::int64_t since = it->second;
-    from->following.erase(it);
+    const std::int64_t* found = edges_.find(from, to);
+    assert(found != nullptr);
+    std::int64_t since = *found;
+    edges_.erase(from, to);
     from->followingBySince.erase(since);
-    to->followers.erase(from);
     to->followersBySince.erase(since);
     --follows_;
 }
@@ -361,7 +358,7 @@ void StateMachine::follow(const msgpack::object& a, std::int64_t seq, bool on) {
     User* to = findUser(*target);
     if (to == nullptr) return setReply(error("not_found", "no such target user"));
     if (from == to) return setReply(error("forbidden", "cannot follow yourself"));
-    bool exists = from->following.count(to) > 0;
+    bool exists = edges_.contains(from, to);
     bool changed = on != exists;
     if (changed) {
         if (on)
@@ -410,8 +407,8 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         p.kv("username", u->name);
         p.kv("display_name", u->display);
         p.kv("created_at", u->createdAt);
-        p.kv("followers", std::int64_t(u->followers.size()));
-        p.kv("following", std::int64_t(u->following.size()));
+        p.kv("followers", std::int64_t(u->followersBySince.size()));
+        p.kv("following", std::int64_t(u->followingBySince.size()));
         p.kv("posts", std::int64_t(u->posts.size()));
         if (withPassword) {
             p.str("password_hash");
@@ -488,7 +485,7 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
                 bool operator<(const Cursor& o) const { return id < o.id; }
             };
             std::vector<Cursor> heap;
-            heap.reserve(u->following.size() + 1);
+            heap.reserve(u->followingBySince.size() + 1);
             auto push = [&](const User* v) {
                 auto end = std::lower_bound(v->posts.begin(), v->posts.end(), before);
                 if (end == v->posts.begin()) return;
@@ -588,8 +585,8 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         if (to == nullptr) return error("not_found", "no such target user");
         p.mapHeader(3);
         p.kvBool("ok", true);
-        p.kvBool("following", from->following.count(const_cast<User*>(to)) > 0);
-        p.kvBool("followed_by", from->followers.count(const_cast<User*>(to)) > 0);
+        p.kvBool("following", edges_.contains(from, to));
+        p.kvBool("followed_by", edges_.contains(to, from));
         return out;
     }
     if (q == "state") {
@@ -677,6 +674,7 @@ void StateMachine::clear() {
     posts_.clear();
     users_.clear();
     userIndex_.clear();
+    edges_.clear();
     follows_ = 0;
     rids_.clear();
     applied_ = 0;
@@ -687,6 +685,7 @@ void StateMachine::clear() {
 void StateMachine::swap(StateMachine& other) noexcept {
     users_.swap(other.users_);
     userIndex_.swap(other.userIndex_);
+    edges_.swap(other.edges_);
     posts_.swap(other.posts_);
     std::swap(follows_, other.follows_);
     rids_.swap(other.rids_);
@@ -768,7 +767,7 @@ void StateMachine::restore(std::string_view bytes) {
         auto to = users_.find(string(e[1]));
         if (from == users_.end() || to == users_.end()) bad("follow edge user missing");
         std::int64_t since = integer(e[2]);
-        if (from == to || from->second->following.count(to->second.get()) ||
+        if (from == to || edges_.contains(from->second.get(), to->second.get()) ||
             since < 1 || since > applied_ || !followSince.insert(since).second)
             bad("follow edge repeated, self-follow or bad since");
         addFollow(from->second.get(), to->second.get(), since);

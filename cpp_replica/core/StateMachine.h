@@ -11,6 +11,7 @@
 
 #include "codec/Body.h"
 #include "codec/Limits.h"
+#include "core/EdgeIndex.h"
 #include "core/NameIndex.h"
 #include "core/RidTable.h"
 
@@ -103,6 +104,7 @@ private:
 
     std::map<std::string, std::unique_ptr<User>> users_;  // key: lower-case username
     NameIndex<User> userIndex_;  // the same users, for lookups by name (no order)
+    EdgeIndex edges_;            // follow edges, for membership (order: the users' maps)
     // Posts by value: one allocation per post instead of two (node + Post).
     std::map<std::int64_t, Post> posts_;  // key: id (= seq)
     std::size_t follows_ = 0;
