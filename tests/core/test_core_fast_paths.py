@@ -56,6 +56,8 @@ def test_fast_reader_agrees_with_msgpack_cxx(body: bytes, flips: list[tuple[int,
     msgpack.packb({"t": "w", "x": list(range(10_001))}),  # list too long
     msgpack.packb({"t": "inst_data", "data": b"x" * 100_000}),  # the chunk exception
     msgpack.packb({"t": "w", "data": b"x" * 5000}),  # ... only for inst_data
+    msgpack.packb({"t": "cu", "e": 1, "rec": b"x" * 5000}),  # and the rec of cu
+    msgpack.packb({"t": "w", "rec": b"x" * 5000}),  # ... only for cu
     msgpack.packb({1: 2, "t": "w"}),  # non-string key
     msgpack.packb({"t": "w", "x": msgpack.ExtType(1, b"ab")}),  # ext
 ])
