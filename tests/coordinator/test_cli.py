@@ -89,3 +89,57 @@ def test_cluster_up_status_lock_and_clean_stop(tmp_path):
     for pid in leftover:
         os.kill(pid, signal.SIGKILL)
     assert not leftover, "supervisor left processes running"
+
+
+def start_cluster_up(data: Path, *extra: str) -> subprocess.Popen:
+    """`webfront cluster up` in the foreground as a person starts it; returns once it is up."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    up = subprocess.Popen(
+        [sys.executable, "-m", "webfront.cli", "cluster", "up", "--data-dir", str(data),
+         "--web-port", str(free_port()), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+        start_new_session=True)
+    deadline = time.monotonic() + 30
+    lines = []
+    while time.monotonic() < deadline:
+        line = up.stdout.readline()
+        lines.append(line)
+        if "Ctrl-C" in line or not line:
+            break
+    if not any("Ctrl-C" in line for line in lines):
+        up.kill()
+        up.wait(10)
+        raise AssertionError("cluster up did not start:\n" + "".join(lines))
+    return up
+
+
+def replica_pid(data: Path, rid: str) -> int:
+    run = json.loads((data / "cluster.json").read_text())
+    return next(p["pid"] for p in run["processes"] if p["id"] == rid)
+
+
+def test_dead_replica_stays_dead_unless_restart_dead(tmp_path):
+    """Failures stay visible by default; with --restart-dead the supervisor restarts it."""
+    for restart, data in ((False, tmp_path / "plain"), (True, tmp_path / "restarting")):
+        up = start_cluster_up(data, *(["--restart-dead"] if restart else []))
+        try:
+            old = replica_pid(data, "2")
+            os.kill(old, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            states = []
+            while time.monotonic() < deadline:
+                st = json.loads(webfront("status", "--data-dir", str(data), "--json").stdout)
+                states = [r["state"] for r in st["replicas"]]
+                new = replica_pid(data, "2")
+                if restart and new != old and pid_alive(new) and states == ["up"] * 3:
+                    break
+                if not restart and states[1] == "down" and time.monotonic() > deadline - 7:
+                    break  # down, and left down for 3 s (the supervisor checks every 50 ms)
+                time.sleep(0.2)
+            if restart:
+                assert states == ["up"] * 3 and replica_pid(data, "2") != old
+            else:
+                assert states[1] == "down" and replica_pid(data, "2") in (old, None)
+        finally:
+            up.send_signal(signal.SIGTERM)
+            up.wait(20)
