@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from webfront.cluster import RUN_FILE, LocalCluster, Proc, free_port
 
@@ -128,7 +128,7 @@ def _cmd_replica_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client_for(args: argparse.Namespace):  # noqa: ANN202
+def _client_for(args: argparse.Namespace):
     from webfront.client import ClusterClient
     from webfront.protocol import read_secret
 

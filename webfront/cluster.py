@@ -226,7 +226,7 @@ class LocalCluster:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # Individual processes ---------------------------------------------------------------------
@@ -337,7 +337,7 @@ class LocalCluster:
 
         return read_secret(self.secret_file) if self.secret_file else b""
 
-    def client(self, timeout: float = 3.0):  # noqa: ANN201
+    def client(self, timeout: float = 3.0):
         from webfront.client import ClusterClient
 
         return ClusterClient(self.coordinator_address, self.secret(), timeout=timeout)

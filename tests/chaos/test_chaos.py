@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_seed_reproduces_fault_schedule(tmp_path):
     from webfront.chaos.nemesis import Nemesis
 
     class Target:
-        replica_names = ["r1", "r2", "r3"]
+        replica_names = ("r1", "r2", "r3")
 
         def replica_pid(self, name):
             return None
@@ -133,8 +134,8 @@ def test_nemesis_keeps_a_minority_faulty_and_heals_everything(tmp_path):
                 broken.discard(self.name)
 
     class Target:
-        replica_names = ["r1", "r2", "r3"]
-        links = {n: Link(n) for n in replica_names}
+        replica_names = ("r1", "r2", "r3")
+        links = MappingProxyType({n: Link(n) for n in replica_names})
 
         def replica_pid(self, name):
             return None

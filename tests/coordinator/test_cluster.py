@@ -6,6 +6,7 @@ stops its processes by pid.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import statistics
 import threading
@@ -294,6 +295,6 @@ def test_timestamps_increase_with_seq(cluster):
             w = client.write("create_user", {"username": f"t{i:03d}x", "password_hash": b"h"})
             stamps.append((w.seq, w.reply["user"]["created_at"]))
         assert [s for s, _ in stamps] == sorted(s for s, _ in stamps)
-        assert all(a[1] < b[1] for a, b in zip(stamps, stamps[1:]))
+        assert all(a[1] < b[1] for a, b in itertools.pairwise(stamps))
     finally:
         client.close()

@@ -9,7 +9,7 @@ import argparse
 import asyncio
 import logging
 import signal
-from typing import Sequence
+from collections.abc import Sequence
 
 from webfront.coordinator.config import CoordinatorConfig, add_arguments, from_args
 

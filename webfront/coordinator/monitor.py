@@ -154,10 +154,10 @@ class Monitor:
             conn.ready_waiter = self.c.loop.create_future()
             try:
                 await asyncio.wait_for(
-                    self.c.loop.create_connection(lambda: conn, *link.config.address), timeout
+                    self.c.loop.create_connection(lambda c=conn: c, *link.config.address), timeout
                 )
                 ready = await asyncio.wait_for(conn.ready_waiter, timeout)
-            except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, ConnectionError) as exc:
                 if conn.transport is not None:
                     conn.transport.abort()
                 if not link.note.startswith("unreachable"):

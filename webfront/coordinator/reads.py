@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class PendingRead:
-    __slots__ = ("id", "conn", "cid", "q", "a", "min", "deadline", "link", "tried")
+    __slots__ = ("a", "cid", "conn", "deadline", "id", "link", "min", "q", "tried")
 
     def __init__(self, rid: int, conn: Any, cid: Any, q: str, a: dict, min_seq: int,
                  deadline: float) -> None:

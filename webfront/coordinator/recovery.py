@@ -71,7 +71,7 @@ async def rpc(link: ReplicaLink, body: dict[str, Any], timeout: float = RPC_TIME
     link.queue(encode_frame(body))
     try:
         reply = await asyncio.wait_for(fut, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise RecoveryError("timeout", f"{body['t']} to replica {link.id}") from None
     finally:
         link.rpcs.pop(rid, None)

@@ -77,8 +77,8 @@ def build_status(coordinator: Any) -> dict[str, Any]:
 def format_table(status: dict[str, Any]) -> str:
     """A table for people."""
     lines = [
-        f"epoch {status['epoch']}  committed seq {status['committed_seq']}  "
-        f"policy {status['policy']}  writable {'yes' if status.get('writable') else 'NO'}",
+        (f"epoch {status['epoch']}  committed seq {status['committed_seq']}  "
+         f"policy {status['policy']}  writable {'yes' if status.get('writable') else 'NO'}"),
     ]
     header = ("ID", "ADDRESS", "PID", "STATE", "APPLIED", "EPOCH", "LAG", "HB AGE", "DIGEST")
     rows = [header]

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgpack
 
-from webfront.core._core import (  # noqa: F401 - re-exported
+from webfront.core._core import (
     FileLog,
     FrameError,
     FrameReader,

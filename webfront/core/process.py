@@ -103,7 +103,7 @@ class ReplicaProcess:
 
 def start_replica(
     binary: str | None = None,
-    id: str = "r1",  # noqa: A002 - mirrors the --id flag
+    id: str = "r1",
     data_dir: str | os.PathLike[str] | None = None,
     port: int = 0,
     secret_file: str | os.PathLike[str] | None = None,
