@@ -6,31 +6,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(etcd-server redis-server wrk)
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if (( ${#missing[@]} )); then
-    if [[ $(id -u) == 0 ]]; then
-        echo "bench-deps: installing Debian packages: ${missing[*]}"
-        apt-get update -qq
-        # The packaged services must not run on their default ports: the benchmark starts its
-        # own instances on free loopback ports. policy-rc.d keeps invoke-rc.d from starting them.
-        restore_policy=0
-        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-            chmod +x /usr/sbin/policy-rc.d
-            restore_policy=1
-        fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-        if (( restore_policy )); then rm -f /usr/sbin/policy-rc.d; fi
-    else
-        echo "bench-deps: missing Debian packages. Run as root:" >&2
-        echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
-        exit 1
-    fi
+source scripts/debian-packages.sh
+# The packaged services must not run on their default ports: the benchmark starts its own
+# instances on free loopback ports. policy-rc.d keeps invoke-rc.d from starting them.
+restore_policy=0
+if [[ $(id -u) == 0 && ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    restore_policy=1
 fi
+ensure_debian_packages bench-deps etcd-server redis-server wrk
+if (( restore_policy )); then rm -f /usr/sbin/policy-rc.d; fi
 
 if [[ -x .venv/bin/python ]]; then
     .venv/bin/python -c "import matplotlib" 2>/dev/null || .venv/bin/pip install -q matplotlib

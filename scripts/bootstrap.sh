@@ -9,21 +9,8 @@ APT_PACKAGES=(cmake g++ libmsgpack-cxx-dev libxxhash-dev libssl-dev python3-venv
 if [[ "${WITH_BROWSER:-0}" == 1 ]]; then APT_PACKAGES+=(chromium); fi
 if [[ "${WITH_SANITIZERS:-0}" == 1 ]]; then APT_PACKAGES+=(clang libclang-rt-14-dev); fi
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if (( ${#missing[@]} )); then
-    if [[ $(id -u) == 0 ]]; then
-        echo "bootstrap: installing Debian packages: ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "bootstrap: missing Debian packages. Run as root:" >&2
-        echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
-        exit 1
-    fi
-fi
+source scripts/debian-packages.sh
+ensure_debian_packages bootstrap "${APT_PACKAGES[@]}"
 
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv

@@ -18,22 +18,10 @@ TARGETS=(frame_reader apply snapshot dispatch)
 BUILD_DIR="${FUZZ_BUILD_DIR:-build/fuzz}"
 CXX="${FUZZ_CXX:-clang++-14}"
 
+source scripts/debian-packages.sh
 ensure_clang() {
-    local pkgs=(clang-14 libclang-rt-14-dev cmake libmsgpack-cxx-dev libxxhash-dev libssl-dev)
-    local missing=()
-    for pkg in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done
-    (( ${#missing[@]} )) || return 0
-    if [[ $(id -u) == 0 ]]; then
-        echo "fuzz: installing Debian packages: ${missing[*]}" >&2
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "fuzz: missing Debian packages. Run as root:" >&2
-        echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
-        exit 3
-    fi
+    ensure_debian_packages fuzz clang-14 libclang-rt-14-dev cmake libmsgpack-cxx-dev \
+        libxxhash-dev libssl-dev
 }
 
 # The replica sources each target links (no Python, no CMake needed). Globs, so a new class in
