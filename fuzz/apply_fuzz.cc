@@ -30,6 +30,7 @@
 #include "codec/FrameError.h"
 #include "codec/Packer.h"
 #include "core/StateMachine.h"
+#include "FuzzCheck.h"
 
 using replica::Body;
 using replica::FrameError;
@@ -38,14 +39,6 @@ using replica::Packer;
 using replica::StateMachine;
 
 namespace {
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
 
 const char* const kOps[] = {"create_user", "delete_user", "create_post",
                             "delete_post", "follow",      "unfollow"};

@@ -35,16 +35,9 @@
 #include "server/Server.h"
 #include "storage/EpochStore.h"
 #include "storage/MemoryLog.h"
+#include "FuzzCheck.h"
 
 namespace {
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
 
 const char kSecret[] = "fuzz-secret";
 int gPort = 0;

@@ -18,6 +18,7 @@
 #include "codec/Body.h"
 #include "codec/FrameError.h"
 #include "codec/FrameReader.h"
+#include "FuzzCheck.h"
 
 using replica::Body;
 using replica::FrameError;
@@ -25,14 +26,6 @@ using replica::FrameReader;
 using replica::Limits;
 
 namespace {
-
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-            abort();                                                        \
-        }                                                                   \
-    } while (0)
 
 struct Outcome {
     std::vector<std::string> bodies;

@@ -14,17 +14,10 @@
 #include "codec/FrameError.h"
 #include "codec/Packer.h"
 #include "core/StateMachine.h"
+#include "FuzzCheck.h"
 
 using replica::Packer;
 using replica::StateMachine;
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::string bytes(reinterpret_cast<const char*>(data), size);
