@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from webfront.cluster import LocalCluster, find_replica_server
+from webfront.protocol import connect, encode_frame, recv_frame
 
 
 def replica_command() -> list[str]:
@@ -42,3 +43,22 @@ def cluster_factory(tmp_path) -> Iterator[Callable[..., LocalCluster]]:
 @pytest.fixture
 def cluster(cluster_factory) -> LocalCluster:
     return cluster_factory()
+
+
+def ask_replica(cluster: LocalCluster, rid: str, queries: list[tuple[str, dict]]) -> list:
+    """Reads straight from one replica (bypassing the coordinator)."""
+    host, port = cluster.replica(rid).address.rsplit(":", 1)
+    sock, _ready = connect((host, int(port)), cluster.secret(), "coordinator", timeout=5)
+    try:
+        out = []
+        for n, (q, a) in enumerate(queries, 1):
+            sock.sendall(encode_frame({"t": "r", "id": n, "min": 0, "q": q, "a": a,
+                                       "wait": 1000}))
+            while True:
+                body = recv_frame(sock)
+                if body.get("t") == "rr" and body.get("id") == n:
+                    out.append(body["r"])
+                    break
+        return out
+    finally:
+        sock.close()

@@ -15,30 +15,11 @@ import uuid
 
 import pytest
 
+from tests.conftest import ask_replica
 from webfront.client import ClusterClient, NotFound, Unavailable
 from webfront.cluster import LocalCluster
-from webfront.protocol import connect, encode_frame, recv_frame
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def read_on_replica(cluster: LocalCluster, rid: str, queries: list[tuple[str, dict]]) -> list:
-    """Ask one replica directly (bypassing the coordinator's routing)."""
-    host, port = cluster.replica(rid).address.rsplit(":", 1)
-    sock, _ready = connect((host, int(port)), cluster.secret(), "coordinator", timeout=5)
-    try:
-        replies = []
-        for n, (q, a) in enumerate(queries, 1):
-            sock.sendall(encode_frame({"t": "r", "id": n, "min": 0, "q": q, "a": a,
-                                       "wait": 1000}))
-            while True:
-                body = recv_frame(sock)
-                if body.get("t") == "rr" and body.get("id") == n:
-                    replies.append(body["r"])
-                    break
-        return replies
-    finally:
-        sock.close()
 
 
 def replica_entries(cluster: LocalCluster) -> dict[str, dict]:
@@ -123,10 +104,10 @@ def test_concurrent_writes_converge_everywhere(cluster):
     assert status["last_seq"] == seqs[-1] and status["committed_seq"] == seqs[-1]
     users = [name for name, _, _ in writers.results if not name.startswith("post:")]
     for rid in ("1", "2", "3"):
-        replies = read_on_replica(cluster, rid, [("user", {"username": u}) for u in users])
+        replies = ask_replica(cluster, rid, [("user", {"username": u}) for u in users])
         assert all(r["ok"] for r in replies), rid
         assert sorted(r["user"]["posts"] for r in replies) == [99] * 32
-        state = read_on_replica(cluster, rid, [("state", {})])[0]
+        state = ask_replica(cluster, rid, [("state", {})])[0]
         assert state["posts"] == 32 * 99 and state["users"] == 32
 
 

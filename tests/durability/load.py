@@ -9,9 +9,9 @@ import threading
 import time
 import uuid
 
+from tests.conftest import ask_replica
 from webfront.client import ClusterClient, ClusterError
 from webfront.cluster import LocalCluster
-from webfront.protocol import connect, encode_frame, recv_frame
 
 
 class Load:
@@ -81,25 +81,6 @@ class Load:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def ask_replica(cluster: LocalCluster, rid: str, queries: list[tuple[str, dict]]) -> list:
-    """Reads straight from one replica (bypassing the coordinator)."""
-    host, port = cluster.replica(rid).address.rsplit(":", 1)
-    sock, _ready = connect((host, int(port)), cluster.secret(), "coordinator", timeout=5)
-    try:
-        out = []
-        for n, (q, a) in enumerate(queries, 1):
-            sock.sendall(encode_frame({"t": "r", "id": n, "min": 0, "q": q, "a": a,
-                                       "wait": 1000}))
-            while True:
-                body = recv_frame(sock)
-                if body.get("t") == "rr" and body.get("id") == n:
-                    out.append(body["r"])
-                    break
-        return out
-    finally:
-        sock.close()
 
 
 def wait_converged(cluster: LocalCluster, timeout: float = 20.0) -> dict:
