@@ -209,19 +209,10 @@ def _cmd_replica_new(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from webfront.client import ClusterClient, ClusterError
+    from webfront.client import ClusterError
     from webfront.coordinator.status import format_table
-    from webfront.protocol import read_secret
 
-    secret_file = args.secret_file
-    if args.coordinator:
-        address = args.coordinator
-    else:
-        run = _load_run_file(args.data_dir)
-        address = run["coordinator"]
-        secret_file = secret_file or run.get("secret_file")
-    client = ClusterClient(address, read_secret(secret_file) if secret_file else b"",
-                           timeout=args.timeout)
+    client = _client_for(args)
     if args.watch:
         return _watch_status(client, args)
     try:
