@@ -6,14 +6,18 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <iostream>
@@ -120,10 +124,27 @@ Server::Server(ServerConfig config, StateMachine& machine, Log& log, SnapshotSto
       machine_(machine),
       log_(log),
       snapshots_(snapshots),
-      epochs_(epochs),
-      lastSnapshot_(machine.applied()) {}
+      epochs_(epochs) {
+    // The per-replica offset of the snapshot trigger. Ids ending in a number k (the cluster's
+    // "1", "2", ..., tests' "r1", ...) get frac(k * golden ratio) of the interval: any number of
+    // consecutive ids spread out, 3 ids at least 0.236 of the interval apart (three-distance
+    // theorem); other ids a hash. Snapshots never change state, replies or digests, so a
+    // different trigger per replica keeps replicas deterministic.
+    const std::int64_t every = std::max<std::int64_t>(1, config_.snapshotEvery);
+    std::size_t digits = config_.id.size();
+    while (digits > 0 && std::isdigit(static_cast<unsigned char>(config_.id[digits - 1]))) --digits;
+    if (digits < config_.id.size() && config_.id.size() - digits <= 9) {
+        double k = std::stod(config_.id.substr(digits)) * 0.6180339887498949;
+        snapshotOffset_ = std::int64_t((k - std::floor(k)) * double(every)) % every;
+    } else {
+        snapshotOffset_ = std::int64_t(XXH3_64bits(config_.id.data(), config_.id.size()) %
+                                       std::uint64_t(every));
+    }
+    nextSnapshotAt_ = nextSnapshotAfter(machine.applied());
+}
 
 Server::~Server() {
+    if (snapshotPid_ > 0) abortSnapshot("server destroyed");
     for (auto& [id, c] : conns_) ::close(c->fd);
     if (listenFd_ >= 0) ::close(listenFd_);
     if (epollFd_ >= 0) ::close(epollFd_);
@@ -172,6 +193,7 @@ Server::Connection* Server::find(std::uint64_t id) {
 int Server::nextTimeoutMs() const {
     // While handshakes are open, wake often enough to enforce their timeout.
     int timeout = unauthenticated_ > 0 ? std::min(1000, std::max(10, config_.handshakeTimeoutMs / 4)) : 1000;
+    if (snapshotPid_ > 0) timeout = std::min(timeout, 10);  // reap the snapshot child soon
     auto now = std::chrono::steady_clock::now();
     for (auto& [min, p] : parked_) {
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - now).count();
@@ -209,6 +231,12 @@ void Server::run() {
             if (Connection* c = find(id)) flush(*c);
     }
     log_.sync();
+    if (snapshotPid_ > 0) {
+        // A clean stop lets a running snapshot finish (and drop the log it covers), bounded.
+        logLine("info", "event=snapshot_wait s=" + std::to_string(snapshotSeq_));
+        for (int i = 0; i < 3000 && !reapSnapshot(false); ++i) ::usleep(10000);
+        if (snapshotPid_ > 0) abortSnapshot("stop: still running after 30 s");
+    }
     logLine("info", "event=stopped applied=" + std::to_string(machine_.applied()));
 }
 
@@ -628,14 +656,115 @@ void Server::serveParked(bool expireOnly) {
     }
 }
 
+std::int64_t Server::nextSnapshotAfter(std::int64_t after) const {
+    // The smallest T > after with (T + offset) % every == 0.
+    const std::int64_t every = std::max<std::int64_t>(1, config_.snapshotEvery);
+    std::int64_t t = after + 1;
+    return t + (every - (t + snapshotOffset_) % every) % every;
+}
+
+// At the trigger seq S (per replica, see the constructor): sync and roll the log so the closed
+// segments hold exactly the records <= S, then fork. The child has a copy-on-write view of the
+// state at S and writes it as snapshot-S (snapshot.tmp, fsync, rename, fsync dir); the parent
+// goes on serving and, when it reaps a successful child, deletes the older snapshots and the
+// covered segments (reapSnapshot). One child at a time; a failed one is retried at the next
+// trigger. A crash at any point leaves the old snapshot + the whole log, or the new snapshot
+// (+ covered segments, dropped at the next start or snapshot).
 void Server::maybeSnapshot() {
-    if (snapshots_ == nullptr || config_.snapshotEvery <= 0) return;
-    if (machine_.applied() - lastSnapshot_ < config_.snapshotEvery) return;
-    log_.sync();
-    snapshots_->save(machine_.applied(), machine_.snapshot());
-    log_.truncatePrefix(machine_.applied());
-    lastSnapshot_ = newestSnapshot_ = machine_.applied();
-    logLine("info", "event=snapshot s=" + std::to_string(lastSnapshot_));
+    if (snapshotPid_ > 0 && !reapSnapshot(false)) return;
+    if (snapshots_ == nullptr || config_.snapshotEvery <= 0 || install_) return;
+    const std::int64_t seq = machine_.applied();
+    if (seq < nextSnapshotAt_) return;
+    log_.sync();  // also empties the log's userspace buffer: nothing for the child to flush
+    log_.roll();
+    nextSnapshotAt_ = nextSnapshotAfter(seq);
+    const pid_t parent = ::getpid();
+    const auto forkStart = std::chrono::steady_clock::now();
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+        logLine("warn", "event=snapshot_failed s=" + std::to_string(seq) + " reason=\"fork: " +
+                            std::strerror(errno) + "\"");
+        return;
+    }
+    if (pid == 0) snapshotChild(seq, parent);
+    snapshotPid_ = pid;
+    snapshotSeq_ = seq;
+    snapshotStarted_ = std::chrono::steady_clock::now();
+    // fork() copies the page tables in the parent: its cost grows with the state (Redis reports
+    // it as latest_fork_usec); logged so an operator sees it.
+    const auto forkUs =
+        std::chrono::duration_cast<std::chrono::microseconds>(snapshotStarted_ - forkStart).count();
+    logLine("info", "event=snapshot_start s=" + std::to_string(seq) + " pid=" + std::to_string(pid) +
+                        " fork_us=" + std::to_string(forkUs));
+}
+
+void Server::snapshotChild(std::int64_t seq, pid_t parent) {
+    // Dies with the parent (a kill -9 of the replica must not leave a writer behind that a
+    // restarted replica would race with).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(3);
+    std::signal(SIGTERM, SIG_DFL);
+    std::signal(SIGINT, SIG_DFL);
+    // Drop our references to the parent's sockets: a connection the parent closes (or the
+    // parent's death) must reach the peer now, not when this child exits; and nothing here may
+    // ever write to them. Only stderr (logLine: one write() per line) is shared.
+    for (auto& [id, c] : conns_) ::close(c->fd);
+    if (listenFd_ >= 0) ::close(listenFd_);
+    if (epollFd_ >= 0) ::close(epollFd_);
+    int code = 0;
+    try {
+        snapshots_->write(seq, machine_.snapshot());
+    } catch (const std::exception& e) {
+        logLine("error", "event=snapshot_child_failed s=" + std::to_string(seq) + " reason=\"" +
+                             e.what() + "\"");
+        code = 1;
+    }
+    // _exit: no atexit handlers, no destructors (the log's would write its buffer), no stdio
+    // flush of buffers shared with the parent.
+    ::_exit(code);
+}
+
+bool Server::reapSnapshot(bool block) {
+    if (snapshotPid_ <= 0) return true;
+    int status = 0;
+    pid_t r;
+    do {
+        r = ::waitpid(snapshotPid_, &status, block ? 0 : WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) return false;
+    const std::int64_t seq = snapshotSeq_;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - snapshotStarted_).count();
+    snapshotPid_ = -1;
+    if (r == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snapshots_->removeTemp();
+        std::string how = r == -1                 ? std::string("waitpid: ") + std::strerror(errno)
+                          : WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                                  : "exit " + std::to_string(WEXITSTATUS(status));
+        logLine("warn", "event=snapshot_failed s=" + std::to_string(seq) + " reason=\"" + how +
+                            "\" ms=" + std::to_string(ms));
+        return true;
+    }
+    // snapshot-S is durable: only now are the older snapshots and the covered log dropped.
+    snapshots_->prune(seq);
+    log_.truncatePrefix(seq);
+    newestSnapshot_ = std::max(newestSnapshot_, seq);
+    logLine("info", "event=snapshot s=" + std::to_string(seq) + " ms=" + std::to_string(ms));
+    return true;
+}
+
+void Server::abortSnapshot(const std::string& reason) {
+    if (snapshotPid_ <= 0) return;
+    ::kill(snapshotPid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(snapshotPid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    snapshotPid_ = -1;
+    // It may have renamed snapshot-S already: a snapshot of this history, still valid; an
+    // install deletes it with every other snapshot.
+    snapshots_->removeTemp();
+    logLine("warn", "event=snapshot_aborted s=" + std::to_string(snapshotSeq_) + " reason=\"" +
+                        reason + "\"");
 }
 
 void Server::refuse(Connection& c, const std::string& code, const std::string& reason,
@@ -987,6 +1116,9 @@ std::string Server::finishInstall() {
     if (fresh.applied() != in.seq)
         return "snapshot is at seq " + std::to_string(fresh.applied()) + ", not " + std::to_string(in.seq);
     if (digestView(fresh.digest()) != in.digest) return "snapshot digest does not match d";
+    // A background snapshot of the old history must not land after (or be pruned against)
+    // the installed one.
+    if (snapshotPid_ > 0) abortSnapshot("install at s=" + std::to_string(in.seq));
     // Durable switch, crash-safe at every step (storage/Layout.h): old log aside, snapshot
     // written, old log deleted and a new segment opened at S+1.
     try {
@@ -1004,7 +1136,8 @@ std::string Server::finishInstall() {
     }
     machine_.swap(fresh);
     epochs_.raise(in.epoch);
-    lastSnapshot_ = newestSnapshot_ = in.seq;
+    newestSnapshot_ = in.seq;
+    nextSnapshotAt_ = nextSnapshotAfter(in.seq);
     logLine("info", "event=install_done s=" + std::to_string(in.seq) + " replaced_applied=" +
                         std::to_string(fresh.applied()));
     return "";

@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "codec/Body.h"
 #include "codec/FrameReader.h"
 #include "codec/Limits.h"
@@ -86,7 +88,17 @@ private:
                   std::int64_t fence);
     void answerRead(Connection& c, const Body& body, bool behind);
     void serveParked(bool expireOnly);
+    // Background snapshots (storage/Layout.h): a forked child writes the state at seq S while
+    // the loop goes on; the covered log segments are deleted once the child succeeded.
     void maybeSnapshot();
+    [[noreturn]] void snapshotChild(std::int64_t seq, pid_t parent);
+    /// Reaps a finished snapshot child (blocking: waits for it). Returns true if none is left.
+    bool reapSnapshot(bool block);
+    /// Kills a running snapshot child and discards its work (before an install replaces the log).
+    void abortSnapshot(const std::string& reason);
+    /// The first seq > `after` at which this replica snapshots: every --snapshot-every writes,
+    /// offset per replica id so replicas do not all pause together.
+    std::int64_t nextSnapshotAfter(std::int64_t after) const;
     // State transfer (docs/protocol.md "Epochs, state transfer and membership").
     void handleEpoch(Connection& c, const Body& body);
     void handleSnapOpen(Connection& c, const Body& body);
@@ -124,8 +136,12 @@ private:
     std::map<std::int64_t, Pending> pending_;  // out-of-order writes by seq
     std::multimap<std::int64_t, Parked> parked_;  // reads waiting for min seq
     std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> authFailures_;
-    std::int64_t lastSnapshot_ = 0;
-    std::int64_t newestSnapshot_ = 0;
+    std::int64_t snapshotOffset_ = 0;    // this replica's trigger offset, from its id
+    std::int64_t nextSnapshotAt_ = 0;    // seq at which the next snapshot is due
+    pid_t snapshotPid_ = -1;             // the running snapshot child, or -1
+    std::int64_t snapshotSeq_ = 0;       // ... and the seq it writes
+    std::chrono::steady_clock::time_point snapshotStarted_{};
+    std::int64_t newestSnapshot_ = 0;    // durable: log_read at or before it is `compacted`
     std::unique_ptr<Install> install_;  // non-null while a snapshot is being installed
     std::chrono::steady_clock::time_point lastSweep_{};
     std::chrono::steady_clock::time_point lastRefusedLog_{};

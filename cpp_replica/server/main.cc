@@ -41,7 +41,9 @@ const char* kUsage =
     "  --fsync POLICY          always | batch | never (default batch: one fsync per event-loop\n"
     "                          turn, before that turn's acks are sent)\n"
     "  --snapshot-every N      write a snapshot every N applied writes and drop the log segments\n"
-    "                          it covers (default 10000; 0 disables)\n"
+    "                          it covers (default 10000; 0 disables). Written by a forked child\n"
+    "                          while the replica keeps serving; the trigger seq is offset per\n"
+    "                          --id so replicas do not snapshot at the same seq\n"
     "  --max-frame-bytes N     largest accepted frame body (default 1048576)\n"
     "  --handshake-timeout-ms N  close a connection that has not completed the handshake\n"
     "                          within N ms (default 5000)\n"
@@ -166,6 +168,7 @@ int main(int argc, char** argv) {
             ::mkdir(dataDir.c_str(), 0755);
             snapshots = std::make_unique<replica::SnapshotStore>(dataDir);
             ::unlink((dataDir + "/install.tmp").c_str());  // an install cut short by a crash
+            snapshots->removeTemp();  // a background snapshot cut short by a crash
             replica::FileLog::recoverReset(
                 dataDir, [&](std::int64_t seq) { return snapshots->has(seq); },
                 [](const std::string& m) { replica::logLine("warn", m); });
@@ -185,6 +188,9 @@ int main(int argc, char** argv) {
                 machine.applyBytes(body, config.limits);
                 ++replayed;
             });
+            // Segments the newest snapshot covers, left by a crash between its rename and their
+            // deletion: never read again (log_read at or before the snapshot is `compacted`).
+            if (newestSnapshot > 0) log->truncatePrefix(newestSnapshot);
             replica::logLine("info", "event=recovered applied=" + std::to_string(machine.applied()) +
                                          " replayed=" + std::to_string(replayed));
         } else {

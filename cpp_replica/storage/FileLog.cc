@@ -298,16 +298,22 @@ void FileLog::replay(std::int64_t after,
 }
 
 void FileLog::truncatePrefix(std::int64_t seq) {
-    // Segments are removed whole: start a fresh segment (unless the current one is still empty)
-    // so the one holding `seq` becomes closed, then drop every segment whose successor starts at
-    // or below seq+1 (all its records are <= seq). Records above `seq` are never lost.
+    // Segments are removed whole: start a fresh segment if the current one holds records <= seq
+    // (not when it is empty, nor when it already starts after seq: a background snapshot rolled
+    // at seq) so the one holding `seq` becomes closed, then drop every segment whose successor
+    // starts at or below seq+1 (all its records are <= seq). Records above `seq` are never lost.
     if (fd_ < 0) return;
-    if (lastSeq_ >= segments_.back().firstSeq) openSegment(lastSeq_ + 1);
+    if (segments_.back().firstSeq <= seq && lastSeq_ >= segments_.back().firstSeq)
+        openSegment(lastSeq_ + 1);
     while (segments_.size() > 1 && segments_[1].firstSeq <= seq + 1) {
         ::unlink(segments_.front().path.c_str());
         segments_.erase(segments_.begin());
     }
     syncDirectory(dir_);
+}
+
+void FileLog::roll() {
+    if (fd_ >= 0 && lastSeq_ >= segments_.back().firstSeq) openSegment(lastSeq_ + 1);
 }
 
 bool FileLog::read(std::int64_t from, std::size_t maxBytes,

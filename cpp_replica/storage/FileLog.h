@@ -31,9 +31,11 @@ public:
     void sync() override;
     void replay(std::int64_t after,
                 const std::function<void(std::int64_t, std::string_view)>& fn) override;
-    /// Closes the current segment (a new one starts at lastSeq()+1) and deletes segments that
-    /// hold only records <= seq.
+    /// Closes the current segment if it holds records <= seq (a new one starts at lastSeq()+1)
+    /// and deletes segments that hold only records <= seq.
     void truncatePrefix(std::int64_t seq) override;
+    /// Closes the current segment if it holds records; the next append opens lastSeq()+1.
+    void roll() override;
     std::int64_t lastSeq() const override { return lastSeq_; }
     bool read(std::int64_t from, std::size_t maxBytes,
               const std::function<bool(std::int64_t, std::string_view)>& fn) override;

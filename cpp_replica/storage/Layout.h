@@ -11,6 +11,8 @@ namespace replica {
 ///   snapshot-<seq:020>.snap    newest snapshot: "RSNAP001" | u64 LE xxh3_64(payload) | payload
 ///                              payload = StateMachine::snapshot() at seq; written as
 ///                              snapshot.tmp, fsynced, renamed; older ones deleted afterwards
+///   snapshot.tmp               a snapshot being written (by the forked child, or an install);
+///                              deleted at start and when a background snapshot fails
 ///   log/
 ///     <first seq:020>.log      command log segment: records back to back, each
 ///                              u32 LE body length | u64 LE seq | u64 LE xxh3_64(seq bytes+body)
@@ -34,8 +36,24 @@ namespace replica {
 /// seq, in order. A record cut short at the end of the newest segment (a torn write: the crash
 /// came mid-append) is cut off with a warning. Any other bad record refuses the start with an
 /// error naming the file and offset: silently skipping it would lose acknowledged writes.
-/// After a snapshot at seq S a new segment starting at S+1 is opened and the older segments,
-/// which hold only seqs <= S, are deleted.
+/// Log segments older than the newest snapshot (a crash came before they were deleted) are
+/// deleted at start.
+///
+/// Periodic snapshots (`--snapshot-every N`) are written in the background, Redis BGSAVE style:
+/// at the trigger seq S the server syncs the log and rolls it to a new segment starting at S+1
+/// (so the closed segments hold exactly the seqs <= S), then fork()s. The child holds a
+/// copy-on-write view of the state at S: it serializes it, writes snapshot.tmp, fsyncs, renames
+/// it to snapshot-S, fsyncs the dir and _exit()s, touching none of the parent's sockets (it
+/// closes its copies first) and dying with the parent (PR_SET_PDEATHSIG). The parent keeps
+/// serving; when it reaps a child that exited 0 it deletes the older snapshots and the segments
+/// before S+1, and only then does log_read at or before S answer `compacted`. A failed child
+/// deletes nothing (retried at the next trigger); one child at a time; an install kills a
+/// running child first. So a crash at any moment leaves the old snapshot + the whole log, or
+/// snapshot-S + the whole log (older files are cleaned up later), both recovering the same
+/// state. The trigger is offset per replica: S is the first seq past the previous one with
+/// (S + offset) % N == 0, offset = frac(k * 0.618...) * N for an id ending in the number k (the
+/// cluster's 1, 2, 3: at least 0.236 N apart), else xxh3(id) % N; a trigger missed while a
+/// child runs fires when it ends. Snapshots change no state, reply or digest.
 struct Layout {
     static constexpr const char* kEpochFile = "epoch";
     static constexpr const char* kLogDir = "log";

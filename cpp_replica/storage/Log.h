@@ -35,6 +35,12 @@ public:
     /// them (FileLog drops whole segments only); never drops a record above `seq`.
     virtual void truncatePrefix(std::int64_t seq) = 0;
 
+    /// Closes the current segment so every record <= lastSeq() lies in closed segments and the
+    /// next append starts a new one (FileLog, when the current segment holds records; a no-op
+    /// for MemoryLog). A background snapshot at lastSeq() rolls first, so that once the
+    /// snapshot is durable truncatePrefix() drops exactly the older segments.
+    virtual void roll() {}
+
     /// Highest appended seq, 0 when empty.
     virtual std::int64_t lastSeq() const = 0;
 

@@ -16,6 +16,16 @@ public:
     /// before, newer ones of the replaced history). Throws StorageError on I/O failure.
     void save(std::int64_t seq, const std::string& payload);
 
+    /// The durable part of save() alone: snapshot.tmp, fsync, rename to the snapshot at `seq`,
+    /// fsync dir. Deletes nothing. Run by the forked child of a background snapshot.
+    void write(std::int64_t seq, const std::string& payload) const;
+
+    /// Deletes the snapshots older than `seq` (after the one at `seq` became durable).
+    void prune(std::int64_t seq) const;
+
+    /// Deletes a snapshot.tmp left by a crash or a failed background snapshot.
+    void removeTemp() const;
+
     /// Whether a snapshot file for exactly `seq` exists (not verified).
     bool has(std::int64_t seq) const;
 

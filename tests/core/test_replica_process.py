@@ -35,6 +35,26 @@ def wait_logged(proc, needle: str, timeout: float = 3.0) -> None:
         time.sleep(0.02)
 
 
+def snapshots_done(proc) -> list[int]:
+    """Seqs of the background snapshots the replica finished (durable), from its log."""
+    return [int(line.split("event=snapshot s=")[1].split()[0])
+            for line in list(proc.log_lines) if "event=snapshot s=" in line]
+
+
+def wait_snapshots_idle(proc, timeout: float = 10.0) -> None:
+    """Wait until every background snapshot the replica started has finished or failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = list(proc.log_lines)
+        started = sum("event=snapshot_start" in line for line in lines)
+        ended = sum("event=snapshot s=" in line or "event=snapshot_failed" in line
+                    or "event=snapshot_aborted" in line for line in lines)
+        if ended >= started:
+            return
+        assert time.monotonic() < deadline, f"snapshot still running: {lines[-5:]}"
+        time.sleep(0.005)
+
+
 def seed(sock: socket.socket, n_posts: int = 5) -> list[dict]:
     send(sock, write(1, "create_user", {"username": "alice", "password_hash": b"h"}))
     acks = [P.recv_frame(sock)]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from tests.core.test_replica_process import connect, send, write
+from tests.core.test_replica_process import (connect, send, snapshots_done, wait_snapshots_idle,
+                                              write)
 from webfront import protocol as P
 from webfront.core import xxh3_64
 
@@ -165,15 +166,18 @@ def test_writes_and_reads_refused_while_installing(launch) -> None:
 def test_log_read_compacted_and_bounds(launch, tmp_path: Path) -> None:
     a = launch(data_dir=tmp_path / "a", extra_args=["--snapshot-every", "7"])
     sa = connect(a)
-    for ack in (seed_many(sa, 1, 1) + [call(sa, write(s, "create_post", {"actor": "alice", "text": "t"}))
-                                       for s in range(2, 20)]):
-        assert ack["t"] == "a"  # one write per loop turn: snapshots at 7 and 14
-    for frm in (1, 7, 14):
+    assert seed_many(sa, 1, 1)[0]["t"] == "a"
+    for s in range(2, 20):
+        assert call(sa, write(s, "create_post", {"actor": "alice", "text": "t"}))["t"] == "a"
+        wait_snapshots_idle(a)  # one write per loop turn, each background snapshot finished
+    # Id r1's trigger offset with --snapshot-every 7 puts its snapshots at 3, 10 and 17.
+    assert snapshots_done(a) == [3, 10, 17]
+    for frm in (1, 3, 10, 17):
         err = call(sa, {"t": "log_read", "id": frm, "from": frm, "max": 1000})
         assert (err["t"], err["id"], err["code"]) == ("err", frm, "compacted")
-    page = call(sa, {"t": "log_read", "id": 2, "from": 15, "max": 100000})
-    assert [P.decode_body(r)["s"] for r in page["recs"]] == [15, 16, 17, 18, 19]
-    one = call(sa, {"t": "log_read", "id": 3, "from": 15, "max": 1})  # at least one record
+    page = call(sa, {"t": "log_read", "id": 2, "from": 18, "max": 100000})
+    assert [P.decode_body(r)["s"] for r in page["recs"]] == [18, 19]
+    one = call(sa, {"t": "log_read", "id": 3, "from": 18, "max": 1})  # at least one record
     assert len(one["recs"]) == 1
     assert call(sa, {"t": "log_read", "id": 4, "from": 20, "max": 100})["recs"] == []
     # Too many open snapshots on one connection.
