@@ -23,6 +23,7 @@ from webfront.protocol import (
     check_welcome,
     encode_frame,
     hello_body,
+    write_reply,
 )
 
 
@@ -100,7 +101,8 @@ class RetryClient:
         if body.get("id") != self.seq:
             return
         now = time.perf_counter()
-        ok = body.get("t") == "cwr" and isinstance(body.get("r"), dict) and body["r"].get("ok")
+        reply = write_reply(body) if body.get("t") == "cwr" else None
+        ok = isinstance(reply, dict) and reply.get("ok")
         if not ok and body.get("code") in ("unavailable", "timeout") and \
                 "starting" in str(body.get("msg", "")):
             # A coordinator that is still choosing its epoch: not an answer, ask again.

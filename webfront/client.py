@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from webfront.protocol import ProtocolError, connect, encode_frame, recv_frame
+from webfront.protocol import ProtocolError, connect, encode_frame, recv_frame, write_reply
 
 
 class ClusterError(Exception):
@@ -110,7 +110,7 @@ class ClusterClient:
     def write(self, op: str, args: dict, *, request_id: str | None = None) -> WriteResult:
         rid = request_id or uuid.uuid4().hex
         body = self._call({"t": "cw", "rid": rid, "op": op, "a": args}, retry_refusal=False)
-        reply = body.get("r")
+        reply = write_reply(body)
         _raise_for_reply(reply)
         return WriteResult(int(body.get("s", 0)), reply)
 

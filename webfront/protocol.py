@@ -34,6 +34,13 @@ def encode_body(body: dict[str, Any]) -> bytes:
     return msgpack.packb(body, use_bin_type=True)
 
 
+# For the coordinator's hot paths, which inline encode_frame: packb(body) gives the bytes of
+# encode_body(body) a third faster (one reused Packer), pack_length(n) the 4-byte length prefix.
+# Not thread-safe (one shared Packer): event-loop code only; threads use encode_frame.
+packb = msgpack.Packer(use_bin_type=True).pack
+pack_length = _LENGTH.pack
+
+
 def frame_bytes(packed_body: bytes) -> bytes:
     """Prefix an already encoded body with its length (writes are encoded once, sent N times)."""
     return _LENGTH.pack(len(packed_body)) + packed_body
@@ -41,6 +48,34 @@ def frame_bytes(packed_body: bytes) -> bytes:
 
 def encode_frame(body: dict[str, Any]) -> bytes:
     return frame_bytes(encode_body(body))
+
+
+def ack_reply_bytes(ack: dict[str, Any]) -> bytes:
+    """The encoded reply of a replica's ack: its `rb` (bin), or `r` re-encoded when it comes
+    from a replica_server that still sends the reply as a map."""
+    rb = ack.get("rb")
+    if isinstance(rb, bytes):
+        return rb
+    return encode_body(ack.get("r"))  # type: ignore[arg-type]
+
+
+def ack_reply(ack: dict[str, Any]) -> Any:
+    """The decoded reply of an ack (`rb`, or `r` from an older replica_server)."""
+    if "rb" in ack:
+        return msgpack.unpackb(ack["rb"], raw=False)
+    return ack.get("r")
+
+
+def write_reply(cwr: dict[str, Any]) -> Any:
+    """The decoded reply of a client write reply `cwr` (`rb`: the replica's bytes, spliced by
+    the coordinator; `r` from an older coordinator)."""
+    rb = cwr.get("rb")
+    if isinstance(rb, bytes):
+        try:
+            return msgpack.unpackb(rb, raw=False)
+        except Exception as exc:  # msgpack raises several unrelated types
+            raise ProtocolError(f"undecodable write reply: {exc}") from None
+    return cwr.get("r")
 
 
 def decode_body(data: bytes) -> dict[str, Any]:
@@ -64,21 +99,44 @@ class FrameDecoder:
         self._max = max_frame_bytes
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        self._buffer += data
+        # Hot path (every ack and client request): frames are decoded straight from a
+        # memoryview of what arrived (no slice copy per frame), and when nothing was left over
+        # from the previous call, from `data` itself (no copy into the buffer either).
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            src: bytes | bytearray = buffer
+        else:
+            src = data
+        size = len(src)
         bodies = []
         offset = 0
-        buffer = self._buffer
-        while len(buffer) - offset >= 4:
-            (length,) = _LENGTH.unpack_from(buffer, offset)
-            if length > self._max:
-                raise ProtocolError(f"frame of {length} bytes exceeds limit {self._max}")
-            end = offset + 4 + length
-            if end > len(buffer):
-                break
-            bodies.append(decode_body(bytes(buffer[offset + 4 : end])))
-            offset = end
-        if offset:
-            del buffer[:offset]
+        unpack_from = _LENGTH.unpack_from
+        unpackb = msgpack.unpackb
+        view = memoryview(src)
+        try:
+            while size - offset >= 4:
+                (length,) = unpack_from(src, offset)
+                if length > self._max:
+                    raise ProtocolError(f"frame of {length} bytes exceeds limit {self._max}")
+                end = offset + 4 + length
+                if end > size:
+                    break
+                try:
+                    body = unpackb(view[offset + 4 : end], raw=False, strict_map_key=True)
+                except Exception as exc:  # msgpack raises several unrelated types
+                    raise ProtocolError(f"undecodable body: {exc}") from None
+                if type(body) is not dict or type(body.get("t")) is not str:
+                    raise ProtocolError("body is not a map with a string 't'")
+                bodies.append(body)
+                offset = end
+        finally:
+            view.release()
+        if src is buffer:
+            if offset:
+                del buffer[:offset]
+        elif offset < size:
+            buffer += data[offset:]
         return bodies
 
 

@@ -572,8 +572,10 @@ void Server::applyOne(std::uint64_t connId, const std::string& bytes, const Body
     p.kv("e", epoch);
     p.str("d");
     p.bin(digestView(machine_.digest()));
-    p.str("r");
-    p.raw(reply);
+    // The reply as opaque bytes (bin): the coordinator compares digests, which cover these
+    // bytes, and splices them into its answer without decoding (docs/protocol.md, ack).
+    p.str("rb");
+    p.bin(reply);
     endFrame(c->out, at);
 }
 

@@ -8,6 +8,17 @@ from webfront.client import Conflict, Forbidden, Invalid, NotFound, _raise_for_r
 from webfront.coordinator.history import History
 from webfront.coordinator.sequencer import Sequencer
 from webfront.coordinator.status import format_table
+from webfront.protocol import (
+    FrameDecoder,
+    ProtocolError,
+    ack_reply,
+    ack_reply_bytes,
+    encode_body,
+    encode_frame,
+    pack_length,
+    packb,
+    write_reply,
+)
 
 
 def test_sequencer_is_gap_free_and_timestamps_never_go_back():
@@ -64,3 +75,34 @@ def test_reply_codes_map_to_errors(code, cls):
     with pytest.raises(cls) as info:
         _raise_for_reply({"ok": False, "code": code, "msg": "m"})
     assert info.value.code == code and info.value.message == "m"
+
+
+def test_frame_decoder_any_split_and_limits():
+    frames = [{"t": "a", "s": n, "d": bytes(16), "rb": encode_body({"ok": True, "n": n})}
+              for n in range(5)]
+    stream = b"".join(encode_frame(f) for f in frames)
+    for step in (1, 3, 7, len(stream) - 1, len(stream)):
+        d = FrameDecoder()
+        got = []
+        for i in range(0, len(stream), step):
+            got += d.feed(stream[i:i + step])
+        assert got == frames, step
+    with pytest.raises(ProtocolError):
+        FrameDecoder(max_frame_bytes=10).feed(encode_frame(frames[0]))
+    with pytest.raises(ProtocolError):
+        FrameDecoder().feed(pack_length(1) + b"\x01")  # not a map
+    with pytest.raises(ProtocolError):
+        FrameDecoder().feed(pack_length(1) + b"\xc1")  # undecodable
+
+
+def test_reply_bytes_in_acks_and_write_replies():
+    reply = {"ok": True, "post": {"id": 7, "text": "hi"}}
+    rb = encode_body(reply)
+    assert packb({"t": "cwr", "id": 1, "s": 7, "rb": rb}) == \
+        encode_body({"t": "cwr", "id": 1, "s": 7, "rb": rb})
+    assert ack_reply({"t": "a", "rb": rb}) == reply and ack_reply_bytes({"t": "a", "rb": rb}) == rb
+    assert ack_reply_bytes({"t": "a", "r": reply}) == rb  # a replica_server from before `rb`
+    assert write_reply({"t": "cwr", "rb": rb}) == reply
+    assert write_reply({"t": "cwr", "r": reply}) == reply  # an older coordinator
+    with pytest.raises(ProtocolError):
+        write_reply({"t": "cwr", "rb": b"\xc1"})

@@ -36,7 +36,7 @@ def test_cu_is_fenced_by_its_sender_not_by_the_record(launch, tmp_path: Path) ->
     recs = records(epoch=3)
     fresh = connect(launch(id="fresh"))
     expected = [call(fresh, r) for r in recs]  # a replica that applies them as live writes
-    assert [a["s"] for a in expected] == [1, 2, 3, 4, 5] and expected[2]["r"]["code"] == "invalid"
+    assert [a["s"] for a in expected] == [1, 2, 3, 4, 5] and P.ack_reply(expected[2])["code"] == "invalid"
 
     proc = launch(id="r", data_dir=tmp_path / "r")
     sock = connect(proc)

@@ -218,7 +218,10 @@ class Broadcaster:
 
     def needed(self) -> int:
         """Acks needed for a new write, or 0 when it cannot be accepted now."""
-        live = sum(1 for link in self.links if link.receives_writes)
+        live = 0
+        for link in self.links:  # a loop, not sum() over a generator: once per write
+            if link.receives_writes:
+                live += 1
         if self.policy == "first":
             return 1 if live else 0
         if live < self.majority:

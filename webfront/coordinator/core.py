@@ -30,7 +30,7 @@ from webfront.coordinator.recovery import Recovery, RecoveryError, rpc
 from webfront.coordinator.sequencer import Sequencer
 from webfront.coordinator.server import ClientConnection
 from webfront.coordinator.status import build_status
-from webfront.protocol import encode_body, frame_bytes, read_secret
+from webfront.protocol import ack_reply_bytes, pack_length, packb, read_secret
 
 log = logging.getLogger("webfront.coordinator")
 
@@ -344,19 +344,23 @@ class Coordinator:
                         if p.reply is not None and p.acks >= p.needed and not p.done:
                             self._answer(p)
                     continue
-                reply = body.get("r")
                 if p is None:
                     known = history.note_digest(seq, digest)
                     if known is not None and known != digest:
                         self.divergence(link, seq, "ack digest differs")
                         return
                     continue
+                # The reply stays opaque bytes (`rb`): the digest chain covers them, so equal
+                # digests mean equal replies, and the client gets them spliced, undecoded.
                 if p.reply is None:
+                    reply = body.get("rb")
+                    if reply is None:  # a replica_server from before `rb`
+                        reply = ack_reply_bytes(body)
                     p.reply = reply
                     p.digest = digest
                     history.note_digest(seq, digest)
-                elif reply != p.reply or digest != p.digest:
-                    self.divergence(link, seq, f"reply/digest differs: {reply!r} vs {p.reply!r}")
+                elif digest != p.digest:
+                    self.divergence(link, seq, f"digest differs: {digest!r} vs {p.digest!r}")
                     return
                 p.acks += 1
                 if not p.done and p.acks >= p.needed:
@@ -398,7 +402,7 @@ class Coordinator:
         if rid:
             done = seq_.result_of(rid)
             if done is not None:
-                conn.send_frame({"t": "cwr", "id": cid, "s": done[0], "r": done[1]})
+                conn.send_frame({"t": "cwr", "id": cid, "s": done[0], "rb": done[1]})
                 return
             p = seq_.inflight(rid)
             if p is not None:
@@ -413,9 +417,9 @@ class Coordinator:
             return
         seq, ts = seq_.next()
         self._write_t0[seq] = time.perf_counter()
-        body = encode_body({"t": "w", "e": seq_.epoch, "s": seq, "ts": ts, "rid": rid,
-                            "op": op, "a": args})
-        frame = frame_bytes(body)
+        body = packb({"t": "w", "e": seq_.epoch, "s": seq, "ts": ts, "rid": rid, "op": op,
+                      "a": args})  # encode_body + frame_bytes, inlined (hot path)
+        frame = pack_length(len(body)) + body
         self.history.append(seq, frame)
         p = PendingWrite(seq, rid, [(conn, cid)], needed)
         seq_.begin(rid, p)
@@ -432,7 +436,7 @@ class Coordinator:
             self.broadcaster.committed_seq = p.seq
         self.sequencer.finish(p.rid, p.seq, p.reply)
         for conn, cid in p.waiters:
-            conn.send_frame({"t": "cwr", "id": cid, "s": p.seq, "r": p.reply})
+            conn.send_frame({"t": "cwr", "id": cid, "s": p.seq, "rb": p.reply})
 
     def _maybe_answer(self, p: PendingWrite) -> None:
         if not p.done and p.reply is not None and p.acks >= p.needed:

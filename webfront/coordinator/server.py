@@ -22,6 +22,8 @@ from webfront.protocol import (
     acceptor_mac,
     encode_frame,
     initiator_mac,
+    pack_length,
+    packb,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +73,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if not self.out:
             self.c.flusher.mark(self)
-        self.out.append(encode_frame(body))
+        packed = packb(body)  # encode_frame, inlined: every client reply passes here
+        self.out.append(pack_length(len(packed)) + packed)
 
     def send_error(self, cid: Any, code: str, msg: str) -> None:
         self.send_frame({"t": "err", "id": cid, "code": code, "msg": msg})
