@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from webfront.coordinator.config import ReplicaConfig
 from webfront.protocol import (
@@ -185,7 +186,7 @@ class ReplicaConnection(asyncio.Protocol):
 class PendingWrite:
     """A sequenced write waiting for acks. `waiters` are (client connection, frame id) pairs."""
 
-    __slots__ = ("seq", "rid", "waiters", "needed", "acks", "reply", "digest", "done")
+    __slots__ = ("acks", "digest", "done", "needed", "reply", "rid", "seq", "waiters")
 
     def __init__(self, seq: int, rid: str, waiters: list, needed: int) -> None:
         self.seq = seq

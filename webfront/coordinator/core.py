@@ -432,8 +432,7 @@ class Coordinator:
             stats = self.stats
             stats.writes += 1
             stats.write_latency.observe(time.perf_counter() - t0)
-        if p.seq > self.broadcaster.committed_seq:
-            self.broadcaster.committed_seq = p.seq
+        self.broadcaster.committed_seq = max(self.broadcaster.committed_seq, p.seq)
         self.sequencer.finish(p.rid, p.seq, p.reply)
         for conn, cid in p.waiters:
             conn.send_frame({"t": "cwr", "id": cid, "s": p.seq, "rb": p.reply})

@@ -14,7 +14,9 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+from webfront.coordinator.limits import CLIENT_FRAME_HEADROOM, argument_problem
 from webfront.protocol import (
+    MAX_FRAME_BYTES,
     NONCE_BYTES,
     PROTOCOL_VERSION,
     FrameDecoder,
@@ -43,7 +45,9 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, coordinator: Coordinator) -> None:
         self.c = coordinator
         self.transport: asyncio.Transport | None = None
-        self.decoder = FrameDecoder()
+        # A client frame becomes a write frame a few dozen bytes larger (epoch, seq, timestamp):
+        # keep room so that no write the coordinator sequences exceeds a replica's frame limit.
+        self.decoder = FrameDecoder(MAX_FRAME_BYTES - CLIENT_FRAME_HEADROOM)
         self.phase = "hello"
         self.nonce_i = b""
         self.nonce_a = os.urandom(NONCE_BYTES)
@@ -115,6 +119,10 @@ class ClientConnection(asyncio.Protocol):
                     if not isinstance(rid, str) or len(rid) > 64 or not isinstance(op, str) \
                             or not isinstance(args, dict):
                         raise ProtocolError("bad cw fields")
+                    problem = argument_problem(args, op)
+                    if problem:  # would poison every replica's connection: never sequenced
+                        self.send_error(body["id"], "invalid", problem)
+                        continue
                     c.client_write(self, body["id"], rid, op, args)
                 elif t == "cr":
                     q = body["q"]
@@ -161,7 +169,7 @@ class ClientConnection(asyncio.Protocol):
             host, port = parse_address(addr)
             replica_id = await probe_replica_id((host, port), self.c.secret)
             self.c.add_member(ReplicaConfig(replica_id, host, port))
-        except (OSError, ValueError, ProtocolError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ValueError, ProtocolError) as exc:
             self.send_error(cid, "invalid", f"cannot add {addr}: {exc}")
             return
         self.send_frame({"t": "mr", "id": cid, "replica": replica_id})
