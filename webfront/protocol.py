@@ -22,6 +22,12 @@ NONCE_BYTES = 16
 _LENGTH = struct.Struct(">I")
 
 
+# What msgpack raises for bytes that are not one valid value: OutOfData and friends derive from
+# UnpackException, ExtraData/FormatError/StackError/bad UTF-8 from ValueError, an unhashable map
+# key is a TypeError.
+UNDECODABLE = (msgpack.UnpackException, ValueError, TypeError, OverflowError)
+
+
 class ProtocolError(Exception):
     """The peer sent something the protocol does not allow; the connection must be closed."""
 
@@ -73,7 +79,7 @@ def write_reply(cwr: dict[str, Any]) -> Any:
     if isinstance(rb, bytes):
         try:
             return msgpack.unpackb(rb, raw=False)
-        except Exception as exc:  # msgpack raises several unrelated types
+        except UNDECODABLE as exc:
             raise ProtocolError(f"undecodable write reply: {exc}") from None
     return cwr.get("r")
 
@@ -81,7 +87,7 @@ def write_reply(cwr: dict[str, Any]) -> Any:
 def decode_body(data: bytes) -> dict[str, Any]:
     try:
         body = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types
+    except UNDECODABLE as exc:
         raise ProtocolError(f"undecodable body: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("t"), str):
         raise ProtocolError("body is not a map with a string 't'")
@@ -124,7 +130,7 @@ class FrameDecoder:
                     break
                 try:
                     body = unpackb(view[offset + 4 : end], raw=False, strict_map_key=True)
-                except Exception as exc:  # msgpack raises several unrelated types
+                except UNDECODABLE as exc:
                     raise ProtocolError(f"undecodable body: {exc}") from None
                 if type(body) is not dict or type(body.get("t")) is not str:
                     raise ProtocolError("body is not a map with a string 't'")

@@ -9,8 +9,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from tests.core.test_replica_process import (connect, send, snapshots_done, wait_snapshots_idle,
-                                              write)
+from tests.core.test_replica_process import (
+    connect,
+    send,
+    snapshots_done,
+    wait_snapshots_idle,
+    write,
+)
 from webfront import protocol as P
 from webfront.core import xxh3_64
 
