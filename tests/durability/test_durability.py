@@ -7,6 +7,7 @@ and stops every process by pid.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -311,3 +312,23 @@ def test_replica_down_during_coordinator_restart_is_fenced_at_once_then_caught_u
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def test_timestamps_never_go_back_across_a_coordinator_restart_with_a_slow_clock(
+        cluster_factory, monkeypatch):
+    """The new coordinator's host clock is an hour behind the old one's: it takes the last
+    write's stamp from the replicas' log as its floor, so post times still only go forward."""
+    cluster = cluster_factory()
+    with cluster.client(timeout=10) as client:
+        client.write("create_user", {"username": "clock", "password_hash": "h"})
+        before = [client.write("create_post", {"actor": "clock", "text": f"p{i}"}).reply
+                  ["post"]["created_at"] for i in range(20)]
+        cluster.kill_coordinator()
+        monkeypatch.setenv("WEBFRONT_CLOCK_SKEW_MS", str(-3_600_000))
+        cluster.start_coordinator()
+        cluster.wait_writable(20)
+        after = [client.write("create_post", {"actor": "clock", "text": f"q{i}"}).reply
+                 ["post"]["created_at"] for i in range(20)]
+    stamps = before + after
+    assert all(a < b for a, b in itertools.pairwise(stamps)), (before[-1], after[0])
+    assert after[0] - before[-1] < 60_000_000  # from the floor, not from the skewed clock

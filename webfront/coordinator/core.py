@@ -11,6 +11,8 @@ import time
 from collections import deque
 from typing import Any
 
+import msgpack
+
 from webfront.coordinator.broadcaster import (
     DOWN,
     Broadcaster,
@@ -27,10 +29,16 @@ from webfront.coordinator.metrics import Stats
 from webfront.coordinator.monitor import Monitor
 from webfront.coordinator.reads import ReadRouter
 from webfront.coordinator.recovery import Recovery, RecoveryError, rpc
-from webfront.coordinator.sequencer import Sequencer
+from webfront.coordinator.sequencer import Sequencer, skewed_clock
 from webfront.coordinator.server import ClientConnection
 from webfront.coordinator.status import build_status
-from webfront.protocol import ack_reply_bytes, pack_length, packb, read_secret
+from webfront.protocol import (
+    UNDECODABLE,
+    ack_reply_bytes,
+    pack_length,
+    packb,
+    read_secret,
+)
 
 log = logging.getLogger("webfront.coordinator")
 
@@ -45,7 +53,8 @@ class Coordinator:
         self.epochs = EpochStore(config.state_dir)
         self.membership = MembershipStore(config.state_dir)
         self.links = [self._new_link(r) for r in self.membership.load(config.replicas)]
-        self.sequencer = Sequencer()
+        self.sequencer = Sequencer(clock=skewed_clock())
+        self._time_floor_known = False
         self.history = History(config.history_writes, config.history_bytes)
         self.broadcaster = Broadcaster(self.links, config.policy)
         self.monitor = Monitor(self)
@@ -187,6 +196,10 @@ class Coordinator:
         highest seq among them bounds every acknowledged write; sequence after it."""
         best = max(fenced, key=lambda x: x.fence_reply.get("s", 0))
         last_seq = best.fence_reply.get("s", 0)
+        if last_seq and not self._time_floor_known:
+            self.phase = "timing"
+            self.loop.create_task(self._learn_time_floor(best, last_seq))
+            return
         epoch = self.new_epoch
         self.epochs.begin(epoch, last_seq + 1)
         self.epoch_start = last_seq + 1
@@ -206,6 +219,25 @@ class Coordinator:
         # Replicas whose epoch_ok comes later are admitted as it arrives (_on_epoch_ok).
         for link in sorted(fenced, key=lambda x: -x.fence_reply.get("s", 0)):
             self.monitor.admit(link, link.fence_reply)
+
+    async def _learn_time_floor(self, best: ReplicaLink, last_seq: int) -> None:
+        """Our timestamps must not go below the last write's, even if this host's clock is
+        behind the previous coordinator's: read that write's stamp from the most advanced
+        replica's log, then start. Best effort: if its log no longer holds it (a snapshot at
+        exactly that seq), start from our own clock and say so."""
+        try:
+            reply = await rpc(best, {"t": "log_read", "from": last_seq, "max": 1 << 16},
+                              timeout=1.0)
+            stamps = [msgpack.unpackb(rec).get("ts", 0) for rec in reply.get("recs") or []]
+            floor = max([ts for ts in stamps if isinstance(ts, int)], default=0)
+            self.sequencer.last_ts = max(self.sequencer.last_ts, floor)
+        except (RecoveryError, *UNDECODABLE, AttributeError) as exc:
+            event("time_floor_unknown", "warning", seq=last_seq, error=str(exc),
+                  msg="could not read the last write's timestamp; using this host's clock")
+        self._time_floor_known = True
+        if self.phase == "timing":  # not fenced meanwhile
+            self.phase = "fencing"
+            self._maybe_begin()
 
     def fence(self, reason: str) -> None:
         """Another coordinator has a newer epoch: fail every unanswered write (never
@@ -243,7 +275,7 @@ class Coordinator:
         if self.phase == "handshake":
             self._readies[link.id] = ready
             self._maybe_fence()
-        elif self.phase == "fencing":
+        elif self.phase in ("fencing", "timing"):
             self._readies[link.id] = ready
             self._send_epoch(link, ready)
         else:

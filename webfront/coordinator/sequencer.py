@@ -7,10 +7,20 @@ calls it from its one event loop thread.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+
+def skewed_clock() -> Callable[[], int]:
+    """The wall clock in ns, shifted by WEBFRONT_CLOCK_SKEW_MS (fault injection: a host whose
+    clock is behind or ahead; 0 by default)."""
+    skew_ns = int(os.environ.get("WEBFRONT_CLOCK_SKEW_MS", "0")) * 1_000_000
+    if not skew_ns:
+        return time.time_ns
+    return lambda: time.time_ns() + skew_ns
 
 
 class Sequencer:
