@@ -769,8 +769,8 @@ void Server::abortSnapshot(const std::string& reason) {
                         reason + "\"");
 }
 
-void Server::refuse(Connection& c, const std::string& code, const std::string& reason,
-                    const char* idKey, std::int64_t idValue) {
+void Server::queueError(Connection& c, const std::string& code, const std::string& reason,
+                        const char* idKey, std::int64_t idValue) {
     std::size_t at = beginFrame(c.out);
     Packer p(c.out);
     p.mapHeader(idKey ? 4 : 3);
@@ -779,6 +779,11 @@ void Server::refuse(Connection& c, const std::string& code, const std::string& r
     p.kv("code", code);
     p.kv("msg", reason);
     endFrame(c.out, at);
+}
+
+void Server::refuse(Connection& c, const std::string& code, const std::string& reason,
+                    const char* idKey, std::int64_t idValue) {
+    queueError(c, code, reason, idKey, idValue);
     logLine("warn", "event=refused_request conn=" + std::to_string(c.id) + " code=" + code +
                         " reason=\"" + reason + "\"");
 }
@@ -790,14 +795,7 @@ void Server::fail(Connection& c, const std::string& code, const std::string& rea
         refuse(c, code, reason, idKey, idValue);
         return;
     }
-    std::size_t at = beginFrame(c.out);
-    Packer p(c.out);
-    p.mapHeader(idKey ? 4 : 3);
-    p.kv("t", "err");
-    if (idKey) p.kv(idKey, idValue);
-    p.kv("code", code);
-    p.kv("msg", reason);
-    endFrame(c.out, at);
+    queueError(c, code, reason, idKey, idValue);
     logLine("warn", "event=close_connection conn=" + std::to_string(c.id) + " addr=" + c.addr +
                         " code=" + code + " reason=\"" + reason + "\"");
     // Not flushed here: `out` may hold acks of writes applied this turn, which must wait for

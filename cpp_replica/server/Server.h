@@ -116,6 +116,9 @@ private:
     /// Sends err and closes the connection once it is flushed (after the turn's log sync).
     void fail(Connection& c, const std::string& code, const std::string& reason,
               const char* idKey = nullptr, std::int64_t idValue = 0);
+    /// Queues one err frame ({t, id?, code, msg}) on `c`; shared by fail and refuse.
+    void queueError(Connection& c, const std::string& code, const std::string& reason,
+                    const char* idKey, std::int64_t idValue);
     /// Sends err for one request and keeps the connection open.
     void refuse(Connection& c, const std::string& code, const std::string& reason,
                 const char* idKey = nullptr, std::int64_t idValue = 0);
