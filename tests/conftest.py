@@ -40,6 +40,15 @@ def cluster_factory(tmp_path) -> Iterator[Callable[..., LocalCluster]]:
         c.stop()
 
 
+@pytest.fixture(autouse=True)
+def _close_cluster_clients():
+    """Every Flask app a test made gets its cluster connections closed (no ResourceWarning)."""
+    yield
+    from webfront.web import cluster_access
+
+    cluster_access.close_all()
+
+
 @pytest.fixture
 def cluster(cluster_factory) -> LocalCluster:
     return cluster_factory()

@@ -12,11 +12,10 @@ import uuid
 
 import pytest
 
-from webfront.web import cluster_access, create_app
+from tests.web.conftest import FAST_HASH, PASSWORD, make_config  # noqa: F401 (re-exported)
+from webfront.web import create_app
 
 ADMIN = "sec_admin"
-PASSWORD = "correct horse battery"
-FAST_HASH = "scrypt:1024:8:1"
 
 
 @pytest.fixture(scope="session")
@@ -29,25 +28,9 @@ def sec_cluster(tmp_path_factory):
     c.stop()
 
 
-@pytest.fixture(autouse=True)
-def _close_cluster_clients():
-    yield
-    cluster_access.close_all()
-
-
 def sec_config(cluster, **overrides) -> dict:
-    config = {
-        "TESTING": True,
-        "SECRET_KEY": "sec-" + uuid.uuid4().hex,
-        "COORDINATOR": cluster.coordinator_address,
-        "CLUSTER_SECRET": cluster.secret(),
-        "ADMINS": [ADMIN],
-        "PASSWORD_HASH_METHOD": FAST_HASH,
-        "LOGIN_RATE_LIMIT": "1000 per minute",
-        "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
-    }
-    config.update(overrides)
-    return config
+    """The web tests' app config with CSRF left on (what these tests are about)."""
+    return make_config(cluster, **{"WTF_CSRF_ENABLED": True, "ADMINS": [ADMIN], **overrides})
 
 
 def unique(prefix: str = "s") -> str:

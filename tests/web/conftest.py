@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from webfront.web import cluster_access, create_app
+from webfront.web import create_app
 
 ADMIN = "admin_root"
 PASSWORD = "correct horse battery"
@@ -39,13 +39,6 @@ def web_cluster(tmp_path_factory):
 @pytest.fixture
 def backend(web_cluster):
     return web_cluster
-
-
-@pytest.fixture(autouse=True)
-def _close_cluster_clients():
-    """Every app a test made gets its cluster connections closed (no ResourceWarning)."""
-    yield
-    cluster_access.close_all()
 
 
 def make_config(backend, **overrides) -> dict:
