@@ -8,13 +8,41 @@ import itertools
 import threading
 import time
 import uuid
+from typing import Self
 
 from tests.conftest import ask_replica
 from webfront.client import ClusterClient, ClusterError
 from webfront.cluster import LocalCluster
 
 
-class Load:
+class ClientThreads:
+    """Client threads over one ClusterClient, started by `with` and stopped (joined, checked
+    not hung) on exit. Subclasses set `client`, `threads`, `stop_event` and `what`."""
+
+    client: ClusterClient
+    threads: list[threading.Thread]
+    stop_event: threading.Event
+    what = "clients"
+
+    def __enter__(self) -> Self:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in self.threads), f"{self.what} hung"
+        self.client.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Load(ClientThreads):
+    what = "writers"
+
     def __init__(self, cluster: LocalCluster, threads: int = 4, rate: float | None = None,
                  timeout: float = 5.0, max_seconds: float = 60.0) -> None:
         self.client = ClusterClient(cluster.coordinator_address, cluster.secret(), timeout)
@@ -67,20 +95,6 @@ class Load:
         with self.lock:
             return len(self.acked)
 
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(15)
-        assert not any(t.is_alive() for t in self.threads), "writers hung"
-        self.client.close()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def wait_converged(cluster: LocalCluster, timeout: float = 20.0) -> dict:
@@ -111,7 +125,7 @@ def check_acked_everywhere(cluster: LocalCluster, load: Load, replica_ids: list[
             assert reply["user"]["posts"] >= load.posts.get(user, 0), (rid, user, reply)
 
 
-class ReadWriteLoop:
+class ReadWriteLoop(ClientThreads):
     """Closed-loop clients like the web tier's: each thread posts, then reads (session mode,
     min_seq 0, so every live replica is a candidate), then posts again. A read stuck on a
     sick replica therefore stalls that thread's writes too. Records each acknowledged write's
@@ -165,17 +179,3 @@ class ReadWriteLoop:
         with self.lock:
             return max((lat for t0, lat in self.reads if start <= t0 <= end), default=0.0)
 
-    def __enter__(self) -> ReadWriteLoop:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(15)
-        assert not any(t.is_alive() for t in self.threads), "clients hung"
-        self.client.close()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
