@@ -19,7 +19,7 @@ import pytest
 
 from tests.durability.load import Load, ask_replica, check_acked_everywhere, wait_converged
 from webfront.client import ClusterClient, ClusterError
-from webfront.cluster import free_port
+from webfront.cluster import LocalCluster, free_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -162,20 +162,37 @@ def test_coordinator_kill9_reads_and_writes_resume_within_1s_without_errors(clus
     assert max(gaps) < 1.0, gaps
 
 
+def start_second_coordinator(cluster: LocalCluster, tmp_path: Path
+                             ) -> tuple[subprocess.Popen, int, Path]:
+    """A new coordinator for the same replicas, on its own port and state dir (a takeover)."""
+    port = free_port()
+    argv = list(cluster.procs["coordinator"].argv)
+    argv[argv.index("--listen") + 1] = f"127.0.0.1:{port}"
+    argv[argv.index("--state-dir") + 1] = str(tmp_path / "coordinator-2")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    log = tmp_path / "coordinator-2.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    return proc, port, log
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def test_old_coordinator_cannot_write_after_a_new_one_took_over(cluster_factory, tmp_path):
     cluster = cluster_factory()
     old = cluster.procs["coordinator"]
-    port = free_port()
-    argv = list(old.argv)
-    argv[argv.index("--listen") + 1] = f"127.0.0.1:{port}"
-    argv[argv.index("--state-dir") + 1] = str(tmp_path / "coordinator-2")
     old_client = cluster.client(timeout=2)
     old_client.write("create_user", {"username": "before", "password_hash": b"h"})
     os.kill(old.pid, signal.SIGSTOP)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    with open(tmp_path / "coordinator-2.log", "wb") as out:
-        new = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                               start_new_session=True)
+    new, port, _ = start_second_coordinator(cluster, tmp_path)
     new_client = ClusterClient(("127.0.0.1", port), cluster.secret(), timeout=10)
     try:
         r = new_client.write("create_user", {"username": "newepoch", "password_hash": b"h"})
@@ -194,12 +211,7 @@ def test_old_coordinator_cannot_write_after_a_new_one_took_over(cluster_factory,
         old_client.close()
         new_client.close()
         os.kill(old.pid, signal.SIGCONT) if old.alive() else None
-        new.send_signal(signal.SIGTERM)
-        try:
-            new.wait(5)
-        except subprocess.TimeoutExpired:
-            new.kill()
-            new.wait(5)
+        stop_process(new)
 
 
 def _events(text: str, name: str, replica: str) -> list[tuple[int, dict]]:
@@ -227,10 +239,6 @@ def test_replica_down_during_coordinator_restart_is_fenced_at_once_then_caught_u
     # thousand writes, well within the load below.
     cluster = cluster_factory(replica_args=["--snapshot-every", "0"])
     old = cluster.procs["coordinator"]
-    port = free_port()
-    argv = list(old.argv)
-    argv[argv.index("--listen") + 1] = f"127.0.0.1:{port}"
-    argv[argv.index("--state-dir") + 1] = str(tmp_path / "coordinator-2")
     old_client = cluster.client(timeout=2)
     old_client.write("create_user", {"username": "before", "password_hash": b"h"})
     cluster.kill_replica(3)
@@ -238,11 +246,7 @@ def test_replica_down_during_coordinator_restart_is_fenced_at_once_then_caught_u
         time.sleep(1.0)
     assert load.count() > 200 and not load.errors, load.errors[:3]
     os.kill(old.pid, signal.SIGSTOP)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    new_log = tmp_path / "coordinator-2.log"
-    with open(new_log, "wb") as out:
-        new = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                               start_new_session=True)
+    new, port, new_log = start_second_coordinator(cluster, tmp_path)
     new_client = ClusterClient(("127.0.0.1", port), cluster.secret(), timeout=10)
     try:
         assert new_client.write("create_user", {"username": "newepoch",
@@ -302,12 +306,7 @@ def test_replica_down_during_coordinator_restart_is_fenced_at_once_then_caught_u
         old_client.close()
         new_client.close()
         os.kill(old.pid, signal.SIGCONT) if old.alive() else None
-        new.send_signal(signal.SIGTERM)
-        try:
-            new.wait(5)
-        except subprocess.TimeoutExpired:
-            new.kill()
-            new.wait(5)
+        stop_process(new)
 
 
 if __name__ == "__main__":  # pragma: no cover
