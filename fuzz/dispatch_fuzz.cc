@@ -18,6 +18,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -96,6 +99,20 @@ bool sendAll(int fd, const std::string& bytes) {
     return true;
 }
 
+// Waits up to 5 s for fd to become readable. libFuzzer's -timeout alarm (SIGALRM) interrupts
+// poll with EINTR; that is not the server being slow, so wait out the rest of the deadline.
+bool readableWithin5s(int fd) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (true) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        pollfd p{fd, POLLIN, 0};
+        int r = ::poll(&p, 1, int(std::max<std::int64_t>(0, left.count())));
+        if (r > 0) return true;
+        if (r == 0 || errno != EINTR) return false;
+    }
+}
+
 // Reads until one whole frame arrives; empty on close or timeout.
 std::string readFrame(int fd, replica::FrameReader& reader) {
     std::vector<std::string> frames;
@@ -103,8 +120,7 @@ std::string readFrame(int fd, replica::FrameReader& reader) {
     while (true) {
         reader.drain(frames);
         if (!frames.empty()) return frames.front();
-        pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, 5000) <= 0) return "";
+        if (!readableWithin5s(fd)) return "";
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);
         if (n <= 0) return "";
         reader.feed(buf, std::size_t(n));
@@ -178,9 +194,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // peer): drain replies until then.
     char buf[65536];
     while (true) {
-        pollfd p{fd, POLLIN, 0};
-        int r = ::poll(&p, 1, 5000);
-        CHECK(r > 0 && "server did not close the connection within 5 s of EOF");
+        CHECK(readableWithin5s(fd) && "server did not close the connection within 5 s of EOF");
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);
         if (n <= 0) break;
     }
