@@ -346,6 +346,33 @@ def test_csrf_rejects_post_without_token(backend):
 # ----------------------------------------------------------------------------- admin
 
 
+def test_action_forms_carry_the_token_and_ids_stay_unique(backend):
+    # Every delete button is a small form with the CSRF token; the page must stay valid HTML
+    # (no repeated id) and the token from it must be accepted.
+    app = create_app(make_config(backend, WTF_CSRF_ENABLED=True))
+    c = app.test_client()
+    page = text(c.get("/register"))
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    name = unique()
+    assert c.post("/register", data={"username": name, "password": PASSWORD,
+                                     "confirm": PASSWORD, "csrf_token": token}).status_code == 302
+    # Logging in starts a new session, so a new token.
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', text(c.get("/"))).group(1)
+    for i in range(3):
+        assert c.post("/compose", data={"text": f"note {i}", "csrf_token": token}).status_code == 302
+    page = text(c.get("/"))
+    ids = re.findall(r'\sid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    forms = re.findall(r'<form method="post" action="/posts/(\d+)/delete"', page)
+    assert len(forms) == 3
+    tokens = re.findall(r'<form method="post" action="/posts/\d+/delete"[^>]*>\s*'
+                        r'<input name="csrf_token" type="hidden" value="([^"]+)">', page)
+    assert len(tokens) == 3
+    assert c.post(f"/posts/{forms[0]}/delete", data={"csrf_token": tokens[0]}).status_code == 302
+    assert c.post(f"/posts/{forms[1]}/delete").status_code == 400  # and without it: refused
+    assert page.count("note ") == 3 and text(c.get("/")).count("note ") == 2
+
+
 def test_admin_page_only_for_admins(backend, client, auth):
     assert client.get("/admin/cluster").status_code == 302  # to login
     assert client.get("/admin/cluster.json").status_code == 401

@@ -24,7 +24,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from webfront.client import Conflict, NotFound
 
 from . import cluster_access
-from .forms import ActionForm, DeleteAccountForm, LoginForm, RegisterForm
+from .forms import DeleteAccountForm, LoginForm, RegisterForm
 from .limits import login_limits
 
 bp = Blueprint("auth", __name__)
@@ -61,9 +61,8 @@ def load_logged_in_user() -> None:
 
 
 @bp.app_context_processor
-def inject_forms() -> dict:
-    # One CSRF-only form for the log-out button in the header and the small action buttons.
-    return {"action_form": ActionForm(formdata=None), "is_admin": is_admin()}
+def inject_admin() -> dict:
+    return {"is_admin": is_admin()}
 
 
 def is_admin() -> bool:

@@ -66,6 +66,3 @@ class DeleteAccountForm(FlaskForm):
     password = PasswordField("Password", validators=[InputRequired(), Length(max=200)])
     confirm = StringField("Type your username to confirm", validators=[InputRequired()])
 
-
-class ActionForm(FlaskForm):
-    """A form with nothing but the CSRF token: follow, unfollow, delete post, log out."""
