@@ -4,6 +4,8 @@ For 1 and 3 replicas (policy majority, fsync batch) one local cluster with its w
 (the default: 3 sync gunicorn workers) is started, a user with 200 posts is created through the
 API, then wrk runs, interleaved per round:
   - GET /public                the public timeline page (HTML)
+  - GET /                      the user's home timeline page (HTML, session cookie from a real
+                               form login with its CSRF token)
   - GET /api/v1/timeline       the user's home timeline (JSON, bearer token)
   - POST /api/v1/posts         a new 80-character post (JSON, bearer token; wrk Lua script)
 Reported: requests/s, latency p50/p99 from wrk's own histogram, non-2xx responses.
@@ -13,12 +15,15 @@ Reported: requests/s, latency p50/p99 from wrk's own histogram, non-2xx response
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +51,30 @@ def _api(base: str, path: str, body: dict | None = None, token: str | None = Non
         return json.loads(r.read() or b"{}")
 
 
+def _session_cookie(base: str, username: str, password: str) -> str:
+    """Logs in through the HTML form (CSRF token and all) and returns the session cookie."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(base + "/login", timeout=10) as r:
+        page = r.read().decode()
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    if token is None:
+        raise RuntimeError("no csrf_token field on /login")
+    form = urllib.parse.urlencode({"csrf_token": token.group(1), "username": username,
+                                   "password": password}).encode()
+    with opener.open(base + "/login", data=form, timeout=10) as r:
+        r.read()
+    session = next((c.value for c in jar if c.name == "session"), None)
+    if session is None:
+        raise RuntimeError("the login form set no session cookie")
+    # wrk counts a redirect to /login as a success: make sure the cookie really opens home.
+    home = urllib.request.Request(base + "/", headers={"Cookie": f"session={session}"})
+    with urllib.request.urlopen(home, timeout=10) as r:
+        if urllib.parse.urlparse(r.geturl()).path != "/" or username not in r.read().decode():
+            raise RuntimeError("the session cookie does not open the home timeline")
+    return session
+
+
 def wrk(url: str, script: Path, seconds: float, connections: int) -> dict:
     out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
                           "--latency", "-s", str(script), url],
@@ -66,7 +95,7 @@ def main(argv: list[str]) -> int:
         return 1
     replica_counts = [1] if args.quick else [1, 3]
     rows: dict[tuple, list[dict]] = {}
-    progress = common.Progress(args.rounds * len(replica_counts) * 3, "http")
+    progress = common.Progress(args.rounds * len(replica_counts) * 4, "http")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         for rnd in range(args.rounds):
             for replicas in replica_counts:
@@ -89,8 +118,10 @@ def main(argv: list[str]) -> int:
                     for i in range(20 if args.quick else 200):
                         _api(base, "/api/v1/posts", {"text": f"post {i} " + "x" * 70}, token)
                     auth = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+                    cookie = _session_cookie(base, "reader1", "benchmark-pw")
                     scripts = {
                         "GET /public": ("/public", ""),
+                        "GET / (home, logged in)": ("/", f'wrk.headers["Cookie"] = "session={cookie}"\n'),
                         "GET /api/v1/timeline": ("/api/v1/timeline", auth),
                         "POST /api/v1/posts": ("/api/v1/posts", auth + (
                             'wrk.method = "POST"\n'
