@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -52,3 +53,25 @@ def test_app_refuses_to_start_without_a_key(monkeypatch):
     monkeypatch.delenv("WEBFRONT_SECRET_KEY", raising=False)
     with pytest.raises(RuntimeError, match="no session key"):
         create_app({"COORDINATOR": "127.0.0.1:1"})
+
+
+def test_login_counters_kept_in_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("WEBFRONT_SECRET_KEY", "k")
+    config = app_config(parse_args(["--data-dir", str(tmp_path)]))
+    assert config["RATELIMIT_STORAGE_URI"] == f"sqlite://{tmp_path / 'login-limits.sqlite'}"
+
+
+def test_sqlite_limit_store_counts_expires_and_refuses_a_relative_path(tmp_path):
+    from webfront.web.limit_store import SQLiteStorage
+
+    path = tmp_path / "limits.sqlite"
+    one, other = SQLiteStorage(f"sqlite://{path}"), SQLiteStorage(f"sqlite://{path}")
+    assert one.incr("k", 60) == 1 and other.incr("k", 60) == 2 and one.get("k") == 2
+    assert 0 < other.get_expiry("k") - time.time() <= 60
+    assert one.incr("short", 0.2) == 1
+    time.sleep(0.3)
+    assert other.get("short") == 0 and one.incr("short", 60) == 1  # a new window
+    other.clear("k")
+    assert one.get("k") == 0 and one.check()
+    with pytest.raises(ValueError, match="absolute path"):
+        SQLiteStorage("sqlite://relative.sqlite")

@@ -1,8 +1,9 @@
-"""Rate limits on login attempts (Flask-Limiter, in-memory per worker unless configured).
+"""Rate limits on login attempts (Flask-Limiter).
 
 Two limits guard each login route: one per client address and one per account name, so that
 neither one address trying many accounts nor many addresses trying one account get far.
-Only failed attempts count.
+Only failed attempts count. `webfront web` keeps the counters in one SQLite file that all its
+gunicorn workers share (limit_store.py); an app built without it (tests) counts in memory.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+
+from . import limit_store  # noqa: F401  (registers the sqlite:// storage scheme)
 
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 

@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated usernames allowed on /admin/cluster")
     p.add_argument("--session-key-file", default=os.environ.get("WEBFRONT_SESSION_KEY_FILE"),
                    help="file with the session key (else WEBFRONT_SECRET_KEY, else generated)")
-    p.add_argument("--data-dir", default=None, help="where a generated session key is kept")
+    p.add_argument("--data-dir", default=None,
+                   help="where a generated session key and the login rate-limit counters are kept")
     p.add_argument("--timeout", type=float, default=3.0, help="cluster request timeout, s")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
@@ -66,8 +67,16 @@ def session_key(args: argparse.Namespace) -> str:
     return path.read_text().strip()
 
 
+def limits_uri(args: argparse.Namespace) -> str:
+    """Login attempts are counted in one file for all workers (else each would allow the limit)."""
+    directory = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="webfront-limits-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    return "sqlite://" + str((directory / "login-limits.sqlite").resolve())
+
+
 def app_config(args: argparse.Namespace) -> dict:
     return {
+        "RATELIMIT_STORAGE_URI": limits_uri(args),
         "SECRET_KEY": session_key(args),
         "COORDINATOR": args.coordinator,
         "CLUSTER_SECRET_FILE": args.secret_file,
