@@ -7,6 +7,7 @@ stops its processes by pid.
 from __future__ import annotations
 
 import itertools
+import re
 import signal
 import statistics
 import threading
@@ -171,6 +172,40 @@ def test_reads_leave_a_paused_replica_at_once_so_writes_keep_flowing(cluster_fac
     assert max(gaps) < 0.6, gaps  # was ~1 s: reads waited for `down`
     assert max(slow_reads) < 0.6, slow_reads
     wait_converged(cluster)
+
+
+def test_write_without_its_acks_times_out_and_its_retry_applies_once(cluster_factory):
+    """The write timeout is a backstop for acks that cannot come: the write fails with
+    `timeout` (outcome unknown) instead of waiting forever, and the same request id sent again
+    once the replicas are back returns the first result, applied once. Replicas 2 and 3 are
+    paused (SIGSTOP) and, with a miss threshold of 1000, never declared down, so without the
+    timeout the write would wait for their acks for as long as they are paused."""
+    cluster = cluster_factory(coordinator_args=["--miss-threshold", "1000",
+                                                "--write-timeout-ms", "400"])
+    client = cluster.client(timeout=1.5)
+    try:
+        client.write("create_user", {"username": "tess", "password_hash": b"h"})
+        for rid in (2, 3):
+            cluster.signal_replica(rid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(Unavailable):  # the client's own 1.5 s deadline, after retries
+                client.write("create_post", {"actor": "tess", "text": "once"}, request_id="r-once")
+            assert time.monotonic() - t0 < 3.0
+        finally:
+            for rid in (2, 3):
+                cluster.signal_replica(rid, signal.SIGCONT)
+        # Each attempt (the first and the client's retries of the same id) was failed by the
+        # coordinator itself after 400 ms with 1 of 2 acks.
+        log = (cluster.data_dir / "coordinator.log").read_text()
+        assert len(re.findall(r"event=write_timed_out .*acks=1 needed=2", log)) >= 2, log[-2000:]
+        first = client.write("create_post", {"actor": "tess", "text": "once"}, request_id="r-once")
+        again = client.write("create_post", {"actor": "tess", "text": "once"}, request_id="r-once")
+        assert first.reply == again.reply and first.reply["ok"]
+        assert client.read("user", {"username": "tess"}).reply["user"]["posts"] == 1
+        wait_converged(cluster)
+    finally:
+        client.close()
 
 
 def test_no_majority_fails_fast_reads_work_then_recovers(cluster):

@@ -42,6 +42,8 @@ class CoordinatorConfig:
     miss_threshold: int = 3
     handshake_timeout_ms: int = 1000
     read_timeout_ms: int = 3000
+    # A write unanswered this long is failed with `timeout` (the client retries it by request id).
+    write_timeout_ms: int = 10_000
     read_wait_ms: int = 1000  # how long one replica may wait for min_seq before we try another
     # once a majority answered the handshake, wait this long for the rest before fencing
     startup_wait_ms: int = 300
@@ -65,11 +67,13 @@ class CoordinatorConfig:
             raise ValueError("--insecure-no-auth is for loopback only")
         if self.heartbeat_ms <= 0 or self.miss_threshold <= 0:
             raise ValueError("heartbeat interval and miss threshold must be positive")
+        if self.write_timeout_ms <= 0:
+            raise ValueError("write timeout must be positive")
 
 
 _SIMPLE_KEYS = (
     "policy", "secret_file", "insecure", "state_dir", "run_file", "heartbeat_ms",
-    "miss_threshold", "handshake_timeout_ms", "read_timeout_ms", "read_wait_ms",
+    "miss_threshold", "handshake_timeout_ms", "read_timeout_ms", "write_timeout_ms", "read_wait_ms",
     "startup_wait_ms", "backoff_max_ms", "history_writes", "history_bytes",
     "send_queue_bytes", "metrics_port",
 )
@@ -105,6 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat-ms", type=int)
     parser.add_argument("--miss-threshold", type=int)
     parser.add_argument("--read-timeout-ms", type=int)
+    parser.add_argument("--write-timeout-ms", type=int,
+                        help="fail a write unanswered this long with `timeout` (default 10000)")
     parser.add_argument("--send-queue-bytes", type=int)
     parser.add_argument("--history-writes", type=int,
                         help="recent-write buffer size (writes) for replaying a short gap")
@@ -127,7 +133,8 @@ def from_args(args: argparse.Namespace) -> CoordinatorConfig:
     if args.insecure_no_auth:
         config.insecure = True
     for key in ("policy", "secret_file", "state_dir", "run_file", "heartbeat_ms",
-                "miss_threshold", "read_timeout_ms", "send_queue_bytes", "history_writes",
+                "miss_threshold", "read_timeout_ms", "write_timeout_ms", "send_queue_bytes",
+                "history_writes",
                 "history_bytes", "startup_wait_ms", "metrics_port"):
         value = getattr(args, key)
         if value is not None:

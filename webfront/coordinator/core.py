@@ -473,6 +473,35 @@ class Coordinator:
         if not p.done and p.reply is not None and p.acks >= p.needed:
             self._answer(p)
 
+    def expire_writes(self) -> None:
+        """Fail writes unanswered for longer than the write timeout (heartbeat tick).
+
+        A backstop for acks that can never come, e.g. every replica that applied a write lost
+        its connection before acking and came back past it. Without it that write's clients
+        (and every retry of its request id, which joins it) would wait forever, and the pending
+        table could not be trimmed past it. `timeout` leaves the outcome open: the client
+        retries with the same request id, and the replicas' request-id table answers that
+        retry with the first result if the write was applied.
+        """
+        if not self._write_t0:
+            return
+        limit = time.perf_counter() - self.config.write_timeout_ms / 1000.0
+        pending = self.broadcaster.pending
+        expired: list[PendingWrite] = []
+        for seq, t0 in self._write_t0.items():  # insertion order: oldest first
+            if t0 > limit:
+                break
+            p = pending.get(seq)
+            if p is not None and not p.done:
+                expired.append(p)
+        for p in expired:
+            event("write_timed_out", "warning", seq=p.seq, acks=p.acks, needed=p.needed)
+            self._fail(p, "timeout", f"write {p.seq} got {p.acks} of {p.needed} acks within "
+                       f"{self.config.write_timeout_ms} ms; its outcome is unknown: retry with "
+                       "the same request id")
+        if expired:
+            self.broadcaster.collect()
+
     def _fail(self, p: PendingWrite, code: str, msg: str) -> None:
         p.done = True
         self._write_t0.pop(p.seq, None)

@@ -86,6 +86,7 @@ class Monitor:
             link.hb_sent = time.monotonic()
             link.queue(encode_frame({"t": "hb", "id": link.hb_id}))
         self.c.reads.expire()
+        self.c.expire_writes()
 
     def on_heartbeat_reply(self, link: ReplicaLink, body: dict) -> None:
         link.hb_outstanding = False
