@@ -22,6 +22,8 @@
 #include <cstring>
 #include <iostream>
 #include <stdexcept>
+#include <string_view>
+#include <utility>
 
 #include "codec/FrameError.h"
 #include "codec/Packer.h"
@@ -359,44 +361,29 @@ void Server::handleFrame(Connection& c, const std::string& bytes) {
             case Connection::Phase::Ready:
                 break;
         }
-        if (t == "w") {
-            handleWrite(c, bytes, body);
-        } else if (t == "cu") {
-            handleCatchUp(c, body);
-        } else if (t == "r") {
-            handleRead(c, bytes, body);
-        } else if (t == "epoch") {
-            handleEpoch(c, body);
-        } else if (t == "snap_open") {
-            handleSnapOpen(c, body);
-        } else if (t == "snap_read") {
-            handleSnapRead(c, body);
-        } else if (t == "snap_close") {
-            c.snaps.erase(body.requireInt("x"));
-        } else if (t == "log_read") {
-            handleLogRead(c, body);
-        } else if (t == "inst_begin") {
-            handleInstBegin(c, body);
-        } else if (t == "inst_data") {
-            handleInstData(c, body);
-        } else if (t == "inst_end") {
-            handleInstEnd(c, body);
-        } else if (t == "hb") {
-            std::int64_t id = body.requireInt("id");
-            std::size_t at = beginFrame(c.out);
-            Packer p(c.out);
-            p.mapHeader(6);
-            p.kv("t", "hba");
-            p.kv("id", id);
-            p.kv("s", machine_.applied());
-            p.kv("e", epochs_.get());
-            p.str("d");
-            p.bin(digestView(machine_.digest()));
-            p.kv("le", machine_.lastEpoch());
-            endFrame(c.out, at);
-        } else {
-            throw FrameError("malformed", "unknown frame type '" + std::string(t) + "'");
+        // Ready-phase frame types, the hot ones first: a linear scan of a dozen short strings.
+        using Handler = void (Server::*)(Connection&, const std::string&, const Body&);
+        static constexpr std::pair<std::string_view, Handler> kHandlers[] = {
+            {"w", &Server::handleWrite},
+            {"r", &Server::handleRead},
+            {"cu", &Server::handleCatchUp},
+            {"hb", &Server::handleHeartbeat},
+            {"epoch", &Server::handleEpoch},
+            {"log_read", &Server::handleLogRead},
+            {"snap_open", &Server::handleSnapOpen},
+            {"snap_read", &Server::handleSnapRead},
+            {"snap_close", &Server::handleSnapClose},
+            {"inst_begin", &Server::handleInstBegin},
+            {"inst_data", &Server::handleInstData},
+            {"inst_end", &Server::handleInstEnd},
+        };
+        for (const auto& [type, handler] : kHandlers) {
+            if (t == type) {
+                (this->*handler)(c, bytes, body);
+                return;
+            }
         }
+        throw FrameError("malformed", "unknown frame type '" + std::string(t) + "'");
     } catch (const FrameError& e) {
         fail(c, e.code(), e.what());
     }
@@ -444,15 +431,31 @@ void Server::handleAuth(Connection& c, const Body& body) {
     Packer p(c.out);
     p.mapHeader(5);
     p.kv("t", "ready");
+    packPosition(p);
+    endFrame(c.out, at);
+    c.phase = Connection::Phase::Ready;
+    --unauthenticated_;
+    logLine("info", "event=ready conn=" + std::to_string(c.id) + " addr=" + c.addr);
+}
+
+// A coordinator's liveness probe: answered with where this replica is (seq, epochs, digest).
+void Server::handleHeartbeat(Connection& c, const std::string& /*bytes*/, const Body& body) {
+    std::int64_t id = body.requireInt("id");
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(6);
+    p.kv("t", "hba");
+    p.kv("id", id);
+    packPosition(p);
+    endFrame(c.out, at);
+}
+
+void Server::packPosition(Packer& p) const {
     p.kv("s", machine_.applied());
     p.kv("e", epochs_.get());
     p.str("d");
     p.bin(digestView(machine_.digest()));
     p.kv("le", machine_.lastEpoch());
-    endFrame(c.out, at);
-    c.phase = Connection::Phase::Ready;
-    --unauthenticated_;
-    logLine("info", "event=ready conn=" + std::to_string(c.id) + " addr=" + c.addr);
 }
 
 namespace {
@@ -483,7 +486,7 @@ void Server::handleWrite(Connection& c, const std::string& bytes, const Body& bo
 // (ordering, dup, log and digest over the record's bytes, the same ack) without checking the
 // record's own, possibly older, epoch. So a coordinator can fence a lagging replica with its
 // new epoch before forwarding the older epochs' writes it missed.
-void Server::handleCatchUp(Connection& c, const Body& body) {
+void Server::handleCatchUp(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t sender = body.requireInt("e");
     std::string rec(body.requireBin("rec"));  // the record outlives the frame if it is buffered
     Body inner = Body::decode(rec, config_.limits);
@@ -844,7 +847,7 @@ void Server::close(Connection& c, const std::string& reason) {
 
 // ---------------------------------------------------------------- epochs and state transfer
 
-void Server::handleEpoch(Connection& c, const Body& body) {
+void Server::handleEpoch(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
     std::int64_t e = body.requireInt("e");
     if (e < epochs_.get()) {
@@ -867,7 +870,7 @@ void Server::handleEpoch(Connection& c, const Body& body) {
     logLine("info", "event=epoch e=" + std::to_string(e));
 }
 
-void Server::handleSnapOpen(Connection& c, const Body& body) {
+void Server::handleSnapOpen(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
     if (install_) {
         refuse(c, "installing", "a snapshot is being installed", "id", id);
@@ -898,7 +901,7 @@ void Server::handleSnapOpen(Connection& c, const Body& body) {
                         " s=" + std::to_string(machine_.applied()) + " size=" + std::to_string(bytes.size()));
 }
 
-void Server::handleSnapRead(Connection& c, const Body& body) {
+void Server::handleSnapRead(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
     std::int64_t x = body.requireInt("x");
     std::int64_t off = body.requireInt("off");
@@ -928,7 +931,11 @@ void Server::handleSnapRead(Connection& c, const Body& body) {
     endFrame(c.out, at);
 }
 
-void Server::handleLogRead(Connection& c, const Body& body) {
+void Server::handleSnapClose(Connection& c, const std::string& /*bytes*/, const Body& body) {
+    c.snaps.erase(body.requireInt("x"));
+}
+
+void Server::handleLogRead(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
     std::int64_t from = std::max<std::int64_t>(1, body.requireInt("from"));
     std::int64_t max = std::clamp<std::int64_t>(body.requireInt("max"), 1, kMaxTransferChunk);
@@ -964,7 +971,7 @@ void Server::handleLogRead(Connection& c, const Body& body) {
     endFrame(c.out, at);
 }
 
-void Server::handleInstBegin(Connection& c, const Body& body) {
+void Server::handleInstBegin(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
     std::int64_t seq = body.requireInt("s");
     std::int64_t epoch = body.requireInt("e");
@@ -1011,7 +1018,7 @@ void Server::handleInstBegin(Connection& c, const Body& body) {
     endFrame(c.out, at);
 }
 
-void Server::handleInstData(Connection& c, const Body& body) {
+void Server::handleInstData(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
     std::int64_t off = body.requireInt("off");
     std::string_view data = body.requireBin("data");
@@ -1061,7 +1068,7 @@ void Server::handleInstData(Connection& c, const Body& body) {
     endFrame(c.out, at);
 }
 
-void Server::handleInstEnd(Connection& c, const Body& body) {
+void Server::handleInstEnd(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
     if (!install_ || install_->conn != c.id) {
         refuse(c, "bad_snapshot", "no install in progress on this connection", "id", id);

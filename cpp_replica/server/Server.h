@@ -20,6 +20,8 @@
 
 namespace replica {
 
+class Packer;
+
 /// Settings of one replica server (filled from flags by main.cc).
 struct ServerConfig {
     std::string id;
@@ -76,11 +78,19 @@ private:
 
     void acceptAll();
     void readFrom(Connection& c);
+    /// Decodes one frame and hands it to the handler of the connection's phase and its type.
     void handleFrame(Connection& c, const std::string& bytes);
     void handleHello(Connection& c, const Body& body);
     void handleAuth(Connection& c, const Body& body);
+    // Handlers of Ready-phase frames, looked up by type in handleFrame, hence one signature:
+    // `bytes` is the frame as received (kept by those that buffer it), `body` its decoding.
+    // They throw FrameError for a malformed frame.
     void handleWrite(Connection& c, const std::string& bytes, const Body& body);
-    void handleCatchUp(Connection& c, const Body& body);
+    void handleCatchUp(Connection& c, const std::string& bytes, const Body& body);
+    void handleHeartbeat(Connection& c, const std::string& bytes, const Body& body);
+    /// Packs this replica's position, the four keys s, e, d, le that `ready` and `hba` share
+    /// (docs/protocol.md): applied seq, stored epoch, digest, epoch of the last applied write.
+    void packPosition(Packer& p) const;
     void acceptWrite(Connection& c, const std::string& bytes, const Body& body, std::int64_t fence);
     void handleRead(Connection& c, const std::string& bytes, const Body& body);
     void applyReady();
@@ -99,14 +109,16 @@ private:
     /// The first seq > `after` at which this replica snapshots: every --snapshot-every writes,
     /// offset per replica id so replicas do not all pause together.
     std::int64_t nextSnapshotAfter(std::int64_t after) const;
-    // State transfer (docs/protocol.md "Epochs, state transfer and membership").
-    void handleEpoch(Connection& c, const Body& body);
-    void handleSnapOpen(Connection& c, const Body& body);
-    void handleSnapRead(Connection& c, const Body& body);
-    void handleLogRead(Connection& c, const Body& body);
-    void handleInstBegin(Connection& c, const Body& body);
-    void handleInstData(Connection& c, const Body& body);
-    void handleInstEnd(Connection& c, const Body& body);
+    // State transfer (docs/protocol.md "Epochs, state transfer and membership"); Ready-phase
+    // handlers like handleWrite.
+    void handleEpoch(Connection& c, const std::string& bytes, const Body& body);
+    void handleSnapOpen(Connection& c, const std::string& bytes, const Body& body);
+    void handleSnapRead(Connection& c, const std::string& bytes, const Body& body);
+    void handleSnapClose(Connection& c, const std::string& bytes, const Body& body);
+    void handleLogRead(Connection& c, const std::string& bytes, const Body& body);
+    void handleInstBegin(Connection& c, const std::string& bytes, const Body& body);
+    void handleInstData(Connection& c, const std::string& bytes, const Body& body);
+    void handleInstEnd(Connection& c, const std::string& bytes, const Body& body);
     /// Verifies the received snapshot and makes it the replica's state; returns "" or the
     /// reason it was refused (the old state is then kept).
     std::string finishInstall();
