@@ -134,7 +134,9 @@ def test_sigstop_replica_then_resume_catches_up(cluster):
         stopped = time.monotonic()
         try:
             cluster.wait_state(2, "down", timeout=2.0)
-            assert time.monotonic() - stopped < 0.5
+            # 3 missed heartbeats of 100 ms: 300-400 ms, plus the status polling; the margin
+            # is for a loaded 2-core machine (0.504 s seen once at load 6).
+            assert time.monotonic() - stopped < 0.8
             before = len(writers.latencies)
             time.sleep(0.3)
             assert len(writers.latencies) > before, "writes stopped"
