@@ -1,9 +1,12 @@
 """A local cluster supervisor: N replica_server processes, the coordinator and (when the web
 package exists) the web front end, on loopback ports, each with its own data dir.
 
-Used by `webfront cluster up` and by the tests (tests/conftest.py). Every process is started in
-its own session and stopped by its pid, never by name. The run file DIR/cluster.json lists each
-process's pid, role, address, data dir and command line.
+Used by `webfront cluster up`, by the tests (tests/conftest.py) and, through a thin subclass,
+by the chaos harness (webfront/chaos/cluster.py). Every process is started in its own session and
+stopped by its pid, never by name. The run file DIR/cluster.json lists each process's pid, role,
+address, data dir and command line. A replica may be placed elsewhere (`Placement`: another
+listen host and a command prefix such as `ip netns exec NS`); its command line is kept, so a
+restart runs exactly the same command.
 """
 
 from __future__ import annotations
@@ -61,6 +64,16 @@ def ensure_secret(path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where one replica runs: the host it listens on and a command prefix that puts it there
+    (e.g. `ip netns exec NS`). The prefix must exec the command, so that the pid we hold is the
+    replica's own and signals reach it."""
+
+    host: str
+    prefix: tuple[str, ...] = ()
+
+
 @dataclass
 class Proc:
     role: str  # replica | coordinator | web
@@ -71,6 +84,7 @@ class Proc:
     popen: subprocess.Popen | None = None
     pid: int | None = None
     external: bool = False  # started by `webfront replica start`, adopted by the supervisor
+    env: dict[str, str] = field(default_factory=dict)  # added to the supervisor's environment
 
     def alive(self) -> bool:
         if self.external and self.pid:
@@ -101,6 +115,9 @@ class LocalCluster:
     coordinator_port: int = 0
     metrics_port: int = 0  # the coordinator's Prometheus port (0: pick a free one)
     secret_file: Path | None = None
+    placements: dict[str, Placement] = field(default_factory=dict)  # by replica id; default:
+    # `host`, no prefix. Ports are picked free on `host` (a fresh network namespace has all free).
+    _ports: set[int] = field(default_factory=set, init=False, repr=False)  # every port handed out
 
     # Lifecycle -------------------------------------------------------------------------------
 
@@ -109,18 +126,13 @@ class LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.insecure:
             self.secret_file = ensure_secret(self.data_dir / "secret")
-        cmd = self._replica_cmd()
+        self._ports.update(p for p in (self.web_port, self.metrics_port) if p)  # given ones
         for i in range(1, self.replicas + 1):
-            rid = str(i)
-            port = free_port(self.host)
-            rdir = self.data_dir / f"replica-{rid}"
+            rdir = self.data_dir / f"replica-{i}"
             rdir.mkdir(exist_ok=True)
-            argv = cmd + ["--id", rid, "--listen", f"{self.host}:{port}", "--data-dir", str(rdir)]
-            argv += self._auth_flags() + self.replica_args
-            self.procs[f"replica-{rid}"] = Proc("replica", rid, argv, f"{self.host}:{port}",
-                                                str(rdir))
-        self.coordinator_port = free_port(self.host)
-        self.metrics_port = self.metrics_port or free_port(self.host)
+            self._add_replica_proc(str(i), rdir)
+        self.coordinator_port = self._free_port()
+        self.metrics_port = self.metrics_port or self._free_port()
         cdir = self.data_dir / "coordinator"
         cdir.mkdir(exist_ok=True)
         argv = [sys.executable, "-m", "webfront.cli", "coordinator",
@@ -133,14 +145,9 @@ class LocalCluster:
         argv += self.coordinator_args
         self.procs["coordinator"] = Proc("coordinator", "coordinator", argv,
                                          f"{self.host}:{self.coordinator_port}", str(cdir))
-        if self.web_port is not None and _web_available():
-            argv = [sys.executable, "-m", "webfront.cli", "web",
-                    "--bind", f"{self.host}:{self.web_port}",
-                    "--coordinator", f"{self.host}:{self.coordinator_port}",
-                    "--data-dir", str(self.data_dir / "web")]
-            argv += ["--secret-file", str(self.secret_file)] if self.secret_file else []
-            self.procs["web"] = Proc("web", "web", argv, f"{self.host}:{self.web_port}",
-                                     str(self.data_dir))
+        web = self._web_proc()
+        if web is not None:
+            self.procs["web"] = web
         try:
             for proc in self.procs.values():
                 self._spawn(proc)
@@ -148,6 +155,39 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+
+    def _web_proc(self) -> Proc | None:
+        """The web front end's process (not yet started), or None for none. Subclasses may
+        serve another app."""
+        if self.web_port is None or not _web_available():
+            return None
+        argv = [sys.executable, "-m", "webfront.cli", "web",
+                "--bind", f"{self.host}:{self.web_port}",
+                "--coordinator", f"{self.host}:{self.coordinator_port}",
+                "--data-dir", str(self.data_dir / "web")]
+        argv += ["--secret-file", str(self.secret_file)] if self.secret_file else []
+        return Proc("web", "web", argv, f"{self.host}:{self.web_port}", str(self.data_dir))
+
+    def _add_replica_proc(self, rid: str, rdir: Path) -> Proc:
+        """Register (not start) replica rid on a free port, at its placement, with data dir
+        rdir; its command line is fixed here and reused by every restart."""
+        place = self.placements.get(rid, Placement(self.host))
+        address = f"{place.host}:{self._free_port()}"
+        argv = [*place.prefix, *self._replica_cmd(), "--id", rid, "--listen", address,
+                "--data-dir", str(rdir)]
+        argv += self._auth_flags() + self.replica_args
+        proc = Proc("replica", rid, argv, address, str(rdir))
+        self.procs[f"replica-{rid}"] = proc
+        return proc
+
+    def _free_port(self) -> int:
+        """A free port on host that this cluster has not handed out before: every port is
+        picked before its process binds it, and meanwhile the kernel may offer it again."""
+        while True:
+            port = free_port(self.host)
+            if port not in self._ports:
+                self._ports.add(port)
+                return port
 
     def _replica_cmd(self) -> list[str]:
         if self.replica_cmd is not None:
@@ -165,7 +205,7 @@ class LocalCluster:
     def _spawn(self, proc: Proc) -> None:
         name = f"replica-{proc.id}.log" if proc.role == "replica" else f"{proc.role}.log"
         log = open(self.data_dir / name, "ab")
-        env = dict(os.environ)
+        env = dict(os.environ, **proc.env)
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                     else "")
@@ -234,6 +274,14 @@ class LocalCluster:
     def replica_procs(self) -> list[Proc]:
         return [p for p in self.procs.values() if p.role == "replica"]
 
+    def replica_addresses(self) -> dict[str, tuple[str, int]]:
+        """Each replica's (host, port), by id."""
+        out = {}
+        for proc in self.replica_procs():
+            host, _, port = proc.address.rpartition(":")
+            out[proc.id] = (host, int(port))
+        return out
+
     def replica(self, rid: str | int) -> Proc:
         return self.procs[f"replica-{rid}"]
 
@@ -245,13 +293,18 @@ class LocalCluster:
         if proc.alive():
             os.kill(proc.pid, sig)
 
-    def kill_replica(self, rid: str | int) -> None:
-        """kill -9, as a crash."""
-        proc = self.replica(rid)
+    def _kill(self, proc: Proc) -> int | None:
+        """kill -9 proc by its pid if it runs, and reap it; returns the pid it had."""
+        pid = proc.pid
         if proc.alive():
-            os.kill(proc.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
             if proc.popen is not None:
                 proc.popen.wait(5)
+        return pid
+
+    def kill_replica(self, rid: str | int) -> None:
+        """kill -9, as a crash."""
+        self._kill(self.replica(rid))
         self.write_run_file()
 
     def adopt_replica(self, rid: str | int, pid: int) -> None:
@@ -267,12 +320,10 @@ class LocalCluster:
         self.write_run_file()
 
     def restart_replica(self, rid: str | int) -> None:
-        """Start a stopped or dead replica again with the same flags and data dir."""
+        """Start a stopped or dead replica again with the same command line and data dir (a
+        running one is killed first)."""
         proc = self.replica(rid)
-        if proc.alive():
-            os.kill(proc.pid, signal.SIGKILL)
-            if proc.popen is not None:
-                proc.popen.wait(5)
+        self._kill(proc)
         proc.external = False
         self._spawn(proc)
 
@@ -282,26 +333,17 @@ class LocalCluster:
         if rid is None:
             numbers = [int(p.id) for p in self.replica_procs() if p.id.isdigit()]
             rid = str(max(numbers, default=0) + 1)
-        port = free_port(self.host)
         rdir = self.data_dir / f"replica-{rid}"
         if rdir.exists():
             shutil.rmtree(rdir)
         rdir.mkdir()
-        argv = self._replica_cmd() + ["--id", rid, "--listen", f"{self.host}:{port}",
-                                      "--data-dir", str(rdir)]
-        argv += self._auth_flags() + self.replica_args
-        proc = Proc("replica", rid, argv, f"{self.host}:{port}", str(rdir))
-        self.procs[f"replica-{rid}"] = proc
+        proc = self._add_replica_proc(rid, rdir)
         self._spawn(proc)
         return proc
 
-    def kill_coordinator(self) -> None:
-        """kill -9 the coordinator (a crash)."""
-        proc = self.procs["coordinator"]
-        if proc.alive():
-            os.kill(proc.pid, signal.SIGKILL)
-            if proc.popen is not None:
-                proc.popen.wait(5)
+    def kill_coordinator(self) -> int | None:
+        """kill -9 the coordinator (a crash); returns its pid."""
+        return self._kill(self.procs["coordinator"])
 
     def start_coordinator(self) -> None:
         """Start the coordinator again with the same flags and ports (without waiting)."""
@@ -317,14 +359,16 @@ class LocalCluster:
             if proc.popen is not None:
                 proc.popen.wait(5)
 
-    def restart_coordinator(self, timeout: float = 20.0) -> None:
-        """Stop the coordinator (SIGTERM) and start it again with the same flags."""
+    def restart_coordinator(self, timeout: float | None = 20.0) -> None:
+        """Stop the coordinator (SIGTERM) and start it again with the same flags; then wait
+        until the cluster is writable, unless timeout is None."""
         proc = self.procs["coordinator"]
         if proc.alive():
             os.kill(proc.pid, signal.SIGTERM)
             proc.popen.wait(5)
         self._spawn(proc)
-        self.wait_writable(timeout)
+        if timeout is not None:
+            self.wait_writable(timeout)
 
     # Addresses and clients -------------------------------------------------------------------
 
@@ -342,8 +386,8 @@ class LocalCluster:
 
         return ClusterClient(self.coordinator_address, self.secret(), timeout=timeout)
 
-    def status(self) -> dict:
-        client = self.client()
+    def status(self, timeout: float = 3.0) -> dict:
+        client = self.client(timeout)
         try:
             return client.status()
         finally:

@@ -19,16 +19,14 @@ from types import MappingProxyType
 import pytest
 
 from webfront.chaos import netns
-from webfront.chaos.cluster import replica_binary
+from webfront.cluster import find_replica_server
 
 DURATION = float(os.environ.get("CHAOS_DURATION", "60"))
 
 
 def _need_cluster() -> None:
-    try:
-        replica_binary()
-    except FileNotFoundError as exc:
-        pytest.skip(f"no real cluster: {exc}")
+    if find_replica_server() is None:
+        pytest.skip("no real cluster: replica_server not found: run scripts/bootstrap.sh")
     gunicorn = Path(sys.executable).parent / "gunicorn"
     if not gunicorn.exists() and not shutil.which("gunicorn"):
         pytest.skip("gunicorn is not installed: run scripts/bootstrap.sh")

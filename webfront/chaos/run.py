@@ -90,7 +90,7 @@ def run(out: str | Path, duration: float = 60.0, seed: int = 1, replicas: int = 
         status = cluster.wait_converged(timeout=30.0)
         (out / "status.json").write_text(json.dumps(status, indent=1, default=str))
         states = {r["id"]: r.get("state") for r in status.get("replicas", [])}
-        final = collect_final_state(cluster.addresses, cluster.secret, workload.usernames,
+        final = collect_final_state(cluster.addresses, cluster.secret(), workload.usernames,
                                     states)
     (out / "final.json").write_text(json.dumps(final, indent=1, default=str))
     ops_faults = checker.read_history(history_path)
