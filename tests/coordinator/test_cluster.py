@@ -210,6 +210,28 @@ def test_write_without_its_acks_times_out_and_its_retry_applies_once(cluster_fac
         client.close()
 
 
+def test_status_digest_belongs_to_the_seq_it_shows(cluster_factory):
+    """The status shows each replica's applied seq from its acks; the digest beside it must be
+    the one of that seq, not the last heartbeat's (heartbeats are 5 s apart here)."""
+    cluster = cluster_factory(coordinator_args=["--heartbeat-ms", "5000"])
+    client = cluster.client()
+    try:
+        client.write("create_user", {"username": "dora", "password_hash": b"h"})
+        for i in range(20):
+            last = client.write("create_post", {"actor": "dora", "text": f"p{i}"}).seq
+        deadline = time.monotonic() + 2.0
+        while True:  # the minority's acks may still be on their way
+            reps = cluster.status()["replicas"]
+            if all(r["applied_seq"] == last for r in reps) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert [r["applied_seq"] for r in reps] == [last] * 3
+        assert len({r["digest"] for r in reps}) == 1, reps
+        assert reps[0]["digest"] != "00" * 16
+    finally:
+        client.close()
+
+
 def test_no_majority_fails_fast_reads_work_then_recovers(cluster):
     client = cluster.client()
     try:

@@ -370,6 +370,8 @@ class Coordinator:
                 acked = True
                 p = pending.get(seq)
                 digest = body.get("d")
+                if digest is not None:
+                    link.digest = digest  # so the status shows the digest of the seq it shows
                 if body.get("dup"):
                     if p is not None:
                         p.acks += 1

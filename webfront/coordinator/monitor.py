@@ -102,7 +102,8 @@ class Monitor:
             return
         digest = body.get("d")
         if isinstance(digest, bytes):
-            link.digest = digest
+            if link.applied_seq >= link.acked_seq:  # else the acks carried a newer one
+                link.digest = digest
             known = self.c.history.digests.get(link.applied_seq)
             if known is not None and known != digest:
                 self.c.divergence(link, link.applied_seq, "heartbeat digest differs")
