@@ -84,9 +84,49 @@ struct Fd {
     Fd& operator=(const Fd&) = delete;
 };
 
+bool allZero(const std::string& path, std::uint64_t from, std::uint64_t to) {
+    Fd file(path);
+    std::vector<char> buf(1u << 16);
+    for (std::uint64_t at = from; at < to;) {
+        auto n = std::size_t(std::min<std::uint64_t>(buf.size(), to - at));
+        readInto(file.fd, path, at, n, buf.data());
+        if (std::any_of(buf.begin(), buf.begin() + std::ptrdiff_t(n), [](char c) { return c != 0; }))
+            return false;
+        at += n;
+    }
+    return true;
+}
+
+// True when a record with a seq above prevSeq and a good checksum starts anywhere in
+// (from, size) of the file: the damage at `from` is then in the middle of the log.
+bool laterRecord(int fd, const std::string& path, std::uint64_t from, std::uint64_t size,
+                 std::int64_t prevSeq) {
+    std::vector<char> window(1u << 16);
+    std::string body;
+    for (std::uint64_t base = from + 1; base + kHeader <= size;) {
+        auto n = std::size_t(std::min<std::uint64_t>(window.size(), size - base));
+        readInto(fd, path, base, n, window.data());
+        for (std::size_t i = 0; i + kHeader <= n; ++i) {
+            const char* h = window.data() + i;
+            std::uint64_t length = le(h, 4);
+            if (length == 0) continue;  // zeros: the preallocated rest of a segment
+            auto seq = std::int64_t(le(h + 4, 8));
+            std::uint64_t at = base + i;
+            if (seq <= prevSeq || seq - prevSeq > (std::int64_t(1) << 32) || length > size - at - kHeader)
+                continue;
+            readRange(fd, path, at + kHeader, std::size_t(length), body);
+            if (checksum(seq, body) == le(h + 12, 8)) return true;
+        }
+        base += n - kHeader + 1;  // windows overlap by a header, so none is missed
+    }
+    return false;
+}
+
 // Walks the records of one segment in file order with bulk reads, verifying each checksum, and
-// calls fn(seq, body, offset) for each. Returns the length of its valid prefix; a damaged
-// record is a torn tail (returned as the cut point) only when `isLast` and nothing follows it.
+// calls fn(seq, body, offset) for each. Returns the length of its valid prefix. In the newest
+// segment (`isLast`) the records end at the first damaged one or at zeros (a segment made from
+// a zero-filled spare); that is a torn tail, the cut point returned, only when no good record
+// follows it (a torn append leaves garbage or zeros behind it, never a later record).
 std::uint64_t walkSegment(const std::string& path, bool isLast, std::int64_t& prevSeq,
                           const std::function<void(std::int64_t, std::string_view, std::uint64_t)>& fn) {
     Fd file(path);
@@ -122,6 +162,9 @@ std::uint64_t walkSegment(const std::string& path, bool isLast, std::int64_t& pr
         len = want;
         return len >= need;
     };
+    auto tornTail = [&](std::uint64_t off) {
+        return isLast && !laterRecord(file.fd, path, off, fileSize, prevSeq);
+    };
     while (true) {
         std::uint64_t off = base + pos;
         if (off >= fileSize) return off;
@@ -133,14 +176,14 @@ std::uint64_t walkSegment(const std::string& path, bool isLast, std::int64_t& pr
         std::uint64_t length = le(h, 4);
         auto seq = std::int64_t(le(h + 4, 8));
         std::uint64_t sum = le(h + 12, 8);
+        if (length == 0 && seq == 0 && sum == 0 && tornTail(off)) return off;  // zeros: the end
         if (length > fileSize - off - kHeader || !fill(kHeader + std::size_t(length))) {
-            if (isLast) return off;
+            if (tornTail(off)) return off;
             corrupt(path, off, "truncated record body");
         }
         std::string_view body(data + pos + kHeader, std::size_t(length));
         if (checksum(seq, body) != sum) {
-            // A torn write can leave a full-length record of garbage only as the very last one.
-            if (isLast && off + kHeader + length == fileSize) return off;
+            if (tornTail(off)) return off;
             corrupt(path, off, "checksum mismatch");
         }
         if (seq <= prevSeq) corrupt(path, off, "seq not increasing");
@@ -164,18 +207,19 @@ FileLog::FileLog(std::string dataDir, FsyncPolicy policy,
                  std::function<void(const std::string&)> warn)
     : dir_(std::move(dataDir) + "/" + Layout::kLogDir), policy_(policy), warn_(std::move(warn)) {
     ::mkdir(dir_.c_str(), 0755);
+    // Without fsync there is no journal commit to save.
+    if (policy_ != FsyncPolicy::Never) spare_ = std::make_unique<SpareSegment>(dir_, kSpareBytes);
     scan();
 }
 
 FileLog::~FileLog() {
     if (fd_ >= 0) {
         try {
-            writeOut();
+            closeSegment();
         } catch (const StorageError&) {
-            // Nothing to report to in a destructor; recovery cuts a torn tail.
+            // Nothing to report to in a destructor; recovery cuts a torn tail or zeros.
+            ::close(fd_);
         }
-        if (policy_ != FsyncPolicy::Never) ::fsync(fd_);
-        ::close(fd_);
     }
 }
 
@@ -206,7 +250,8 @@ void FileLog::scan() {
         struct stat st {};
         ::stat(s.path.c_str(), &st);
         if (valid < std::uint64_t(st.st_size)) {
-            if (warn_)
+            // The unused zeros of a spare are expected; anything else was a torn append.
+            if (warn_ && !allZero(s.path, valid, std::uint64_t(st.st_size)))
                 warn_("event=log_torn_tail file=" + s.path + " offset=" + std::to_string(valid) +
                       " dropped_bytes=" + std::to_string(std::uint64_t(st.st_size) - valid));
             if (::truncate(s.path.c_str(), off_t(valid)) != 0)
@@ -216,29 +261,51 @@ void FileLog::scan() {
     }
     lastSeq_ = prev;
     if (segments_.empty()) {
+        // A fresh log starts in a spare (a few ms for 4 MiB): else its first segment would stay
+        // a plain one until the first snapshot rolls it.
+        if (spare_) spare_->waitReady(2000);
         openSegment(1);
     } else {
-        fd_ = ::open(segments_.back().path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-        if (fd_ < 0) throw StorageError("cannot open " + segments_.back().path);
+        reopenLast();
     }
 }
 
+void FileLog::reopenLast() {
+    fd_ = ::open(segments_.back().path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) throw StorageError("cannot open " + segments_.back().path);
+    written_ = segments_.back().size;  // truncated to its records: appended from here
+    segments_.back().capacity = 0;
+}
+
+void FileLog::closeSegment() {
+    writeOut();
+    // A closed segment holds its records and nothing else: only the newest may end in zeros.
+    if (segments_.back().capacity > written_ && ::ftruncate(fd_, off_t(written_)) != 0)
+        throw StorageError("cannot truncate " + segments_.back().path + ": " + std::strerror(errno));
+    if (policy_ != FsyncPolicy::Never) ::fsync(fd_);
+    ::close(fd_);
+    fd_ = -1;
+}
+
 void FileLog::openSegment(std::int64_t firstSeq) {
-    if (fd_ >= 0) {
-        writeOut();
-        if (policy_ != FsyncPolicy::Never) ::fsync(fd_);
-        ::close(fd_);
-    }
+    if (fd_ >= 0) closeSegment();
     std::string path = segmentPath(firstSeq);
-    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    bool spare = spare_ && spare_->take(path);
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw StorageError("cannot create " + path + ": " + std::strerror(errno));
     syncDirectory(dir_);
-    segments_.push_back({firstSeq, path, {}, 0});
+    segments_.push_back({firstSeq, path, {}, 0, spare ? spare_->bytes() : 0});
+    written_ = 0;
 }
 
 void FileLog::append(std::int64_t seq, std::string_view body) {
     if (seq <= lastSeq_) throw std::logic_error("log append out of order");
     if (fd_ < 0) throw std::logic_error("log append during a reset");
+    if (spare_ && !segments_.back().index.empty()) {
+        const Segment& cur = segments_.back();
+        std::uint64_t need = kHeader + body.size();
+        if (cur.capacity > 0 ? cur.size + need > cur.capacity : spare_->ready()) openSegment(seq);
+    }
     Segment& seg = segments_.back();
     seg.index.push_back({seq, seg.size});
     seg.size += kHeader + body.size();
@@ -254,13 +321,15 @@ void FileLog::writeOut() {
     const char* p = buffer_.data();
     std::size_t left = buffer_.size();
     while (left > 0) {
-        ssize_t n = ::write(fd_, p, left);
+        // At an offset, not O_APPEND: a segment made from a spare is already full of zeros.
+        ssize_t n = ::pwrite(fd_, p, left, off_t(written_));
         if (n < 0) {
             if (errno == EINTR) continue;
             throw StorageError("log write failed: " + std::string(std::strerror(errno)));
         }
         p += n;
         left -= std::size_t(n);
+        written_ += std::uint64_t(n);
     }
     if (!buffer_.empty()) dirty_ = true;
     buffer_.clear();
@@ -391,13 +460,12 @@ void FileLog::prepareReset(std::int64_t seq) {
     assert(fd_ >= 0);
     sync();
     // Even with `never` the old records must be intact if a crash makes us undo the reset.
-    ::fdatasync(fd_);
-    ::close(fd_);
-    fd_ = -1;
+    if (policy_ == FsyncPolicy::Never) ::fdatasync(fd_);
+    closeSegment();
     std::string aside = discardPath(seq);
     if (::rename(dir_.c_str(), aside.c_str()) != 0) {
         std::string err = std::strerror(errno);
-        fd_ = ::open(segments_.back().path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        reopenLast();
         throw StorageError("cannot rename " + dir_ + ": " + err);
     }
     syncDirectory(parentOf(dir_));
@@ -428,8 +496,7 @@ void FileLog::abortReset() {
     resetSegments_.clear();
     lastSeq_ = resetLastSeq_;
     resetSeq_ = -1;
-    fd_ = ::open(segments_.back().path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd_ < 0) throw StorageError("cannot open " + segments_.back().path);
+    reopenLast();
 }
 
 void FileLog::recoverReset(const std::string& dataDir,

@@ -1,9 +1,11 @@
 #pragma once
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "storage/Log.h"
+#include "storage/SpareSegment.h"
 
 namespace replica {
 
@@ -65,9 +67,12 @@ private:
         std::string path;
         std::vector<IndexEntry> index;  // every record, in file order
         std::uint64_t size;             // bytes, including records still in buffer_
+        std::uint64_t capacity = 0;     // zero-filled bytes it was made with (0: plain file)
     };
     void scan();
     void openSegment(std::int64_t firstSeq);
+    void closeSegment();  // writes out, drops a spare's unused zeros, syncs, closes
+    void reopenLast();    // opens the newest segment (truncated to its records) for writing
     void writeOut();  // writes `buffer_` to the segment (no fsync)
     std::string discardPath(std::int64_t seq) const;
     std::string segmentPath(std::int64_t firstSeq) const;
@@ -76,7 +81,12 @@ private:
     FsyncPolicy policy_;
     std::function<void(const std::string&)> warn_;
     std::vector<Segment> segments_;
-    int fd_ = -1;  // the newest segment, open for append
+    // Segments are made from zero-filled spares when fsync is on (SpareSegment.h): a new one
+    // is started when the current one's zeros would not hold the next record.
+    static constexpr std::uint64_t kSpareBytes = 4u << 20;
+    std::unique_ptr<SpareSegment> spare_;
+    int fd_ = -1;  // the newest segment, open for writing at written_
+    std::uint64_t written_ = 0;  // bytes of it on disk (records; zeros follow in a spare)
     bool dirty_ = false;     // written since the last fdatasync
     std::int64_t lastSeq_ = 0;
     // Appended records not yet written: with `batch` and `never` one write() per loop turn

@@ -16,7 +16,11 @@ namespace replica {
 ///   log/
 ///     <first seq:020>.log      command log segment: records back to back, each
 ///                              u32 LE body length | u64 LE seq | u64 LE xxh3_64(seq bytes+body)
-///                              | body (the exact write frame body bytes that were applied)
+///                              | body (the exact write frame body bytes that were applied);
+///                              the newest may end in zeros (it was made from a spare)
+///     spare.zero               4 MiB of zeros, fdatasynced, made by a background thread when
+///                              fsync is on; renamed into the next segment (SpareSegment.h)
+///     spare.tmp                a spare being made (only zeros, whatever a crash leaves)
 ///   install.tmp                a snapshot being received (inst_begin..inst_end); deleted when
 ///                              the install ends or fails, and at start
 ///   log.discard-<seq:020>/     the old log/ during an install at seq (exists only briefly)
@@ -32,10 +36,18 @@ namespace replica {
 /// the steps is repaired at start: if snapshot-S exists the install completed and
 /// log.discard-S is deleted; otherwise log.discard-S is renamed back to log/ (old state kept).
 ///
+/// Segments: with fsync on, a new segment is the spare renamed (records overwrite zeros, so the
+/// log's fdatasync flushes data only, no journal commit), started when the current one's zeros
+/// would not hold the next record or at a snapshot's roll. A closed segment is truncated to its
+/// records; only the newest can end in zeros. Without a ready spare a segment is a plain file
+/// that grows (correct, slower to sync).
+///
 /// Recovery: restore the newest snapshot (if any), then replay every log record with a higher
-/// seq, in order. A record cut short at the end of the newest segment (a torn write: the crash
-/// came mid-append) is cut off with a warning. Any other bad record refuses the start with an
-/// error naming the file and offset: silently skipping it would lose acknowledged writes.
+/// seq, in order. In the newest segment the records end at the first all-zero header or bad
+/// record; what follows is dropped (a warning unless it is all zeros) provided no good record
+/// with a higher seq follows it: that is a torn write, the crash came mid-append, before the
+/// fsync and so before any ack. Any other bad record refuses the start with an error naming the
+/// file and offset: silently skipping it would lose acknowledged writes.
 /// Log segments older than the newest snapshot (a crash came before they were deleted) are
 /// deleted at start.
 ///
