@@ -30,6 +30,9 @@ struct ServerConfig {
     std::string secret;  ///< empty in insecure mode
     Limits limits;
     std::int64_t snapshotEvery = 0;  ///< 0 = never
+    /// A trigger writes a snapshot only once the log since the last one is at least this many
+    /// times that snapshot's size (0: at every trigger).
+    double snapshotLogRatio = 1.0;
     std::size_t maxBufferedWrites = 100000;
     std::string dataDir;  ///< empty: in memory only (an install is then received in memory)
     int handshakeTimeoutMs = 5000;   ///< an unauthenticated connection is closed after this
@@ -56,7 +59,12 @@ public:
     int listen();
     /// Seq of the newest snapshot on disk at start (0 if none): log_read at or before it
     /// answers `compacted`.
-    void setNewestSnapshot(std::int64_t seq) { newestSnapshot_ = seq; }
+    /// What recovery found: the newest snapshot (its seq and size) and the log bytes after it.
+    void setNewestSnapshot(std::int64_t seq, std::uint64_t bytes, std::uint64_t logBytesAfter) {
+        newestSnapshot_ = seq;
+        lastSnapshotBytes_ = bytes;
+        logBytesSinceSnapshot_ = logBytesAfter;
+    }
     /// Runs the loop until stop() (from a signal handler: it only sets a flag).
     void run();
     static void stop();
@@ -157,6 +165,10 @@ private:
     std::int64_t snapshotSeq_ = 0;       // ... and the seq it writes
     std::chrono::steady_clock::time_point snapshotStarted_{};
     std::int64_t newestSnapshot_ = 0;    // durable: log_read at or before it is `compacted`
+    // A snapshot is due only once the log since the last one is at least as large as it was:
+    // its cost grows with the state, and this keeps it proportional to the writes.
+    std::uint64_t lastSnapshotBytes_ = 0;
+    std::uint64_t logBytesSinceSnapshot_ = 0;
     std::unique_ptr<Install> install_;  // non-null while a snapshot is being installed
     std::chrono::steady_clock::time_point lastSweep_{};
     std::chrono::steady_clock::time_point lastRefusedLog_{};

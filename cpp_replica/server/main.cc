@@ -44,6 +44,9 @@ const char* kUsage =
     "                          it covers (default 10000; 0 disables). Written by a forked child\n"
     "                          while the replica keeps serving; the trigger seq is offset per\n"
     "                          --id so replicas do not snapshot at the same seq\n"
+    "  --snapshot-log-ratio R  ... but only once the log since the last snapshot is at least R\n"
+    "                          times that snapshot's size (default 1; 0: at every trigger), so\n"
+    "                          snapshot work stays proportional to writes as the state grows\n"
     "  --max-frame-bytes N     largest accepted frame body (default 1048576)\n"
     "  --handshake-timeout-ms N  close a connection that has not completed the handshake\n"
     "                          within N ms (default 5000)\n"
@@ -99,6 +102,9 @@ int main(int argc, char** argv) {
                 fsync = value();
             } else if (a == "--snapshot-every") {
                 config.snapshotEvery = std::stoll(value());
+            } else if (a == "--snapshot-log-ratio") {
+                config.snapshotLogRatio = std::stod(value());
+                if (config.snapshotLogRatio < 0) throw std::invalid_argument("--snapshot-log-ratio must be >= 0");
             } else if (a == "--handshake-timeout-ms") {
                 config.handshakeTimeoutMs = std::stoi(value());
                 if (config.handshakeTimeoutMs < 1) throw std::invalid_argument("--handshake-timeout-ms must be >= 1");
@@ -162,6 +168,7 @@ int main(int argc, char** argv) {
     try {
         replica::StateMachine machine;
         std::int64_t newestSnapshot = 0;
+        std::uint64_t newestSnapshotBytes = 0, replayedBytes = 0;  // the snapshot pace (Server.h)
         std::unique_ptr<replica::Log> log;
         std::unique_ptr<replica::SnapshotStore> snapshots;
         if (!dataDir.empty()) {
@@ -175,6 +182,7 @@ int main(int argc, char** argv) {
             if (auto snap = snapshots->loadLatest()) {
                 machine.restore(snap->second);
                 newestSnapshot = snap->first;
+                newestSnapshotBytes = snap->second.size() + 16;  // + the file's magic and checksum
                 replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->first));
             }
             log = std::make_unique<replica::FileLog>(
@@ -187,6 +195,7 @@ int main(int argc, char** argv) {
                                                 std::to_string(machine.applied()));
                 machine.applyBytes(body, config.limits);
                 ++replayed;
+                replayedBytes += body.size();
             });
             // Segments the newest snapshot covers, left by a crash between its rename and their
             // deletion: never read again (log_read at or before the snapshot is `compacted`).
@@ -203,7 +212,7 @@ int main(int argc, char** argv) {
             config.id = config.port != 0 ? "r-" + std::to_string(config.port)
                                          : "r-pid" + std::to_string(::getpid());
         replica::Server server(config, machine, *log, snapshots.get(), epochs);
-        server.setNewestSnapshot(newestSnapshot);
+        server.setNewestSnapshot(newestSnapshot, newestSnapshotBytes, replayedBytes);
         int port = server.listen();
         std::string host = config.host.find(':') != std::string::npos ? "[" + config.host + "]" : config.host;
         std::printf("replica_server listening id=%s addr=%s:%d\n", config.id.c_str(), host.c_str(), port);

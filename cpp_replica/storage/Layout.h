@@ -51,7 +51,9 @@ namespace replica {
 /// Log segments older than the newest snapshot (a crash came before they were deleted) are
 /// deleted at start.
 ///
-/// Periodic snapshots (`--snapshot-every N`) are written in the background, Redis BGSAVE style:
+/// Periodic snapshots (`--snapshot-every N`, paced by `--snapshot-log-ratio R`: a trigger is
+/// skipped while the log since the last snapshot is under R times that snapshot's size) are
+/// written in the background, Redis BGSAVE style:
 /// at the trigger seq S the server syncs the log and rolls it to a new segment starting at S+1
 /// (so the closed segments hold exactly the seqs <= S), then fork()s. The child holds a
 /// copy-on-write view of the state at S: it serializes it, writes snapshot.tmp, fsyncs, renames

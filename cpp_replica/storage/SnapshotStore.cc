@@ -1,5 +1,7 @@
 #include "storage/SnapshotStore.h"
 
+#include <sys/stat.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -113,6 +115,14 @@ bool SnapshotStore::has(std::int64_t seq) const {
     for (auto& [s, p] : listSnapshots(dir_))
         if (s == seq) return true;
     return false;
+}
+
+std::uint64_t SnapshotStore::fileSize(std::int64_t seq) const {
+    for (auto& [s, p] : listSnapshots(dir_)) {
+        struct stat st {};
+        if (s == seq && ::stat(p.c_str(), &st) == 0) return std::uint64_t(st.st_size);
+    }
+    return 0;
 }
 
 std::optional<std::pair<std::int64_t, std::string>> SnapshotStore::loadLatest() const {

@@ -28,6 +28,8 @@ public:
 
     /// Whether a snapshot file for exactly `seq` exists (not verified).
     bool has(std::int64_t seq) const;
+    /// The size in bytes of the snapshot file for `seq` (0 when there is none).
+    std::uint64_t fileSize(std::int64_t seq) const;
 
     /// The newest snapshot (seq, payload), verified; nullopt when there is none. Throws
     /// StorageError naming the file when it is damaged.

@@ -29,6 +29,9 @@ from webfront import protocol as P
 from webfront.core import StateMachine, xxh3_64
 
 TEXT = "x" * 280
+# These tests are about the mechanics of one snapshot at its trigger, on a large state:
+# snapshot at every trigger, not only once the log has grown as large as the last snapshot.
+EVERY_TRIGGER = ["--snapshot-log-ratio", "0"]
 
 
 def call(sock: socket.socket, body: dict) -> dict:
@@ -90,7 +93,7 @@ def snapshot_seqs(data: Path) -> list[int]:
 def test_heartbeats_answered_while_a_large_snapshot_is_written(launch, tmp_path: Path) -> None:
     data = tmp_path / "r1"
     base, _ = big_data_dir(data, 200_000)  # a ~60 MB snapshot
-    proc = launch(data_dir=data, extra_args=["--snapshot-every", "50"])
+    proc = launch(data_dir=data, extra_args=["--snapshot-every", "50", *EVERY_TRIGGER])
     sock = connect(proc)
     rtts_during: list[float] = []
     seq = base
@@ -122,7 +125,7 @@ def test_kill_9_during_background_snapshot_recovers(launch, tmp_path: Path) -> N
     seq, digest = big_data_dir(data, 60_000)  # ~18 MB: a snapshot takes a while to write
     every = 100  # id r1: snapshots where (seq + 61) % 100 == 0
     for delay in (0.0, 0.01, 0.03, 0.08, 0.2):
-        proc = launch(data_dir=data, extra_args=["--snapshot-every", str(every)])
+        proc = launch(data_dir=data, extra_args=["--snapshot-every", str(every), *EVERY_TRIGGER])
         sock = connect(proc)
         assert P.connect(proc.address, b"", "coordinator")[1]["d"] == digest
         target = seq + 1 + (every - (seq + 1 + 61) % every) % every
@@ -138,7 +141,7 @@ def test_kill_9_during_background_snapshot_recovers(launch, tmp_path: Path) -> N
         time.sleep(delay)
         proc.kill()
         assert gone(pid), "the snapshot child outlived its replica"
-        again = launch(data_dir=data, extra_args=["--snapshot-every", str(every)])
+        again = launch(data_dir=data, extra_args=["--snapshot-every", str(every), *EVERY_TRIGGER])
         ready = P.connect(again.address, b"", "coordinator")[1]
         assert (ready["s"], ready["d"]) == (seq, digest), delay
         assert not (data / "snapshot.tmp").exists()
@@ -149,7 +152,7 @@ def test_log_dropped_only_after_the_snapshot_is_durable(launch, tmp_path: Path) 
     data = tmp_path / "r1"
     base, _ = big_data_dir(data, 150_000)
     every = 20  # id r1: snapshots where (seq + 12) % 20 == 0
-    proc = launch(data_dir=data, extra_args=["--snapshot-every", str(every)])
+    proc = launch(data_dir=data, extra_args=["--snapshot-every", str(every), *EVERY_TRIGGER])
     sock = connect(proc)
     first = base + 1 + (every - (base + 1 + 12) % every) % every
     for s in range(base + 1, first + 1):
@@ -193,7 +196,8 @@ def test_log_dropped_only_after_the_snapshot_is_durable(launch, tmp_path: Path) 
 
 def test_replicas_with_different_ids_snapshot_at_different_seqs(launch, tmp_path: Path) -> None:
     every = 100
-    procs = [launch(id=rid, data_dir=tmp_path / rid, extra_args=["--snapshot-every", str(every)])
+    procs = [launch(id=rid, data_dir=tmp_path / rid,
+                    extra_args=["--snapshot-every", str(every), *EVERY_TRIGGER])
              for rid in ("1", "2", "3")]
     socks = [connect(p) for p in procs]
     bodies = [write(1, "create_user", {"username": "u", "password_hash": b"h"})]
@@ -255,3 +259,39 @@ def test_recovery_after_a_crash_between_snapshot_rename_and_log_deletion(launch,
     assert (err["t"], err["code"]) == ("err", "compacted")
     page = call(sock, {"t": "log_read", "id": 2, "from": 21, "max": 1 << 20})
     assert [msgpack.unpackb(r)["s"] for r in page["recs"]] == list(range(21, 31))
+
+
+def test_snapshots_wait_until_the_log_is_as_large_as_the_last_one(launch, tmp_path: Path) -> None:
+    """The default pace (--snapshot-log-ratio 1): a trigger is skipped while the log since the
+    last snapshot is smaller than that snapshot, so rewriting a large state does not become the
+    replica's main work. The replica logs each skip with both sizes; they are checked against
+    the bytes actually sent."""
+    data = tmp_path / "r1"
+    every = 20  # id r1: triggers where (seq + 12) % 20 == 0, i.e. 8, 28, 48, ...
+    proc = launch(data_dir=data, extra_args=["--snapshot-every", str(every)])
+    sock = connect(proc)
+    bodies = [write(1, "create_user", {"username": "big", "password_hash": b"h"})]
+    bodies += [write(s, "create_post", {"actor": "big", "text": TEXT}) for s in range(2, 301)]
+    size = {b["s"]: len(P.encode_frame(b)) - 4 for b in bodies}  # body bytes, as logged
+    for body in bodies:  # one write per loop turn: a snapshot starts at its trigger seq
+        call(sock, body)
+        wait_snapshots_idle(proc)
+    done = snapshots_done(proc)
+    deferred = {}
+    for line in proc.log_lines:
+        if "event=snapshot_deferred s=" in line:
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            deferred[int(f["s"])] = (int(f["log_bytes"]), int(f["snapshot_bytes"]))
+    assert len(done) >= 3 and len(deferred) >= 3, (done, deferred)
+    assert all((t + 12) % every == 0 for t in done + list(deferred))  # this replica's triggers
+    for t, (log_bytes, snap_bytes) in deferred.items():
+        last = max(d for d in done if d < t)
+        assert log_bytes == sum(size[s] for s in range(last + 1, t + 1))
+        assert log_bytes < snap_bytes
+    # Each snapshot after the first came at the first trigger where the log since the previous
+    # one had reached that one's size (known from the skips that followed it).
+    for prev, cur in itertools.pairwise(done):
+        skipped = [t for t in deferred if prev < t < cur]
+        if skipped:
+            assert sum(size[s] for s in range(prev + 1, cur + 1)) >= deferred[skipped[0]][1]
+            assert skipped == list(range(prev + every, cur, every))

@@ -170,7 +170,7 @@ def test_writes_and_reads_refused_while_installing(launch) -> None:
 
 
 def test_log_read_compacted_and_bounds(launch, tmp_path: Path) -> None:
-    a = launch(data_dir=tmp_path / "a", extra_args=["--snapshot-every", "7"])
+    a = launch(data_dir=tmp_path / "a", extra_args=["--snapshot-every", "7", "--snapshot-log-ratio", "0"])
     sa = connect(a)
     assert seed_many(sa, 1, 1)[0]["t"] == "a"
     for s in range(2, 20):
