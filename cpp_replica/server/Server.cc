@@ -693,7 +693,7 @@ void Server::maybeSnapshot() {
     }
     log_.sync();  // also empties the log's userspace buffer: nothing for the child to flush
     log_.roll();
-    logBytesSinceSnapshot_ = 0;
+    snapshotLogBytes_ = logBytesSinceSnapshot_;
     const pid_t parent = ::getpid();
     const auto forkStart = std::chrono::steady_clock::now();
     const pid_t pid = ::fork();
@@ -759,14 +759,14 @@ bool Server::reapSnapshot(bool block) {
                                                   : "exit " + std::to_string(WEXITSTATUS(status));
         logLine("warn", "event=snapshot_failed s=" + std::to_string(seq) + " reason=\"" + how +
                             "\" ms=" + std::to_string(ms));
-        logBytesSinceSnapshot_ = std::max(logBytesSinceSnapshot_, lastSnapshotBytes_);  // retry next trigger
-        return true;
+        return true;  // the log it would have covered still counts: retried at the next trigger
     }
     // snapshot-S is durable: only now are the older snapshots and the covered log dropped.
     snapshots_->prune(seq);
     log_.truncatePrefix(seq);
     newestSnapshot_ = std::max(newestSnapshot_, seq);
     lastSnapshotBytes_ = snapshots_->fileSize(seq);
+    logBytesSinceSnapshot_ -= std::min(logBytesSinceSnapshot_, snapshotLogBytes_);  // what came after S
     logLine("info", "event=snapshot s=" + std::to_string(seq) + " ms=" + std::to_string(ms));
     return true;
 }
@@ -1158,7 +1158,7 @@ std::string Server::finishInstall() {
     epochs_.raise(in.epoch);
     newestSnapshot_ = in.seq;
     nextSnapshotAt_ = nextSnapshotAfter(in.seq);
-    lastSnapshotBytes_ = bytes.size();
+    lastSnapshotBytes_ = snapshots_ != nullptr ? snapshots_->fileSize(in.seq) : 0;
     logBytesSinceSnapshot_ = 0;
     logLine("info", "event=install_done s=" + std::to_string(in.seq) + " replaced_applied=" +
                         std::to_string(fresh.applied()));

@@ -167,8 +167,9 @@ private:
     std::int64_t newestSnapshot_ = 0;    // durable: log_read at or before it is `compacted`
     // A snapshot is due only once the log since the last one is at least as large as it was:
     // its cost grows with the state, and this keeps it proportional to the writes.
-    std::uint64_t lastSnapshotBytes_ = 0;
-    std::uint64_t logBytesSinceSnapshot_ = 0;
+    std::uint64_t lastSnapshotBytes_ = 0;      // its file's size
+    std::uint64_t logBytesSinceSnapshot_ = 0;  // bodies logged after it
+    std::uint64_t snapshotLogBytes_ = 0;       // ... of which the running child's snapshot covers
     std::unique_ptr<Install> install_;  // non-null while a snapshot is being installed
     std::chrono::steady_clock::time_point lastSweep_{};
     std::chrono::steady_clock::time_point lastRefusedLog_{};

@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
             if (auto snap = snapshots->loadLatest()) {
                 machine.restore(snap->second);
                 newestSnapshot = snap->first;
-                newestSnapshotBytes = snap->second.size() + 16;  // + the file's magic and checksum
+                newestSnapshotBytes = snapshots->fileSize(snap->first);
                 replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->first));
             }
             log = std::make_unique<replica::FileLog>(
