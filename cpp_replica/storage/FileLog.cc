@@ -274,13 +274,13 @@ void FileLog::reopenLast() {
     fd_ = ::open(segments_.back().path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd_ < 0) throw StorageError("cannot open " + segments_.back().path);
     written_ = segments_.back().size;  // truncated to its records: appended from here
-    segments_.back().capacity = 0;
+    segments_.back().fromSpare = false;
 }
 
 void FileLog::closeSegment() {
     writeOut();
     // A closed segment holds its records and nothing else: only the newest may end in zeros.
-    if (segments_.back().capacity > written_ && ::ftruncate(fd_, off_t(written_)) != 0)
+    if (segments_.back().fromSpare && ::ftruncate(fd_, off_t(written_)) != 0)
         throw StorageError("cannot truncate " + segments_.back().path + ": " + std::strerror(errno));
     if (policy_ != FsyncPolicy::Never) ::fsync(fd_);
     ::close(fd_);
@@ -294,7 +294,7 @@ void FileLog::openSegment(std::int64_t firstSeq) {
     fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw StorageError("cannot create " + path + ": " + std::strerror(errno));
     syncDirectory(dir_);
-    segments_.push_back({firstSeq, path, {}, 0, spare ? spare_->bytes() : 0});
+    segments_.push_back({firstSeq, path, {}, 0, spare});
     written_ = 0;
 }
 
@@ -302,9 +302,11 @@ void FileLog::append(std::int64_t seq, std::string_view body) {
     if (seq <= lastSeq_) throw std::logic_error("log append out of order");
     if (fd_ < 0) throw std::logic_error("log append during a reset");
     if (spare_ && !segments_.back().index.empty()) {
+        // Full at the spare's size, a plain segment too (one reopened at start, or made while
+        // no spare was ready): segment boundaries depend on sizes only, never on the thread's
+        // timing, and a plain segment is soon followed by a zero-filled one.
         const Segment& cur = segments_.back();
-        std::uint64_t need = kHeader + body.size();
-        if (cur.capacity > 0 ? cur.size + need > cur.capacity : spare_->ready()) openSegment(seq);
+        if (cur.size + kHeader + body.size() > spare_->bytes()) openSegment(seq);
     }
     Segment& seg = segments_.back();
     seg.index.push_back({seq, seg.size});

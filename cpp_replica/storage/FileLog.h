@@ -67,7 +67,7 @@ private:
         std::string path;
         std::vector<IndexEntry> index;  // every record, in file order
         std::uint64_t size;             // bytes, including records still in buffer_
-        std::uint64_t capacity = 0;     // zero-filled bytes it was made with (0: plain file)
+        bool fromSpare = false;         // ends in a spare's zeros until it is closed
     };
     void scan();
     void openSegment(std::int64_t firstSeq);
@@ -82,7 +82,7 @@ private:
     std::function<void(const std::string&)> warn_;
     std::vector<Segment> segments_;
     // Segments are made from zero-filled spares when fsync is on (SpareSegment.h): a new one
-    // is started when the current one's zeros would not hold the next record.
+    // is started when the current one would grow past a spare's size.
     static constexpr std::uint64_t kSpareBytes = 4u << 20;
     std::unique_ptr<SpareSegment> spare_;
     int fd_ = -1;  // the newest segment, open for writing at written_

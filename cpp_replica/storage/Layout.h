@@ -37,10 +37,11 @@ namespace replica {
 /// log.discard-S is deleted; otherwise log.discard-S is renamed back to log/ (old state kept).
 ///
 /// Segments: with fsync on, a new segment is the spare renamed (records overwrite zeros, so the
-/// log's fdatasync flushes data only, no journal commit), started when the current one's zeros
-/// would not hold the next record or at a snapshot's roll. A closed segment is truncated to its
-/// records; only the newest can end in zeros. Without a ready spare a segment is a plain file
-/// that grows (correct, slower to sync).
+/// log's fdatasync flushes data only, no journal commit), started when the current one would
+/// grow past a spare's size (4 MiB) or at a snapshot's roll. A closed segment is truncated to
+/// its records; only the newest can end in zeros. Without a ready spare (or after a restart,
+/// which reopens the newest segment truncated) a segment is a plain file that grows: correct,
+/// slower to sync, until the next roll.
 ///
 /// Recovery: restore the newest snapshot (if any), then replay every log record with a higher
 /// seq, in order. In the newest segment the records end at the first all-zero header or bad

@@ -30,11 +30,6 @@ SpareSegment::~SpareSegment() {
     thread_.join();
 }
 
-bool SpareSegment::ready() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ready_;
-}
-
 bool SpareSegment::waitReady(int ms) {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return ready_ || (!wanted_ && !making_); });

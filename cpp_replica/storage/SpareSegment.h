@@ -23,8 +23,6 @@ public:
     SpareSegment(const SpareSegment&) = delete;
     SpareSegment& operator=(const SpareSegment&) = delete;
 
-    /// True when a spare is ready to take.
-    bool ready();
     /// Waits up to `ms` for the spare being made (a fresh log's first segment); true if ready.
     bool waitReady(int ms);
     /// Renames the ready spare to `path` (same directory); false (and nothing renamed) when
