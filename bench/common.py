@@ -110,8 +110,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 @contextmanager
 def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
-                web_port: int | None = None, replica_args: list[str] | None = None
-                ) -> Iterator[Any]:
+                web_port: int | None = None, replica_args: list[str] | None = None,
+                coordinator_args: list[str] | None = None) -> Iterator[Any]:
     """A LocalCluster of real replica_server processes with one user, bench1, created.
 
     With BENCH_KEEP_LOGS=DIR the processes' logs are copied under DIR when it stops."""
@@ -122,7 +122,8 @@ def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
         raise RuntimeError("replica_server not found: run scripts/bootstrap.sh")
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         cluster = LocalCluster(Path(tmp), replicas=replicas, policy=policy, web_port=web_port,
-                               replica_cmd=[binary, "--fsync", fsync, *(replica_args or [])])
+                               replica_cmd=[binary, "--fsync", fsync, *(replica_args or [])],
+                               coordinator_args=list(coordinator_args or []))
         cluster.start()
         try:
             client = cluster.client(timeout=10.0)

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -206,12 +207,24 @@ int Server::nextTimeoutMs() const {
 
 void Server::run() {
     std::vector<epoll_event> events(256);
+    // Busy-poll: on a virtual machine a vCPU that went idle takes tens of microseconds to wake,
+    // longer than the coordinator's next frame usually takes to come. So after a turn that read
+    // something we poll without sleeping for a short while, yielding to anything runnable.
+    const auto busyPoll = std::chrono::microseconds(config_.busyPollUs);
+    auto pollUntil = std::chrono::steady_clock::now();
     while (!gStop) {
-        int n = ::epoll_wait(epollFd_, events.data(), int(events.size()), nextTimeoutMs());
+        bool polling = busyPoll.count() > 0 && std::chrono::steady_clock::now() < pollUntil;
+        int n = ::epoll_wait(epollFd_, events.data(), int(events.size()), polling ? 0 : nextTimeoutMs());
         if (n < 0) {
             if (errno == EINTR) continue;
             throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
         }
+        if (n == 0 && polling) {
+            // Timers (idle handshakes, parked reads) wait for the end of the poll: at most busyPoll.
+            ::sched_yield();
+            continue;
+        }
+        if (n > 0 && busyPoll.count() > 0) pollUntil = std::chrono::steady_clock::now() + busyPoll;
         for (int i = 0; i < n; ++i) {
             std::uint64_t id = events[std::size_t(i)].data.u64;
             if (id == 0) {

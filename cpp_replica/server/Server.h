@@ -37,6 +37,8 @@ struct ServerConfig {
     std::string dataDir;  ///< empty: in memory only (an install is then received in memory)
     int handshakeTimeoutMs = 5000;   ///< an unauthenticated connection is closed after this
     std::size_t maxConnections = 1024;  ///< further connections are accepted and closed at once
+    /// After a turn that read something, keep polling without sleeping for this long (0: off).
+    int busyPollUs = 30;
 };
 
 /// The replica's transport and sequencing: a single-threaded epoll loop over non-blocking

@@ -52,6 +52,8 @@ const char* kUsage =
     "                          within N ms (default 5000)\n"
     "  --max-connections N     connections served at once; more are accepted and closed at\n"
     "                          once with a log line (default 1024)\n"
+    "  --busy-poll-us N        after reading a frame, poll without sleeping for N us before\n"
+    "                          blocking (default 30; 0: off): waking an idle CPU costs more\n"
     "  --help                  show this text\n"
     "\n"
     "On start it prints 'replica_server listening id=ID addr=HOST:PORT' on stdout.\n"
@@ -111,6 +113,9 @@ int main(int argc, char** argv) {
             } else if (a == "--max-connections") {
                 config.maxConnections = std::size_t(std::stoul(value()));
                 if (config.maxConnections < 1) throw std::invalid_argument("--max-connections must be >= 1");
+            } else if (a == "--busy-poll-us") {
+                config.busyPollUs = std::stoi(value());
+                if (config.busyPollUs < 0 || config.busyPollUs > 1000000) throw std::invalid_argument("--busy-poll-us must be 0..1000000");
             } else if (a == "--max-frame-bytes") {
                 config.limits.maxFrameBytes = std::uint32_t(std::stoul(value()));
             } else {

@@ -52,6 +52,8 @@ class CoordinatorConfig:
     history_bytes: int = 64 << 20
     send_queue_bytes: int = 16 << 20  # past this a replica is taken out and catches up later
     metrics_port: int | None = None
+    # after sending, poll without sleeping this long for the replies (busypoll.py; 0: off)
+    busy_poll_us: int = 50
 
     def validate(self) -> None:
         if self.policy not in POLICIES:
@@ -69,13 +71,15 @@ class CoordinatorConfig:
             raise ValueError("heartbeat interval and miss threshold must be positive")
         if self.write_timeout_ms <= 0:
             raise ValueError("write timeout must be positive")
+        if not 0 <= self.busy_poll_us <= 1_000_000:
+            raise ValueError("busy poll must be 0..1000000 microseconds")
 
 
 _SIMPLE_KEYS = (
     "policy", "secret_file", "insecure", "state_dir", "run_file", "heartbeat_ms",
     "miss_threshold", "handshake_timeout_ms", "read_timeout_ms", "write_timeout_ms", "read_wait_ms",
     "startup_wait_ms", "backoff_max_ms", "history_writes", "history_bytes",
-    "send_queue_bytes", "metrics_port",
+    "send_queue_bytes", "metrics_port", "busy_poll_us",
 )
 
 
@@ -117,6 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history-bytes", type=int)
     parser.add_argument("--startup-wait-ms", type=int)
     parser.add_argument("--metrics-port", type=int)
+    parser.add_argument("--busy-poll-us", type=int,
+                        help="after sending, poll without sleeping this long for the replies "
+                             "(default 50; 0: off)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -135,7 +142,7 @@ def from_args(args: argparse.Namespace) -> CoordinatorConfig:
     for key in ("policy", "secret_file", "state_dir", "run_file", "heartbeat_ms",
                 "miss_threshold", "read_timeout_ms", "write_timeout_ms", "send_queue_bytes",
                 "history_writes",
-                "history_bytes", "startup_wait_ms", "metrics_port"):
+                "history_bytes", "startup_wait_ms", "metrics_port", "busy_poll_us"):
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, value)

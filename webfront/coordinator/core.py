@@ -19,6 +19,7 @@ from webfront.coordinator.broadcaster import (
     PendingWrite,
     ReplicaLink,
 )
+from webfront.coordinator.busypoll import BusyPoll
 from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
 from webfront.coordinator.epochs import EpochStore
 from webfront.coordinator.events import event, transition
@@ -49,7 +50,8 @@ class Coordinator:
         self.config = config
         self.loop = loop
         self.secret = b"" if config.insecure else read_secret(config.secret_file)
-        self.flusher = Flusher(loop)
+        self.busy_poll = BusyPoll(loop, config.busy_poll_us)
+        self.flusher = Flusher(loop, after_flush=self.busy_poll.arm)
         self.epochs = EpochStore(config.state_dir)
         self.membership = MembershipStore(config.state_dir)
         self.links = [self._new_link(r) for r in self.membership.load(config.replicas)]

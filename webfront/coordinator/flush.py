@@ -8,6 +8,7 @@ handled. One write system call per peer per iteration, whatever the number of fr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -16,8 +17,10 @@ class Sink(Protocol):
 
 
 class Flusher:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 after_flush: Callable[[], None] | None = None) -> None:
         self._loop = loop
+        self._after_flush = after_flush  # e.g. BusyPoll.arm: replies to these bytes come soon
         self._dirty: list[Sink] = []
         self._scheduled = False
 
@@ -33,3 +36,5 @@ class Flusher:
         self._scheduled = False
         for sink in dirty:
             sink.flush()
+        if self._after_flush is not None:
+            self._after_flush()

@@ -1,0 +1,62 @@
+"""replica_server's busy-poll: it spins only in a window after input, never while idle."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from webfront import protocol as P
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (Linux /proc, clock-tick resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_over(pid: int, seconds: float) -> float:
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return cpu_seconds(pid) - before
+
+
+def heartbeats(proc, count: int) -> None:
+    """`count` request/reply round trips, each of which opens a busy-poll window."""
+    sock, ready = P.connect(proc.address, b"", "coordinator")
+    assert ready["t"] == "ready"
+    try:
+        for i in range(count):
+            sock.sendall(P.encode_frame({"t": "hb", "id": i}))
+            assert P.recv_frame(sock)["t"] == "hba"
+    finally:
+        sock.close()
+
+
+def test_idle_replica_does_not_spin_after_traffic(launch) -> None:
+    # A 20 ms window, far longer than the default, so a poll that never ended would show.
+    proc = launch(extra_args=["--busy-poll-us", "20000"])
+    heartbeats(proc, 200)
+    time.sleep(0.1)  # the last window closes
+    assert cpu_over(proc.pid, 1.0) < 0.1
+
+
+def test_replica_spins_in_the_window_after_a_frame(launch) -> None:
+    polling = launch(id="polling", extra_args=["--busy-poll-us", "300000"])
+    sleeping = launch(id="sleeping", extra_args=["--busy-poll-us", "0"])
+    used = {}
+    for proc in (polling, sleeping):
+        heartbeats(proc, 1)
+        used[proc.id] = cpu_over(proc.pid, 0.25)  # inside the 300 ms window
+    # Spinning (yielding to anything runnable) costs CPU; sleeping in epoll_wait costs none.
+    assert used["polling"] >= 0.05, used
+    assert used["sleeping"] < 0.03, used
+
+
+def test_bad_busy_poll_value_refused(replica_binary: str) -> None:
+    for value in ("-1", "1000001", "x"):
+        out = subprocess.run([replica_binary, "--insecure-no-auth", "--busy-poll-us", value],
+                             capture_output=True, text=True, timeout=10, check=False)
+        assert out.returncode == 2, (value, out.stderr)
+        assert "--busy-poll-us" in out.stderr
