@@ -1,6 +1,7 @@
 """Entry point: python -m bench SCENARIO [--quick] [--seed N] [--duration S] [--rounds N] [--out F]
 
 Scenarios (each writes its results as JSON under bench/results/ unless --out says otherwise):
+  machine      the machine's own baselines: loopback TCP round trip, fdatasync (1 and 3 writers)
   core         state machine apply throughput and timeline latency (C++ alone, and the module)
   replication  writes through the coordinator: 1/3/5 replicas, 1/16/64 clients, policies, fsync
   peers        ours (3 replicas) against etcd (3 members) and Redis (master + 2 replicas)
@@ -19,6 +20,7 @@ import signal
 import sys
 
 SCENARIOS = {
+    "machine": "bench.machine",
     "core": "bench.core",
     "replication": "bench.replication",
     "peers": "bench.peers",
@@ -35,7 +37,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if argv and argv[0] == "quick":
         status = 0
-        for name in ("core", "replication", "peers", "http", "failover", "recovery"):
+        for name in ("machine", "core", "replication", "peers", "http", "failover", "recovery"):
             print(f"== {name} --quick", file=sys.stderr, flush=True)
             status |= importlib.import_module(SCENARIOS[name]).main(["--quick"] + argv[1:])
         return status

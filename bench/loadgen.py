@@ -29,18 +29,28 @@ BINARY = ROOT / "build" / "bench" / "loadgen"
 VALUE_SIZE = 80
 
 
-def loadgen_binary() -> Path:
-    """Compile bench/loadgen.c unless the binary is newer than the source."""
-    if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return BINARY
+def c_program(source: Path, binary: Path, flags: tuple[str, ...] = ()) -> Path:
+    """Compile the C file `source` into `binary` (-O2 -Wall, plus `flags`) unless the binary is
+    newer than the source. The binary appears whole or not at all, even when two processes
+    build it at once."""
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
-        raise RuntimeError("no C compiler (cc) to build bench/loadgen.c")
-    BINARY.parent.mkdir(parents=True, exist_ok=True)
-    tmp = BINARY.with_suffix(".tmp")
-    subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(SOURCE)], check=True)
-    os.replace(tmp, BINARY)
-    return BINARY
+        raise RuntimeError(f"no C compiler (cc) to build {source.name}")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    tmp = binary.with_name(f"{binary.name}.{os.getpid()}.tmp")
+    try:
+        subprocess.run([cc, "-O2", "-Wall", *flags, "-o", str(tmp), str(source)], check=True)
+        os.replace(tmp, binary)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return binary
+
+
+def loadgen_binary() -> Path:
+    """bench/loadgen.c, compiled unless the binary is newer than the source."""
+    return c_program(SOURCE, BINARY)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import common
+from bench import common, machine
 from bench.replication import COLUMNS as REPLICATION_COLUMNS
 
 
@@ -33,6 +33,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quick", action="store_true", help="ignored")
     args = p.parse_args(argv)
     out = []
+    doc = _load(args.results, "machine")
+    if doc:
+        out += ["### machine", "", _head(doc), "", machine.table(doc["results"]), ""]
     doc = _load(args.results, "core")
     if doc:
         out += ["### core", "", _head(doc), "", "```"]

@@ -45,3 +45,72 @@ def test_core_quick(tmp_path: Path) -> None:
     assert doc["results"], "no benchmark lines parsed"
     module = [r for r in doc["results"] if r["via"] == "module"]
     assert module and module[0]["commands_per_s"] > 0
+
+
+def test_machine_quick(tmp_path: Path) -> None:
+    from bench.machine import CASES
+
+    doc = run_bench(tmp_path, "machine")
+    assert doc["scenario"] == "machine" and doc["quick"] is True
+    r = doc["results"]
+    assert r["cpus"] >= 1 and r["rounds"] == 1 and len(r["runs"]) == 1
+    assert r["fsync_fs"] and r["fsync_fs"] != "unknown"
+    for name, _ in CASES:
+        asked = r["rtt_n_asked"] if name.startswith("rtt") else r["fsync_n_asked"]
+        assert 0 < r[f"{name}_n"] <= asked, name
+        assert 0 < r[f"{name}_p50_us"] <= r[f"{name}_p99_us"], name
+    # Each round's completions are sorted, so the k-th to finish dominates the (k-1)-th.
+    for q in ("p50", "p99"):
+        first, second, third = (r[f"fsync_3_{k}_{q}_us"] for k in ("first", "second", "third"))
+        assert first <= second <= third
+
+
+def processes_with_arg(arg: str) -> list[int]:
+    """Pids whose command line holds `arg` (the echo server has its parent's, being a fork)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if arg.encode() in cmdline.read_bytes().split(b"\0"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.parametrize("phase", ["done", "round trips", "fsyncs"])
+def test_machine_binary_leaves_nothing(tmp_path: Path, phase: str) -> None:
+    """bench/machine.c removes its fsync files and its echo server, whether it ends by itself or
+    by SIGTERM in the middle of a case."""
+    import signal
+    import time
+
+    from bench.machine import machine_binary
+
+    work = tmp_path / "fsync"
+    work.mkdir()
+    counts = {"done": ("200", "20"), "round trips": ("10000000", "20"),
+              "fsyncs": ("10", "10000000")}[phase]
+    proc = subprocess.Popen([str(machine_binary()), *counts, "3", str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if phase == "round trips":
+            assert proc.stdout.readline().startswith("cpus=")
+            deadline = time.monotonic() + 2
+            while len(processes_with_arg(str(work))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(processes_with_arg(str(work))) == 2  # it and its echo server
+        elif phase == "fsyncs":
+            deadline = time.monotonic() + 4
+            while not list(work.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert list(work.iterdir())
+        if phase != "done":
+            proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == (0 if phase == "done" else 128 + signal.SIGTERM), stderr
+    assert list(work.iterdir()) == []
+    assert processes_with_arg(str(work)) == []
