@@ -8,10 +8,12 @@ build).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from bench.common import cpu_seconds
 from webfront.cluster import LocalCluster, find_replica_server
 from webfront.protocol import connect, encode_frame, recv_frame
 
@@ -21,6 +23,14 @@ def replica_command() -> list[str]:
     if not binary:
         pytest.fail("replica_server is not built: run scripts/bootstrap.sh")
     return [binary]
+
+
+def cpu_over(pid: int, seconds: float) -> float:
+    """CPU seconds (user + system, clock-tick resolution) the process uses in the next
+    `seconds` of wall time."""
+    before = cpu_seconds([pid])
+    time.sleep(seconds)
+    return cpu_seconds([pid]) - before
 
 
 @pytest.fixture

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import cpu_over
 from webfront.coordinator.busypoll import BusyPoll
 from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
-
-
-def cpu_over(pid: int, seconds: float) -> float:
-    """CPU seconds (user + system) the process uses in the next `seconds`."""
-    def used() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    before = used()
-    time.sleep(seconds)
-    return used() - before
 
 
 def test_window_keeps_the_loop_polling_then_lets_it_sleep():

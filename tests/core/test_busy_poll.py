@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from pathlib import Path
 
+from tests.conftest import cpu_over
 from webfront import protocol as P
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used (Linux /proc, clock-tick resolution)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_over(pid: int, seconds: float) -> float:
-    before = cpu_seconds(pid)
-    time.sleep(seconds)
-    return cpu_seconds(pid) - before
 
 
 def heartbeats(proc, count: int) -> None:
