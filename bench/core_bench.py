@@ -37,8 +37,8 @@ from pathlib import Path
 
 from bench.recovery import fill, measure_restart, replica
 from webfront.core import StateMachine, write_body
-from webfront.core.process import find_binary
 from webfront.protocol import FrameDecoder, connect, encode_frame
+from webfront.replica_process import find_binary
 
 CHUNK = 512 << 10
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +35,7 @@ import msgpack
 from bench import common
 from webfront.cluster import find_replica_server
 from webfront.protocol import connect, frame_bytes
+from webfront.replica_process import start_replica
 
 # fill sends BATCH frames per sendall and keeps at most WINDOW writes unacknowledged, which
 # stays within the replica's bounded buffers.
@@ -50,23 +50,18 @@ def replica(binary: str, data: Path, snapshot_every: int | None,
     on the way out. Yields its address and the seconds from exec to its `listening` line,
     which it prints after loading its snapshot and replaying its log. snapshot_every None:
     the server's default interval."""
-    argv = [binary, "--id", "1", "--listen", "127.0.0.1:0", "--data-dir", str(data),
-            "--insecure-no-auth", "--fsync", "never"]
-    if snapshot_every is not None:
-        argv += ["--snapshot-every", str(snapshot_every)]
+    extra = [] if snapshot_every is None else ["--snapshot-every", str(snapshot_every)]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    proc = start_replica(binary, id="1", data_dir=data, fsync="never", extra_args=extra,
+                         ready_timeout=600.0)
+    elapsed = time.perf_counter() - t0
     try:
-        line = proc.stdout.readline()
-        elapsed = time.perf_counter() - t0
-        if "listening" not in line:
-            raise RuntimeError(f"replica_server did not start: {line!r}")
-        host, _, port = line.split("addr=")[1].split()[0].rpartition(":")
-        yield (host, int(port)), elapsed
+        yield proc.address, elapsed
     finally:
-        proc.send_signal(stop)
-        proc.wait(30)
+        if stop == signal.SIGKILL:
+            proc.kill()
+        else:
+            proc.stop(timeout=30.0)
 
 
 def count_acks(sock: socket.socket, expected: int, acked: list[int]) -> None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from webfront.replica_process import find_binary
+
 RUN_FILE = "cluster.json"
 
 
@@ -34,24 +36,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def find_replica_server() -> str | None:
-    """The replica_server binary: $REPLICA_SERVER_BIN or PATH (webfront.core.process's rule),
-    else beside this Python (the venv) or in the package."""
+    """The replica_server binary (replica_process.find_binary's rule), or None."""
     try:
-        from webfront.core.process import find_binary
-
         return find_binary()
-    except (ImportError, FileNotFoundError):  # webfront.core needs its compiled module
-        pass
-    if os.environ.get("REPLICA_SERVER_BIN"):
-        return os.environ["REPLICA_SERVER_BIN"]
-    candidate = Path(sys.executable).parent / "replica_server"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("replica_server")
-    if found:
-        return found
-    packaged = Path(__file__).parent / "bin" / "replica_server"
-    return str(packaged) if packaged.exists() else None
+    except FileNotFoundError:
+        return None
 
 
 def ensure_secret(path: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from webfront.core.process import ReplicaProcess, find_binary, start_replica
+from webfront.replica_process import ReplicaProcess, find_binary, start_replica
 
 
 @pytest.fixture(scope="session")

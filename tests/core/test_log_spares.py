@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from webfront import protocol as P
-from webfront.core.process import start_replica
+from webfront.replica_process import start_replica
 
 from .test_replica_process import connect, seed
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from webfront import protocol as P
-from webfront.core.process import start_replica
+from webfront.replica_process import start_replica
 
 
 def write(seq: int, op: str, args: dict, epoch: int = 1, rid: str = "") -> dict:

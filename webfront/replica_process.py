@@ -1,7 +1,9 @@
-"""Launch and stop a `replica_server` process (used by tests and the cluster supervisor).
+"""Find the `replica_server` binary; launch and stop one process and read its output.
 
+`find_binary()` is the one rule for which binary runs (the cluster, the tests, the benchmarks).
 `start_replica(...)` returns a ReplicaProcess once the server printed its listening line, so
-callers get the real port even with port 0.
+callers get the real port even with port 0 (tests and benchmarks; the cluster supervisor starts
+its processes with their output going to log files, in cluster.py).
 """
 
 from __future__ import annotations
@@ -20,17 +22,18 @@ _LISTENING = re.compile(r"^replica_server listening id=(\S+) addr=(\S+):(\d+)$")
 
 
 def find_binary() -> str:
-    """`$REPLICA_SERVER_BIN`, else `replica_server` on PATH or beside the running Python."""
+    """`$REPLICA_SERVER_BIN`; else the one beside the running Python (the virtual environment's
+    build), on PATH, or shipped inside the package."""
     explicit = os.environ.get("REPLICA_SERVER_BIN")
     if explicit:
         return explicit
-    found = shutil.which("replica_server")
-    beside = Path(sys.executable).parent / "replica_server"  # the venv's bin, on PATH or not
-    if found is None and beside.exists():
-        found = str(beside)
-    if found is None:
-        raise FileNotFoundError("replica_server not found: set REPLICA_SERVER_BIN or pip install .")
-    return found
+    for candidate in (Path(sys.executable).parent / "replica_server",
+                      shutil.which("replica_server"),
+                      Path(__file__).parent / "bin" / "replica_server"):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise FileNotFoundError("replica_server not found: run scripts/bootstrap.sh, or set "
+                            "REPLICA_SERVER_BIN")
 
 
 class ReplicaProcess:
@@ -111,6 +114,7 @@ def start_replica(
     host: str = "127.0.0.1",
     extra_args: list[str] | None = None,
     wait: bool = True,
+    ready_timeout: float = 10.0,
 ) -> ReplicaProcess:
     """Start replica_server; with `wait` return once it listens (RuntimeError if it fails).
 
@@ -128,7 +132,7 @@ def start_replica(
     proc = ReplicaProcess(popen, id)
     if wait:
         try:
-            proc.wait_ready()
+            proc.wait_ready(ready_timeout)
         except BaseException:
             proc.kill()
             raise
