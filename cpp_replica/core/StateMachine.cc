@@ -90,6 +90,13 @@ bool pageArgs(const msgpack::object* a, std::int64_t& before, std::int64_t& limi
     return true;
 }
 
+// Hands `take` the entries of the sorted range [begin, end) newest first, at most limit + 1 of
+// them: a page, plus one more that tells the caller whether a next page exists.
+template <class It, class Take>
+void newestFirst(It begin, It end, std::int64_t limit, Take take) {
+    for (std::int64_t n = 0; end != begin && n <= limit; ++n) take(*--end);
+}
+
 }  // namespace
 
 StateMachine::StateMachine() = default;
@@ -472,9 +479,8 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         if (!userArg(u)) return out;
         std::vector<std::int64_t> ids;
         if (q == "user_posts") {
-            auto end = std::lower_bound(u->posts.begin(), u->posts.end(), before);
-            for (auto it = end; it != u->posts.begin() && std::int64_t(ids.size()) <= limit;)
-                ids.push_back(*--it);
+            newestFirst(u->posts.begin(), std::lower_bound(u->posts.begin(), u->posts.end(), before),
+                        limit, [&](std::int64_t id) { ids.push_back(id); });
         } else {
             // k-way merge of the per-user id lists (each ascending) with a max-heap of cursors:
             // O(k + limit log k) instead of scanning every followed user's whole history.
@@ -514,9 +520,8 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
     if (q == "public") {
         if (!pageArgs(args, before, limit, err)) return err;
         std::vector<std::int64_t> ids;
-        auto end = posts_.lower_bound(before);
-        for (auto it = end; it != posts_.begin() && std::int64_t(ids.size()) <= limit;)
-            ids.push_back((--it)->first);
+        newestFirst(posts_.begin(), posts_.lower_bound(before), limit,
+                    [&](const auto& post) { ids.push_back(post.first); });
         packPage(ids, limit);
         return out;
     }
@@ -526,11 +531,8 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         if (!userArg(u)) return out;
         const auto& edges = q == "followers" ? u->followersBySince : u->followingBySince;
         std::vector<std::pair<std::int64_t, const User*>> page;
-        auto end = edges.lower_bound(before);
-        for (auto it = end; it != edges.begin() && std::int64_t(page.size()) <= limit;) {
-            --it;
-            page.emplace_back(it->first, it->second);
-        }
+        newestFirst(edges.begin(), edges.lower_bound(before), limit,
+                    [&](const auto& edge) { page.emplace_back(edge.first, edge.second); });
         bool more = std::int64_t(page.size()) > limit;
         if (more) page.resize(std::size_t(limit));
         p.mapHeader(4);
