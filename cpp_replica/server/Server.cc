@@ -97,7 +97,7 @@ struct Server::Connection {
     std::chrono::steady_clock::time_point accepted = std::chrono::steady_clock::now();
     // Snapshots opened with snap_open, by transfer id: the serialized state, kept so a
     // transfer reads one consistent state while writes go on.
-    std::map<std::int64_t, std::string> snaps;
+    std::map<std::int64_t, ExportedSnapshot> snaps;
     std::int64_t nextXid = 1;
     Connection(std::uint64_t i, int f, std::string a, std::uint32_t max)
         : id(i), fd(f), addr(std::move(a)), reader(max) {}
@@ -196,7 +196,7 @@ Server::Connection* Server::find(std::uint64_t id) {
 int Server::nextTimeoutMs() const {
     // While handshakes are open, wake often enough to enforce their timeout.
     int timeout = unauthenticated_ > 0 ? std::min(1000, std::max(10, config_.handshakeTimeoutMs / 4)) : 1000;
-    if (snapshotPid_ > 0) timeout = std::min(timeout, 10);  // reap the snapshot child soon
+    if (snapshotPid_ > 0 || exports_.running()) timeout = std::min(timeout, 10);  // reap children soon
     auto now = std::chrono::steady_clock::now();
     for (auto& [min, p] : parked_) {
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - now).count();
@@ -240,6 +240,7 @@ void Server::run() {
         sweepIdle();
         serveParked(true);
         maybeSnapshot();
+        if (exports_.running()) reapExports();
         std::vector<std::uint64_t> ids;
         for (auto& [id, c] : conns_) ids.push_back(id);
         for (std::uint64_t id : ids)
@@ -727,7 +728,7 @@ void Server::maybeSnapshot() {
                         " fork_us=" + std::to_string(forkUs));
 }
 
-void Server::snapshotChild(std::int64_t seq, pid_t parent) {
+void Server::becomeChild(pid_t parent) {
     // Dies with the parent (a kill -9 of the replica must not leave a writer behind that a
     // restarted replica would race with).
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -740,6 +741,10 @@ void Server::snapshotChild(std::int64_t seq, pid_t parent) {
     for (auto& [id, c] : conns_) ::close(c->fd);
     if (listenFd_ >= 0) ::close(listenFd_);
     if (epollFd_ >= 0) ::close(epollFd_);
+}
+
+void Server::snapshotChild(std::int64_t seq, pid_t parent) {
+    becomeChild(parent);
     int code = 0;
     try {
         snapshots_->write(seq, machine_.snapshot());
@@ -902,29 +907,63 @@ void Server::handleSnapOpen(Connection& c, const std::string& /*bytes*/, const B
         refuse(c, "installing", "a snapshot is being installed", "id", id);
         return;
     }
-    if (c.snaps.size() >= kMaxOpenSnapshots) {
+    std::size_t open = c.snaps.size();
+    for (const auto& [key, pe] : exportsPending_) open += pe.conn == c.id;
+    if (open >= kMaxOpenSnapshots) {
         refuse(c, "busy", "at most 2 snapshots open per connection", "id", id);
         return;
     }
+    // A forked child writes the state; snap_info goes out when it is done (reapExports), and
+    // this connection's other requests are answered meanwhile.
+    const std::uint64_t key = nextExportKey_++;
+    const pid_t parent = ::getpid();
+    std::string error = exports_.start(key, machine_, [&] { becomeChild(parent); });
+    if (!error.empty()) {
+        logLine("warn", "event=snap_open_failed conn=" + std::to_string(c.id) + " reason=\"" + error + "\"");
+        refuse(c, "snapshot_failed", error, "id", id);
+        return;
+    }
     std::int64_t x = c.nextXid++;
-    std::string& bytes = c.snaps[x] = machine_.snapshot();
-    std::size_t at = beginFrame(c.out);
-    Packer p(c.out);
-    p.mapHeader(9);
-    p.kv("t", "snap_info");
-    p.kv("id", id);
-    p.kv("x", x);
-    p.kv("s", machine_.applied());
-    p.kv("e", epochs_.get());
-    p.kv("le", machine_.lastEpoch());
-    p.str("d");
-    p.bin(digestView(machine_.digest()));
-    p.kv("size", std::int64_t(bytes.size()));
-    p.str("h");
-    p.uinteger(XXH3_64bits(bytes.data(), bytes.size()));
-    endFrame(c.out, at);
+    exportsPending_[key] = {c.id, id, x, machine_.applied(), epochs_.get(), machine_.lastEpoch(),
+                            machine_.digest()};
     logLine("info", "event=snap_open conn=" + std::to_string(c.id) + " x=" + std::to_string(x) +
-                        " s=" + std::to_string(machine_.applied()) + " size=" + std::to_string(bytes.size()));
+                        " s=" + std::to_string(machine_.applied()));
+}
+
+void Server::reapExports() {
+    for (auto& done : exports_.reap()) {
+        auto it = exportsPending_.find(done.key);
+        if (it == exportsPending_.end()) continue;
+        const PendingExport pe = it->second;
+        exportsPending_.erase(it);
+        Connection* c = find(pe.conn);
+        if (c == nullptr) continue;  // the asker left: the snapshot is dropped with `done`
+        if (!done.snapshot) {
+            logLine("warn", "event=snap_open_failed conn=" + std::to_string(pe.conn) + " x=" +
+                                std::to_string(pe.x) + " reason=\"" + done.error + "\"");
+            refuse(*c, "snapshot_failed", done.error, "id", pe.requestId);
+            continue;
+        }
+        const ExportedSnapshot& snap = c->snaps.emplace(pe.x, std::move(*done.snapshot)).first->second;
+        std::size_t at = beginFrame(c->out);
+        Packer p(c->out);
+        p.mapHeader(9);
+        p.kv("t", "snap_info");
+        p.kv("id", pe.requestId);
+        p.kv("x", pe.x);
+        p.kv("s", pe.seq);
+        p.kv("e", pe.epoch);
+        p.kv("le", pe.lastEpoch);
+        p.str("d");
+        p.bin(digestView(pe.digest));
+        p.kv("size", std::int64_t(snap.size()));
+        p.str("h");
+        p.uinteger(snap.hash());
+        endFrame(c->out, at);
+        logLine("info", "event=snap_ready conn=" + std::to_string(pe.conn) + " x=" +
+                            std::to_string(pe.x) + " s=" + std::to_string(pe.seq) +
+                            " size=" + std::to_string(snap.size()));
+    }
 }
 
 void Server::handleSnapRead(Connection& c, const std::string& /*bytes*/, const Body& body) {
@@ -937,13 +976,17 @@ void Server::handleSnapRead(Connection& c, const std::string& /*bytes*/, const B
         refuse(c, "unknown_transfer", "no open snapshot " + std::to_string(x), "id", id);
         return;
     }
-    const std::string& bytes = it->second;
-    if (off < 0 || std::uint64_t(off) > bytes.size() || len < 0) {
+    const ExportedSnapshot& snap = it->second;
+    if (off < 0 || std::uint64_t(off) > snap.size() || len < 0) {
         refuse(c, "bad_range", "offset or length out of range", "id", id);
         return;
     }
-    std::size_t n = std::min({std::size_t(len), kMaxTransferChunk, bytes.size() - std::size_t(off)});
-    std::string_view data(bytes.data() + off, n);
+    try {
+        snap.read(std::uint64_t(off), std::min(std::size_t(len), kMaxTransferChunk), snapChunk_);
+    } catch (const std::exception& e) {
+        refuse(c, "snapshot_failed", e.what(), "id", id);
+        return;
+    }
     std::size_t at = beginFrame(c.out);
     Packer p(c.out);
     p.mapHeader(5);
@@ -951,9 +994,9 @@ void Server::handleSnapRead(Connection& c, const std::string& /*bytes*/, const B
     p.kv("id", id);
     p.kv("off", off);
     p.str("data");
-    p.bin(data);
+    p.bin(snapChunk_);
     p.str("h");
-    p.uinteger(XXH3_64bits(data.data(), data.size()));
+    p.uinteger(XXH3_64bits(snapChunk_.data(), snapChunk_.size()));
     endFrame(c.out, at);
 }
 

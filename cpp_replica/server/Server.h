@@ -14,6 +14,7 @@
 #include "codec/FrameReader.h"
 #include "codec/Limits.h"
 #include "core/StateMachine.h"
+#include "server/SnapshotExport.h"
 #include "storage/EpochStore.h"
 #include "storage/Log.h"
 #include "storage/SnapshotStore.h"
@@ -112,6 +113,9 @@ private:
     // the loop goes on; the covered log segments are deleted once the child succeeded.
     void maybeSnapshot();
     [[noreturn]] void snapshotChild(std::int64_t seq, pid_t parent);
+    /// First steps of every forked child: die with the parent, default signals, and drop the
+    /// parent's sockets (a connection the parent closes must reach the peer now).
+    void becomeChild(pid_t parent);
     /// Reaps a finished snapshot child (blocking: waits for it). Returns true if none is left.
     bool reapSnapshot(bool block);
     /// Kills a running snapshot child and discards its work (before an install replaces the log).
@@ -125,6 +129,8 @@ private:
     void handleSnapOpen(Connection& c, const std::string& bytes, const Body& body);
     void handleSnapRead(Connection& c, const std::string& bytes, const Body& body);
     void handleSnapClose(Connection& c, const std::string& bytes, const Body& body);
+    /// Answers the snap_opens whose children finished (snap_info, or err snapshot_failed).
+    void reapExports();
     void handleLogRead(Connection& c, const std::string& bytes, const Body& body);
     void handleInstBegin(Connection& c, const std::string& bytes, const Body& body);
     void handleInstData(Connection& c, const std::string& bytes, const Body& body);
@@ -173,6 +179,17 @@ private:
     std::uint64_t logBytesSinceSnapshot_ = 0;  // bodies logged after it
     std::uint64_t snapshotLogBytes_ = 0;       // ... of which the running child's snapshot covers
     std::unique_ptr<Install> install_;  // non-null while a snapshot is being installed
+    // snap_opens whose child is still writing, by export key: who asked, and the position
+    // (seq, epochs, digest) of the state the child copied at fork.
+    struct PendingExport {
+        std::uint64_t conn;
+        std::int64_t requestId, x, seq, epoch, lastEpoch;
+        StateMachine::Digest digest;
+    };
+    std::map<std::uint64_t, PendingExport> exportsPending_;
+    std::uint64_t nextExportKey_ = 1;
+    SnapshotExports exports_;
+    std::string snapChunk_;  // snap_read's buffer (capacity reused)
     std::chrono::steady_clock::time_point lastSweep_{};
     std::chrono::steady_clock::time_point lastRefusedLog_{};
     std::size_t refusedSinceLog_ = 0;

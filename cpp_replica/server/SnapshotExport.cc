@@ -1,0 +1,150 @@
+#include "server/SnapshotExport.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include "core/StateMachine.h"
+
+namespace replica {
+
+namespace {
+
+// The child writes the state, then its 8-byte hash: the file's last 8 bytes.
+constexpr std::uint64_t kTrailer = sizeof(std::uint64_t);
+
+bool writeAll(int fd, const char* data, std::size_t n) {
+    while (n > 0) {
+        ssize_t w = ::write(fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        data += w;
+        n -= std::size_t(w);
+    }
+    return true;
+}
+
+bool preadAll(int fd, char* data, std::size_t n, std::uint64_t off) {
+    while (n > 0) {
+        ssize_t r = ::pread(fd, data, n, off_t(off));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        data += r;
+        n -= std::size_t(r);
+        off += std::uint64_t(r);
+    }
+    return true;
+}
+
+std::string exitReason(int status) {
+    if (WIFSIGNALED(status)) return "child killed by signal " + std::to_string(WTERMSIG(status));
+    return "child exited with " + std::to_string(WEXITSTATUS(status));
+}
+
+}  // namespace
+
+ExportedSnapshot::ExportedSnapshot(ExportedSnapshot&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), size_(other.size_), hash_(other.hash_) {}
+
+ExportedSnapshot& ExportedSnapshot::operator=(ExportedSnapshot&& other) noexcept {
+    if (this != &other) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = std::exchange(other.fd_, -1);
+        size_ = other.size_;
+        hash_ = other.hash_;
+    }
+    return *this;
+}
+
+ExportedSnapshot::~ExportedSnapshot() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void ExportedSnapshot::read(std::uint64_t off, std::size_t len, std::string& out) const {
+    out.clear();
+    if (off >= size_) return;
+    out.resize(std::size_t(std::min<std::uint64_t>(len, size_ - off)));
+    if (!preadAll(fd_, out.data(), out.size(), off))
+        throw std::runtime_error(std::string("snapshot read: ") + std::strerror(errno));
+}
+
+std::string SnapshotExports::start(std::uint64_t key, const StateMachine& machine,
+                                   const std::function<void()>& inChild) {
+    int fd = ::memfd_create("replica-snap-open", MFD_CLOEXEC);
+    if (fd < 0) return std::string("memfd_create: ") + std::strerror(errno);
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        std::string error = std::string("fork: ") + std::strerror(errno);
+        ::close(fd);
+        return error;
+    }
+    if (pid == 0) {
+        inChild();
+        int code = 1;
+        try {
+            std::string bytes = machine.snapshot();
+            std::uint64_t hash = XXH3_64bits(bytes.data(), bytes.size());
+            if (writeAll(fd, bytes.data(), bytes.size()) &&
+                writeAll(fd, reinterpret_cast<const char*>(&hash), sizeof hash))
+                code = 0;
+        } catch (...) {
+        }
+        ::_exit(code);  // no destructors, no atexit handlers: they belong to the parent
+    }
+    children_.push_back({pid, fd, key});
+    return "";
+}
+
+std::vector<SnapshotExports::Finished> SnapshotExports::reap() {
+    std::vector<Finished> done;
+    for (auto it = children_.begin(); it != children_.end();) {
+        int status = 0;
+        pid_t r;
+        do {
+            r = ::waitpid(it->pid, &status, WNOHANG);
+        } while (r < 0 && errno == EINTR);
+        if (r == 0) {
+            ++it;
+            continue;
+        }
+        Finished f{it->key, std::nullopt, ""};
+        struct stat st {};
+        std::uint64_t hash = 0;
+        if (r < 0) {
+            f.error = std::string("waitpid: ") + std::strerror(errno);
+        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            f.error = exitReason(status);
+        } else if (::fstat(it->fd, &st) != 0 || std::uint64_t(st.st_size) < kTrailer ||
+                   !preadAll(it->fd, reinterpret_cast<char*>(&hash), sizeof hash,
+                             std::uint64_t(st.st_size) - kTrailer)) {
+            f.error = "the child's snapshot file is unreadable";
+        } else {
+            f.snapshot.emplace(it->fd, std::uint64_t(st.st_size) - kTrailer, hash);
+        }
+        if (!f.snapshot) ::close(it->fd);
+        done.push_back(std::move(f));
+        it = children_.erase(it);
+    }
+    return done;
+}
+
+void SnapshotExports::killAll() {
+    for (const Child& c : children_) {
+        ::kill(c.pid, SIGKILL);
+        int status = 0;
+        while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        ::close(c.fd);
+    }
+    children_.clear();
+}
+
+}  // namespace replica
