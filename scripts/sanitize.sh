@@ -11,4 +11,4 @@ export REPLICA_SERVER_BIN="$PWD/$BUILD_DIR/replica_server"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 exec .venv/bin/python -m pytest tests/core/test_replica_process.py tests/core/test_state_transfer.py tests/core/test_replica_robustness.py \
-    tests/core/test_background_snapshot.py tests/core/test_snapshot_export.py -q "$@"
+    tests/core/test_background_snapshot.py tests/core/test_snapshot_export.py tests/core/test_batched_acks.py -q "$@"

@@ -17,6 +17,9 @@ from typing import Any
 import msgpack
 
 PROTOCOL_VERSION = 1
+# A replica speaking version 2 batches one turn's acks into one `as` frame (docs/protocol.md);
+# the coordinator offers it on its replica links, everything else speaks 1.
+BATCHED_ACKS_VERSION = 2
 MAX_FRAME_BYTES = 1 << 20
 NONCE_BYTES = 16
 _LENGTH = struct.Struct(">I")
@@ -164,8 +167,9 @@ def initiator_mac(secret: bytes, initiator_nonce: bytes, acceptor_nonce: bytes) 
     return hmac.new(secret, b"initiator" + initiator_nonce + acceptor_nonce, hashlib.sha256).digest()
 
 
-def hello_body(role: str, nonce: bytes) -> dict[str, Any]:
-    return {"t": "hello", "v": [PROTOCOL_VERSION], "role": role, "n": nonce}
+def hello_body(role: str, nonce: bytes, versions: tuple[int, ...] = (PROTOCOL_VERSION,)
+               ) -> dict[str, Any]:
+    return {"t": "hello", "v": list(versions), "role": role, "n": nonce}
 
 
 def check_welcome(welcome: dict[str, Any], secret: bytes, nonce: bytes) -> bytes:
@@ -199,9 +203,11 @@ def _recv_exact(sock: socket.socket, count: int) -> bytes:
 
 
 def connect(
-    address: tuple[str, int], secret: bytes, role: str, timeout: float = 2.0
+    address: tuple[str, int], secret: bytes, role: str, timeout: float = 2.0,
+    versions: tuple[int, ...] = (PROTOCOL_VERSION,),
 ) -> tuple[socket.socket, dict[str, Any]]:
-    """Open a blocking connection and run the initiator side of the handshake.
+    """Open a blocking connection and run the initiator side of the handshake, offering
+    `versions`.
 
     Returns the socket and the acceptor's `ready` frame (a replica's carries s, e, d, le).
     """
@@ -209,7 +215,7 @@ def connect(
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         nonce = os.urandom(NONCE_BYTES)
-        sock.sendall(encode_frame(hello_body(role, nonce)))
+        sock.sendall(encode_frame(hello_body(role, nonce, versions)))
         sock.sendall(check_welcome(recv_frame(sock), secret, nonce))
         ready = recv_frame(sock)
         if ready.get("t") == "err":

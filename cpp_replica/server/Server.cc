@@ -43,6 +43,8 @@ constexpr auto kAuthWindow = std::chrono::seconds(10);
 constexpr std::size_t kMaxTransferChunk = 512u << 10;  // snap_read len, log_read max
 constexpr std::size_t kMaxLogRecords = 10000;          // list limit of a frame
 constexpr std::size_t kMaxOpenSnapshots = 2;           // per connection
+constexpr std::uint32_t kMaxBatchedAcks = 512;          // per `as` frame
+constexpr std::size_t kMaxBatchedAckBytes = 256u << 10; // replies per `as` frame
 constexpr std::size_t kMaxPreAuthBytes = 64u << 10;    // buffered before the handshake is done
 constexpr std::size_t kMaxOutBytes = 64u << 20;        // unsent replies before we drop a reader
 
@@ -99,6 +101,11 @@ struct Server::Connection {
     // transfer reads one consistent state while writes go on.
     std::map<std::int64_t, ExportedSnapshot> snaps;
     std::int64_t nextXid = 1;
+    // Protocol 2 (a coordinator that asked for it): the acks of one turn leave as one `as`
+    // frame of parallel arrays, packed here element by element until emitAcks.
+    bool batchAcks = false;
+    std::uint32_t ackCount = 0;
+    std::string ackSeqs, ackEpochs, ackDigests, ackReplies;
     Connection(std::uint64_t i, int f, std::string a, std::uint32_t max)
         : id(i), fd(f), addr(std::move(a)), reader(max) {}
 };
@@ -407,29 +414,32 @@ void Server::handleHello(Connection& c, const Body& body) {
     const msgpack::object* v = body.optional("v");
     if (v == nullptr || v->type != msgpack::type::ARRAY)
         throw FrameError("malformed", "missing or mistyped key 'v'");
-    bool supported = false;
+    // 1: one ack frame per write. 2: the same, except that a turn's acks share one `as` frame.
+    std::int64_t version = 0;
     for (std::uint32_t i = 0; i < v->via.array.size; ++i)
-        if (asInt(v->via.array.ptr[i]) == std::optional<std::int64_t>(1)) supported = true;
+        if (auto n = asInt(v->via.array.ptr[i]); n && (*n == 1 || *n == 2)) version = std::max(version, *n);
+    bool supported = version > 0;
     body.requireStr("role");
     std::string_view n = body.requireBin("n");
     if (n.size() != kNonceBytes) throw FrameError("malformed", "nonce must be 16 bytes");
     if (!supported) {
-        fail(c, "version", "no common protocol version (replica speaks 1)");
+        fail(c, "version", "no common protocol version (replica speaks 1 and 2)");
         return;
     }
     c.initiatorNonce = std::string(n);
     c.acceptorNonce = Auth::nonce(kNonceBytes);
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(5);
     p.kv("t", "welcome");
-    p.kv("v", std::int64_t(1));
+    p.kv("v", version);
     p.kv("id", config_.id);
     p.str("n");
     p.bin(c.acceptorNonce);
     p.str("mac");
     p.bin(Auth::mac(config_.secret, "acceptor", c.initiatorNonce, c.acceptorNonce));
     endFrame(c.out, at);
+    c.batchAcks = version == 2;
     c.phase = Connection::Phase::Auth;
 }
 
@@ -441,7 +451,7 @@ void Server::handleAuth(Connection& c, const Body& body) {
         fail(c, "auth_failed", "bad handshake mac");
         return;
     }
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(5);
     p.kv("t", "ready");
@@ -455,7 +465,7 @@ void Server::handleAuth(Connection& c, const Body& body) {
 // A coordinator's liveness probe: answered with where this replica is (seq, epochs, digest).
 void Server::handleHeartbeat(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(6);
     p.kv("t", "hba");
@@ -525,7 +535,11 @@ void Server::acceptWrite(Connection& c, const std::string& bytes, const Body& bo
     }
     epochs_.raise(fence);  // durable before we act on the new epoch
     if (seq <= machine_.applied()) {
-        std::size_t at = beginFrame(c.out);
+        if (c.batchAcks) {
+            queueAck(c, seq, epoch, std::nullopt);
+            return;
+        }
+        std::size_t at = beginFrame(frameOut(c));
         Packer p(c.out);
         p.mapHeader(5);
         p.kv("t", "a");
@@ -582,7 +596,11 @@ void Server::applyOne(std::uint64_t connId, const std::string& bytes, const Body
     log_.append(seq, bytes);
     logBytesSinceSnapshot_ += bytes.size();
     if (c == nullptr || c->closing) return;
-    std::size_t at = beginFrame(c->out);
+    if (c->batchAcks) {
+        queueAck(*c, seq, epoch, reply);
+        return;
+    }
+    std::size_t at = beginFrame(frameOut(*c));
     Packer p(c->out);
     p.mapHeader(5);
     p.kv("t", "a");
@@ -629,7 +647,7 @@ void Server::handleRead(Connection& c, const std::string& bytes, const Body& bod
 
 void Server::answerRead(Connection& c, const Body& body, bool behind) {
     std::int64_t id = body.requireInt("id");
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(4);
     p.kv("t", "rr");
@@ -805,7 +823,7 @@ void Server::abortSnapshot(const std::string& reason) {
 
 void Server::queueError(Connection& c, const std::string& code, const std::string& reason,
                         const char* idKey, std::int64_t idValue) {
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(idKey ? 4 : 3);
     p.kv("t", "err");
@@ -837,7 +855,43 @@ void Server::fail(Connection& c, const std::string& code, const std::string& rea
     c.closing = true;
 }
 
+std::string& Server::frameOut(Connection& c) {
+    if (c.ackCount > 0) emitAcks(c);
+    return c.out;
+}
+
+void Server::queueAck(Connection& c, std::int64_t seq, std::int64_t epoch,
+                      std::optional<std::string_view> reply) {
+    Packer(c.ackSeqs).integer(seq);
+    Packer(c.ackEpochs).integer(epoch);
+    Packer(c.ackDigests).bin(digestView(machine_.digest()));
+    Packer replies(c.ackReplies);
+    if (reply)
+        replies.bin(*reply);
+    else
+        replies.nil();  // a duplicate: applied before, no reply
+    // Bounded so that a long turn still makes frames far below the peer's frame limit.
+    if (++c.ackCount >= kMaxBatchedAcks || c.ackReplies.size() >= kMaxBatchedAckBytes) emitAcks(c);
+}
+
+void Server::emitAcks(Connection& c) {
+    std::size_t at = beginFrame(c.out);
+    Packer p(c.out);
+    p.mapHeader(5);
+    p.kv("t", "as");
+    for (auto [key, items] : {std::pair<const char*, std::string*>{"s", &c.ackSeqs},
+                              {"e", &c.ackEpochs}, {"d", &c.ackDigests}, {"rb", &c.ackReplies}}) {
+        p.str(key);
+        p.arrayHeader(c.ackCount);
+        p.raw(*items);
+        items->clear();
+    }
+    endFrame(c.out, at);
+    c.ackCount = 0;
+}
+
 void Server::flush(Connection& c) {
+    if (c.ackCount > 0) emitAcks(c);
     while (!c.out.empty()) {
         ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
         if (n > 0) {
@@ -887,7 +941,7 @@ void Server::handleEpoch(Connection& c, const std::string& /*bytes*/, const Body
         return;
     }
     epochs_.raise(e);  // fsync, rename, fsync dir: durable before epoch_ok
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(6);
     p.kv("t", "epoch_ok");
@@ -945,7 +999,7 @@ void Server::reapExports() {
             continue;
         }
         const ExportedSnapshot& snap = c->snaps.emplace(pe.x, std::move(*done.snapshot)).first->second;
-        std::size_t at = beginFrame(c->out);
+        std::size_t at = beginFrame(frameOut(*c));
         Packer p(c->out);
         p.mapHeader(9);
         p.kv("t", "snap_info");
@@ -987,7 +1041,7 @@ void Server::handleSnapRead(Connection& c, const std::string& /*bytes*/, const B
         refuse(c, "snapshot_failed", e.what(), "id", id);
         return;
     }
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(5);
     p.kv("t", "snap_data");
@@ -1028,7 +1082,7 @@ void Server::handleLogRead(Connection& c, const std::string& /*bytes*/, const Bo
                                    std::to_string(newestSnapshot_), "id", id);
         return;
     }
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(4);
     p.kv("t", "log_data");
@@ -1078,7 +1132,7 @@ void Server::handleInstBegin(Connection& c, const std::string& /*bytes*/, const 
     install_ = std::move(inst);
     logLine("info", "event=install_begin conn=" + std::to_string(c.id) + " s=" + std::to_string(seq) +
                         " size=" + std::to_string(size));
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(3);
     p.kv("t", "inst_ok");
@@ -1128,7 +1182,7 @@ void Server::handleInstData(Connection& c, const std::string& /*bytes*/, const B
         return;
     }
     in.off += std::int64_t(data.size());
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(3);
     p.kv("t", "inst_ok");
@@ -1150,7 +1204,7 @@ void Server::handleInstEnd(Connection& c, const std::string& /*bytes*/, const Bo
         return;
     }
     install_.reset();
-    std::size_t at = beginFrame(c.out);
+    std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(4);
     p.kv("t", "inst_done");

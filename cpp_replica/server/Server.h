@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -141,6 +142,14 @@ private:
     void abortInstall(const std::string& reason);
     void sweepIdle();
     void flush(Connection& c);
+    /// c.out, after any acks batched before it (every other frame is packed through this, so
+    /// replies leave in the order they were made).
+    std::string& frameOut(Connection& c);
+    /// Batches one ack on a protocol-2 connection (reply empty: a duplicate).
+    void queueAck(Connection& c, std::int64_t seq, std::int64_t epoch,
+                  std::optional<std::string_view> reply);
+    /// Packs the batched acks as one `as` frame into c.out.
+    void emitAcks(Connection& c);
     /// Sends err and closes the connection once it is flushed (after the turn's log sync).
     void fail(Connection& c, const std::string& code, const std::string& reason,
               const char* idKey = nullptr, std::int64_t idValue = 0);

@@ -41,8 +41,24 @@ def snapshots_done(proc) -> list[int]:
             for line in list(proc.log_lines) if "event=snapshot s=" in line]
 
 
+def log_barrier(proc, timeout: float = 5.0) -> None:
+    """Return once every line the replica logged before this call has been read. A new
+    connection makes it log an accept line, which its stderr carries after all of them (the
+    lines are read by a thread, which may lag behind when the CPUs are busy)."""
+    accepted = sum("event=accept " in line for line in list(proc.log_lines))
+    sock = socket.create_connection(proc.address, timeout=timeout)
+    try:
+        deadline = time.monotonic() + timeout
+        while sum("event=accept " in line for line in list(proc.log_lines)) <= accepted:
+            assert time.monotonic() < deadline, "the replica's accept line never came"
+            time.sleep(0.002)
+    finally:
+        sock.close()
+
+
 def wait_snapshots_idle(proc, timeout: float = 10.0) -> None:
     """Wait until every background snapshot the replica started has finished or failed."""
+    log_barrier(proc)  # so a snapshot started just now is seen as started
     deadline = time.monotonic() + timeout
     while True:
         lines = list(proc.log_lines)

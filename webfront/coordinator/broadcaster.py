@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from webfront.coordinator.config import ReplicaConfig
 from webfront.protocol import (
+    BATCHED_ACKS_VERSION,
     NONCE_BYTES,
+    PROTOCOL_VERSION,
     FrameDecoder,
     ProtocolError,
     check_welcome,
@@ -132,7 +134,8 @@ class ReplicaConnection(asyncio.Protocol):
         if hasattr(transport, "max_size"):  # stock asyncio: see server.limit_receive_size
             transport.max_size = 1 << 16  # type: ignore[attr-defined]
         self.phase = "welcome"
-        transport.write(encode_frame(hello_body("coordinator", self.nonce)))  # type: ignore
+        transport.write(encode_frame(hello_body(  # type: ignore[attr-defined]
+            "coordinator", self.nonce, (PROTOCOL_VERSION, BATCHED_ACKS_VERSION))))
 
     def data_received(self, data: bytes) -> None:
         self.link.rx = True

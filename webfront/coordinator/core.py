@@ -357,50 +357,66 @@ class Coordinator:
         link.diverged = True
         self.monitor.take_down(link, "diverged; will be rebuilt by state transfer")
 
+    def _ack(self, link: ReplicaLink, seq: int, digest: bytes | None, reply: Any,
+             dup: bool) -> bool | None:
+        """One replica's ack of seq: True if counted, False if stale, None if the replica
+        diverged (it was taken down: stop reading its frames)."""
+        if seq <= link.acked_seq and link.acked_seq:
+            return False
+        link.acked_seq = seq
+        p = self.broadcaster.pending.get(seq)
+        if digest is not None:
+            link.digest = digest  # so the status shows the digest of the seq it shows
+        if dup:
+            if p is not None:
+                p.acks += 1
+                if p.reply is not None and p.acks >= p.needed and not p.done:
+                    self._answer(p)
+            return True
+        if p is None:
+            known = self.history.note_digest(seq, digest)
+            if known is not None and known != digest:
+                self.divergence(link, seq, "ack digest differs")
+                return None
+            return True
+        # The reply stays opaque bytes (`rb`): the digest chain covers them, so equal
+        # digests mean equal replies, and the client gets them spliced, undecoded.
+        if p.reply is None:
+            p.reply = reply
+            p.digest = digest
+            self.history.note_digest(seq, digest)
+        elif digest != p.digest:
+            self.divergence(link, seq, f"digest differs: {digest!r} vs {p.digest!r}")
+            return None
+        p.acks += 1
+        if not p.done and p.acks >= p.needed:
+            self._answer(p)
+        return True
+
     def on_frames(self, link: ReplicaLink, bodies: list[dict]) -> None:
         """Everything one data_received brought from a replica (acks handled as a batch)."""
         acked = False
-        pending = self.broadcaster.pending
-        history = self.history
         for body in bodies:
             t = body["t"]
-            if t == "a":
-                seq = body["s"]
-                if seq <= link.acked_seq and link.acked_seq:
-                    continue
-                link.acked_seq = seq
-                acked = True
-                p = pending.get(seq)
-                digest = body.get("d")
-                if digest is not None:
-                    link.digest = digest  # so the status shows the digest of the seq it shows
-                if body.get("dup"):
-                    if p is not None:
-                        p.acks += 1
-                        if p.reply is not None and p.acks >= p.needed and not p.done:
-                            self._answer(p)
-                    continue
-                if p is None:
-                    known = history.note_digest(seq, digest)
-                    if known is not None and known != digest:
-                        self.divergence(link, seq, "ack digest differs")
-                        return
-                    continue
-                # The reply stays opaque bytes (`rb`): the digest chain covers them, so equal
-                # digests mean equal replies, and the client gets them spliced, undecoded.
-                if p.reply is None:
-                    reply = body.get("rb")
-                    if reply is None:  # a replica_server from before `rb`
-                        reply = ack_reply_bytes(body)
-                    p.reply = reply
-                    p.digest = digest
-                    history.note_digest(seq, digest)
-                elif digest != p.digest:
-                    self.divergence(link, seq, f"digest differs: {digest!r} vs {p.digest!r}")
+            if t == "as":  # protocol 2: one turn's acks, as parallel arrays
+                seqs, digests, replies = body.get("s"), body.get("d"), body.get("rb")
+                if not (type(seqs) is list and type(digests) is list and type(replies) is list
+                        and len(seqs) == len(digests) == len(replies)):
+                    self.monitor.take_down(link, "malformed batch of acks")
                     return
-                p.acks += 1
-                if not p.done and p.acks >= p.needed:
-                    self._answer(p)
+                for seq, digest, reply in zip(seqs, digests, replies):
+                    outcome = self._ack(link, seq, digest, reply, reply is None)
+                    if outcome is None:
+                        return
+                    acked |= outcome
+            elif t == "a":
+                reply = body.get("rb")
+                if reply is None and not body.get("dup"):  # a replica_server from before `rb`
+                    reply = ack_reply_bytes(body)
+                outcome = self._ack(link, body["s"], body.get("d"), reply, bool(body.get("dup")))
+                if outcome is None:
+                    return
+                acked |= outcome
             elif t == "hba":
                 self.monitor.on_heartbeat_reply(link, body)
             elif t == "rr":
