@@ -856,7 +856,7 @@ void Server::fail(Connection& c, const std::string& code, const std::string& rea
 }
 
 std::string& Server::frameOut(Connection& c) {
-    if (c.ackCount > 0) emitAcks(c);
+    emitAcks(c);
     return c.out;
 }
 
@@ -875,6 +875,7 @@ void Server::queueAck(Connection& c, std::int64_t seq, std::int64_t epoch,
 }
 
 void Server::emitAcks(Connection& c) {
+    if (c.ackCount == 0) return;
     std::size_t at = beginFrame(c.out);
     Packer p(c.out);
     p.mapHeader(5);
@@ -891,7 +892,7 @@ void Server::emitAcks(Connection& c) {
 }
 
 void Server::flush(Connection& c) {
-    if (c.ackCount > 0) emitAcks(c);
+    emitAcks(c);
     while (!c.out.empty()) {
         ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
         if (n > 0) {

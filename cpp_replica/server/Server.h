@@ -148,7 +148,7 @@ private:
     /// Batches one ack on a protocol-2 connection (reply empty: a duplicate).
     void queueAck(Connection& c, std::int64_t seq, std::int64_t epoch,
                   std::optional<std::string_view> reply);
-    /// Packs the batched acks as one `as` frame into c.out.
+    /// Packs the batched acks, if any, as one `as` frame into c.out.
     void emitAcks(Connection& c);
     /// Sends err and closes the connection once it is flushed (after the turn's log sync).
     void fail(Connection& c, const std::string& code, const std::string& reason,
