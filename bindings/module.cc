@@ -18,6 +18,8 @@
 namespace py = pybind11;
 using namespace replica;
 
+void bindCoordinator(py::module_& m);  // bindings/coordinator.cc
+
 namespace {
 
 py::bytes toBytes(std::string_view s) { return py::bytes(s.data(), s.size()); }
@@ -62,6 +64,8 @@ PYBIND11_MODULE(_core, m) {
             py::set_error(storageError, e.what());
         }
     });
+
+    bindCoordinator(m);
 
     py::class_<StateMachine>(m, "StateMachine")
         .def(py::init<>())

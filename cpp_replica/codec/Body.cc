@@ -294,6 +294,17 @@ msgpack::object Body::decodeGeneric(std::string_view bytes, const Limits& limits
             zone, bytes.data(), bytes.size(), offset,
             [](msgpack::type::object_type, std::size_t, void*) { return true; }, nullptr,
             unpackLimit);
+    } catch (const msgpack::str_size_overflow&) {
+        malformed("a string is longer than " + std::to_string(limits.maxStringBytes) + " bytes");
+    } catch (const msgpack::bin_size_overflow&) {
+        malformed("a binary value is longer than " + std::to_string(limits.maxStringBytes) +
+                  " bytes");
+    } catch (const msgpack::map_size_overflow&) {
+        malformed("a map has more than " + std::to_string(limits.maxMapEntries) + " entries");
+    } catch (const msgpack::array_size_overflow&) {
+        malformed("a list has more than " + std::to_string(limits.maxListItems) + " items");
+    } catch (const msgpack::depth_size_overflow&) {
+        malformed("nested deeper than " + std::to_string(limits.maxDepth) + " levels");
     } catch (const std::exception& e) {
         malformed(std::string("undecodable body: ") + e.what());
     }

@@ -33,11 +33,10 @@ from webfront.coordinator.recovery import Recovery, RecoveryError, rpc
 from webfront.coordinator.sequencer import Sequencer, skewed_clock
 from webfront.coordinator.server import ClientConnection
 from webfront.coordinator.status import build_status
+from webfront.core._core import write_frame
 from webfront.protocol import (
     UNDECODABLE,
     ack_reply_bytes,
-    pack_length,
-    packb,
     read_secret,
 )
 
@@ -449,7 +448,9 @@ class Coordinator:
 
     # Client requests -------------------------------------------------------------------------
 
-    def client_write(self, conn: ClientConnection, cid: Any, rid: str, op: str, args: dict) -> None:
+    def client_write(self, conn: ClientConnection, cid: Any, rid: str, write_tail: bytes) -> None:
+        """A client's write, checked by the C++ intake: `write_tail` is the rid, op and a of
+        its write frame, encoded."""
         seq_ = self.sequencer
         if rid:
             done = seq_.result_of(rid)
@@ -469,9 +470,7 @@ class Coordinator:
             return
         seq, ts = seq_.next()
         self._write_t0[seq] = time.perf_counter()
-        body = packb({"t": "w", "e": seq_.epoch, "s": seq, "ts": ts, "rid": rid, "op": op,
-                      "a": args})  # encode_body + frame_bytes, inlined (hot path)
-        frame = pack_length(len(body)) + body
+        frame = write_frame(seq_.epoch, seq, ts, write_tail)
         self.history.append(seq, frame)
         p = PendingWrite(seq, rid, [(conn, cid)], needed)
         seq_.begin(rid, p)

@@ -14,14 +14,14 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
-from webfront.coordinator.limits import CLIENT_FRAME_HEADROOM, argument_problem
+from webfront.core._core import ClientIntake, FrameError
 from webfront.protocol import (
     MAX_FRAME_BYTES,
     NONCE_BYTES,
     PROTOCOL_VERSION,
-    FrameDecoder,
     ProtocolError,
     acceptor_mac,
+    decode_body,
     encode_frame,
     initiator_mac,
     pack_length,
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from webfront.coordinator.core import Coordinator
 
 log = logging.getLogger("webfront.coordinator")
+
+CLIENT_FRAME_HEADROOM = 4096  # bytes a write frame may add to the client frame it came from
 
 
 def limit_receive_size(transport: asyncio.BaseTransport) -> None:
@@ -45,9 +47,11 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, coordinator: Coordinator) -> None:
         self.c = coordinator
         self.transport: asyncio.Transport | None = None
-        # A client frame becomes a write frame a few dozen bytes larger (epoch, seq, timestamp):
-        # keep room so that no write the coordinator sequences exceeds a replica's frame limit.
-        self.decoder = FrameDecoder(MAX_FRAME_BYTES - CLIENT_FRAME_HEADROOM)
+        # Splits frames, checks a write against the replicas' limits and makes most of its
+        # write frame (cpp_replica/coordinator/ClientFrame.h). A client frame becomes a write
+        # frame a few dozen bytes larger (epoch, seq, timestamp): keep room so that no write the
+        # coordinator sequences exceeds a replica's frame limit.
+        self.intake = ClientIntake(MAX_FRAME_BYTES - CLIENT_FRAME_HEADROOM)
         self.phase = "hello"
         self.nonce_i = b""
         self.nonce_a = os.urandom(NONCE_BYTES)
@@ -100,30 +104,28 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            bodies = self.decoder.feed(data)
-        except ProtocolError as exc:
+            frames = self.intake.feed(data)
+        except FrameError as exc:
             self._refuse("malformed", str(exc))
             return
         c = self.c
-        for body in bodies:
+        for frame in frames:
             if self.closed:
                 return
-            t = body["t"]
+            if type(frame) is tuple:  # a write (or a refused read) the C++ intake read (hot path)
+                if self.phase != "open":
+                    self._refuse("malformed", "a request during the handshake")
+                    return
+                if len(frame) == 3:
+                    c.client_write(self, *frame)
+                else:  # it would poison every replica's connection: never sequenced or sent
+                    self.send_error(frame[0], "invalid", frame[1])
+                continue
             try:
+                body = decode_body(frame)
+                t = body["t"]
                 if self.phase != "open":
                     self._handshake(body)
-                elif t == "cw":
-                    rid = body.get("rid", "")
-                    op = body["op"]
-                    args = body.get("a", {})
-                    if not isinstance(rid, str) or len(rid) > 64 or not isinstance(op, str) \
-                            or not isinstance(args, dict):
-                        raise ProtocolError("bad cw fields")
-                    problem = argument_problem(args, op)
-                    if problem:  # would poison every replica's connection: never sequenced
-                        self.send_error(body["id"], "invalid", problem)
-                        continue
-                    c.client_write(self, body["id"], rid, op, args)
                 elif t == "cr":
                     q = body["q"]
                     args = body.get("a") or {}

@@ -44,3 +44,13 @@ class MemoryLog(Log):
 
 class FileLog(Log):
     def __init__(self, data_dir: str, fsync: str = "batch") -> None: ...
+
+class ClientIntake:
+    """The coordinator's client-port input (cpp_replica/coordinator/ClientFrame.h)."""
+    def __init__(self, max_frame_bytes: int) -> None: ...
+    def feed(self, data: bytes) -> list[tuple[object, str, bytes] | tuple[object, str] | bytes]:
+        """(id, rid, write_tail) per write within the replicas' limits, (id, problem) per
+        cw or cr that breaks them, the body bytes of every other frame."""
+
+def write_frame(epoch: int, seq: int, ts: int, write_tail: bytes) -> bytes:
+    """The length-prefixed write frame of a sequenced write."""

@@ -1,0 +1,137 @@
+#include "coordinator/ClientFrame.h"
+
+#include "codec/FrameError.h"
+#include "codec/Packer.h"
+#include "core/Text.h"
+
+namespace replica {
+namespace {
+
+[[noreturn]] void malformed(const std::string& why) { throw FrameError("malformed", why); }
+
+// What a client frame may hold at all, before a replica's limits are asked (those decide
+// between a write and an `invalid` answer, these between an answer and a closed connection).
+// The frame length bounds everything else.
+Limits frameOnlyLimits(const Limits& replica) {
+    Limits l = replica;
+    l.maxStringBytes = replica.maxFrameBytes;
+    l.maxMapEntries = 1u << 16;
+    l.maxListItems = 1u << 18;
+    l.maxDepth = 64;
+    l.maxChunkBytes = replica.maxFrameBytes;
+    return l;
+}
+
+// The Python msgpack decoder refuses invalid UTF-8 in any str, so a frame with it was always
+// malformed on the client port; keep it so (and rid and a str id become Python strs).
+void checkUtf8(const msgpack::object& o) {
+    switch (o.type) {
+        case msgpack::type::STR:
+            if (!Text::codePoints(std::string_view(o.via.str.ptr, o.via.str.size)))
+                malformed("a string is not valid UTF-8");
+            break;
+        case msgpack::type::ARRAY:
+            for (std::uint32_t i = 0; i < o.via.array.size; ++i) checkUtf8(o.via.array.ptr[i]);
+            break;
+        case msgpack::type::MAP:
+            for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+                checkUtf8(o.via.map.ptr[i].key);
+                checkUtf8(o.via.map.ptr[i].val);
+            }
+            break;
+        default:
+            break;
+    }
+}
+
+const msgpack::object* requestId(const Body& body) {
+    const msgpack::object* id = body.optional("id");
+    if (id == nullptr) malformed("missing key 'id'");
+    switch (id->type) {
+        case msgpack::type::POSITIVE_INTEGER:
+        case msgpack::type::NEGATIVE_INTEGER:
+        case msgpack::type::STR:
+        case msgpack::type::NIL:
+            return id;
+        default:
+            malformed("the request id must be an integer, a string or nil");
+    }
+}
+
+// Appends to std::string for msgpack::packer (whose encodings are the smallest, like ours).
+struct StringSink {
+    std::string& out;
+    void write(const char* p, std::size_t n) { out.append(p, n); }
+};
+
+}  // namespace
+
+ClientFrame ClientFrame::read(std::string_view bytes, const Limits& limits) {
+    ClientFrame f;
+    bool within = true;
+    try {
+        f.body = Body::decode(bytes, limits);
+    } catch (const FrameError& e) {
+        within = false;
+        f.problem = e.what();
+        f.body = Body::decode(bytes, frameOnlyLimits(limits));  // throws: malformed
+    }
+    std::string_view type = f.body.type();
+    if (type != "cw" && type != "cr") return f;  // Other
+    if (!within) {
+        f.kind = Kind::Invalid;
+        f.id = requestId(f.body);
+        checkUtf8(*f.id);
+        f.problem = "the arguments break a replica's frame limits: " + f.problem;
+        return f;
+    }
+    if (type == "cr") return f;  // Other: the Python side routes reads
+    f.id = requestId(f.body);
+    const msgpack::object* rid = f.body.optional("rid");
+    if (rid != nullptr) {
+        if (rid->type != msgpack::type::STR || rid->via.str.size > 64)
+            malformed("bad cw fields: rid must be a string of at most 64 bytes");
+        f.rid = std::string_view(rid->via.str.ptr, rid->via.str.size);
+    }
+    const msgpack::object* op = f.body.optional("op");
+    if (op == nullptr || op->type != msgpack::type::STR) malformed("bad cw fields: op must be a string");
+    const msgpack::object* args = f.body.optional("a");
+    if (args != nullptr && args->type != msgpack::type::MAP)
+        malformed("bad cw fields: a must be a map");
+    checkUtf8(f.body.root());
+
+    f.writeTail.reserve(bytes.size() + 16);
+    Packer p(f.writeTail);
+    p.kv("rid", f.rid);
+    p.kv("op", std::string_view(op->via.str.ptr, op->via.str.size));
+    p.str("a");
+    if (args == nullptr) {
+        p.mapHeader(0);
+    } else {
+        StringSink sink{f.writeTail};
+        msgpack::packer<StringSink>(sink).pack(*args);
+    }
+    f.kind = Kind::Write;
+    return f;
+}
+
+std::string writeFrame(std::int64_t epoch, std::int64_t seq, std::int64_t ts,
+                       std::string_view writeTail) {
+    std::string frame(4, '\0');
+    frame.reserve(4 + 40 + writeTail.size());
+    Packer p(frame);
+    p.mapHeader(7);
+    p.kv("t", "w");
+    p.kv("e", epoch);
+    p.kv("s", seq);
+    p.kv("ts", ts);
+    p.raw(writeTail);
+    auto n = std::uint32_t(frame.size() - 4);
+    frame[0] = char(n >> 24);
+    frame[1] = char(n >> 16);
+    frame[2] = char(n >> 8);
+    frame[3] = char(n);
+    return frame;
+}
+
+}  // namespace replica
