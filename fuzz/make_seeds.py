@@ -55,6 +55,18 @@ def main() -> None:
                           [[2, "alice", "hi", 3]], [["alice", "bob_1", 2]], [["r1", b"\x81"]]],
                          use_bin_type=True)
     write("snapshot", "minimal", snap)
+    # client_frame: one body as the coordinator's client port reads it (no length prefix).
+    client = {
+        "write": {"t": "cw", "id": 1, "rid": "r1", "op": "create_post",
+                  "a": {"actor": "alice", "text": "hi", "n": [1, -2, 3.5, None, True]}},
+        "write-no-args": {"t": "cw", "id": "x", "op": "state"},
+        "write-too-deep": {"t": "cw", "id": 2, "rid": "", "op": "o", "a": {"d": {"e": {"f": 1}}}},
+        "read": {"t": "cr", "id": 3, "q": "home", "a": {"username": "alice"}, "mode": "session",
+                 "min": 4},
+        "status": {"t": "st", "id": 4},
+    }
+    for name, body in client.items():
+        write("client_frame", name, msgpack.packb(body, use_bin_type=True))
 
 
 if __name__ == "__main__":

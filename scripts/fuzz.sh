@@ -7,14 +7,14 @@
 #                                          (regression test; exits non-zero on any failure)
 #   scripts/fuzz.sh list                   print the target names
 #
-# Targets: frame_reader, apply, snapshot, dispatch (see docs/security.md). A crash is written to
+# Targets: frame_reader, apply, snapshot, dispatch, client_frame (see docs/security.md). A crash is written to
 # fuzz/crashes/TARGET/; keep it there once fixed, so `replay` proves the fix forever.
 # Needs clang-14 and libclang-rt-14-dev: installed here when missing (as root; otherwise the
 # exact command is printed). Extra ARGS go to libFuzzer (e.g. -jobs=2 -workers=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(frame_reader apply snapshot dispatch)
+TARGETS=(frame_reader apply snapshot dispatch client_frame)
 BUILD_DIR="${FUZZ_BUILD_DIR:-build/fuzz}"
 CXX="${FUZZ_CXX:-clang++-14}"
 
@@ -26,7 +26,7 @@ ensure_clang() {
 
 # The replica sources each target links (no Python, no CMake needed). Globs, so a new class in
 # one of these layers is picked up without editing this script.
-CORE_SOURCES=(cpp_replica/codec/*.cc cpp_replica/core/*.cc)
+CORE_SOURCES=(cpp_replica/codec/*.cc cpp_replica/core/*.cc cpp_replica/coordinator/*.cc)
 SERVER_SOURCES=(cpp_replica/server/*.cc cpp_replica/storage/*.cc)
 CXXFLAGS=(-std=c++17 -g -O1 -fno-omit-frame-pointer -Wall -Wextra
           -fsanitize=address,undefined -fno-sanitize-recover=undefined

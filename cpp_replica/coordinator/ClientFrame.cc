@@ -22,21 +22,25 @@ Limits frameOnlyLimits(const Limits& replica) {
     return l;
 }
 
-// The Python msgpack decoder refuses invalid UTF-8 in any str, so a frame with it was always
-// malformed on the client port; keep it so (and rid and a str id become Python strs).
-void checkUtf8(const msgpack::object& o) {
+// What the Python side's msgpack decoder (raw=False, strict_map_key=True) refuses was always
+// malformed on the client port; keep it so: every write in a log stays decodable by tools and
+// tests, and rid and a str id become Python strs.
+void checkDecodable(const msgpack::object& o) {
     switch (o.type) {
         case msgpack::type::STR:
             if (!Text::codePoints(std::string_view(o.via.str.ptr, o.via.str.size)))
                 malformed("a string is not valid UTF-8");
             break;
         case msgpack::type::ARRAY:
-            for (std::uint32_t i = 0; i < o.via.array.size; ++i) checkUtf8(o.via.array.ptr[i]);
+            for (std::uint32_t i = 0; i < o.via.array.size; ++i) checkDecodable(o.via.array.ptr[i]);
             break;
         case msgpack::type::MAP:
             for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
-                checkUtf8(o.via.map.ptr[i].key);
-                checkUtf8(o.via.map.ptr[i].val);
+                const msgpack::object& key = o.via.map.ptr[i].key;
+                if (key.type != msgpack::type::STR && key.type != msgpack::type::BIN)
+                    malformed("a map key is not a string");
+                checkDecodable(key);
+                checkDecodable(o.via.map.ptr[i].val);
             }
             break;
         default:
@@ -81,7 +85,7 @@ ClientFrame ClientFrame::read(std::string_view bytes, const Limits& limits) {
     if (!within) {
         f.kind = Kind::Invalid;
         f.id = requestId(f.body);
-        checkUtf8(*f.id);
+        checkDecodable(*f.id);
         f.problem = "the arguments break a replica's frame limits: " + f.problem;
         return f;
     }
@@ -98,7 +102,7 @@ ClientFrame ClientFrame::read(std::string_view bytes, const Limits& limits) {
     const msgpack::object* args = f.body.optional("a");
     if (args != nullptr && args->type != msgpack::type::MAP)
         malformed("bad cw fields: a must be a map");
-    checkUtf8(f.body.root());
+    checkDecodable(f.body.root());
 
     f.writeTail.reserve(bytes.size() + 16);
     Packer p(f.writeTail);

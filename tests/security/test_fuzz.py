@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "fuzz.sh"
-TARGETS = ["frame_reader", "apply", "snapshot", "dispatch"]
+TARGETS = ["frame_reader", "apply", "snapshot", "dispatch", "client_frame"]
 SECONDS = int(os.environ.get("FUZZ_SECONDS", "20"))
 
 pytestmark = pytest.mark.slow
