@@ -203,6 +203,7 @@ private:
     std::chrono::steady_clock::time_point lastRefusedLog_{};
     std::size_t refusedSinceLog_ = 0;
     std::size_t unauthenticated_ = 0;  // connections not yet Ready
+    std::size_t framesThisTurn_ = 0;  // frames handled in the current loop turn (busy-poll)
     std::string logScratch_;  // log_read packs its records here (capacity reused)
 };
 

@@ -1,4 +1,5 @@
-"""replica_server's busy-poll: it spins only in a window after input, never while idle."""
+"""replica_server's busy-poll: it spins only in a window after a light turn of input, never
+while idle and not after a busy turn."""
 
 from __future__ import annotations
 
@@ -39,6 +40,21 @@ def test_replica_spins_in_the_window_after_a_frame(launch) -> None:
     # Spinning (yielding to anything runnable) costs CPU; sleeping in epoll_wait costs none.
     assert used["polling"] >= 0.05, used
     assert used["sleeping"] < 0.03, used
+
+
+def test_replica_does_not_spin_after_a_busy_turn(launch) -> None:
+    # Many frames in one turn mean a busy cluster: the next ones come anyway, and spinning
+    # would take CPU the other processes need. So no window opens (compare the test above).
+    proc = launch(extra_args=["--busy-poll-us", "300000"])
+    sock, _ = P.connect(proc.address, b"", "coordinator")
+    try:
+        sock.sendall(b"".join(P.encode_frame({"t": "hb", "id": i}) for i in range(50)))
+        for _ in range(50):
+            assert P.recv_frame(sock)["t"] == "hba"
+        used = cpu_over(proc.pid, 0.25)  # inside what would be the 300 ms window
+    finally:
+        sock.close()
+    assert used < 0.03, used
 
 
 def test_bad_busy_poll_value_refused(replica_binary: str) -> None:
