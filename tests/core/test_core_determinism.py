@@ -179,10 +179,10 @@ def test_args_not_a_map_is_invalid() -> None:
         (b"\xc1", "undecodable"),
         (pack([1, 2]), "not a map"),
         (pack({"x": 1}), "'t'"),
-        (pack({"t": "w", "a": {"s": "x" * 5000}}), "str size"),
+        (pack({"t": "w", "a": {"s": "x" * 5000}}), "a string is longer than 4096 bytes"),
         (pack({"t": "w", "a": {"b": {"c": {"d": {}}}}}), "nesting"),
-        (pack({"t": "w", "a": list(range(10_001))}), "array size"),
-        (pack({"t": "w", "a": {str(i): i for i in range(33)}}), "map size"),
+        (pack({"t": "w", "a": list(range(10_001))}), "a list has more than 10000 items"),
+        (pack({"t": "w", "a": {str(i): i for i in range(33)}}), "a map has more than 32 entries"),
         (pack({"t": "w"}) + b"\x00", "trailing"),
     ],
 )
