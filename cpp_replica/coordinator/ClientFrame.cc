@@ -82,26 +82,29 @@ ClientFrame ClientFrame::read(std::string_view bytes, const Limits& limits) {
     }
     std::string_view type = f.body.type();
     if (type != "cw" && type != "cr") return f;  // Other
+    f.id = requestId(f.body);
+    checkDecodable(*f.id);
+    // A cw's own fields first: a bad one closes the connection even when its a is too big.
+    const msgpack::object* op = f.body.optional("op");
+    const msgpack::object* args = f.body.optional("a");
+    if (type == "cw") {
+        const msgpack::object* rid = f.body.optional("rid");
+        if (rid != nullptr) {
+            if (rid->type != msgpack::type::STR || rid->via.str.size > 64)
+                malformed("bad cw fields: rid must be a string of at most 64 bytes");
+            f.rid = std::string_view(rid->via.str.ptr, rid->via.str.size);
+        }
+        if (op == nullptr || op->type != msgpack::type::STR)
+            malformed("bad cw fields: op must be a string");
+        if (args != nullptr && args->type != msgpack::type::MAP)
+            malformed("bad cw fields: a must be a map");
+    }
     if (!within) {
         f.kind = Kind::Invalid;
-        f.id = requestId(f.body);
-        checkDecodable(*f.id);
         f.problem = "the arguments break a replica's frame limits: " + f.problem;
         return f;
     }
     if (type == "cr") return f;  // Other: the Python side routes reads
-    f.id = requestId(f.body);
-    const msgpack::object* rid = f.body.optional("rid");
-    if (rid != nullptr) {
-        if (rid->type != msgpack::type::STR || rid->via.str.size > 64)
-            malformed("bad cw fields: rid must be a string of at most 64 bytes");
-        f.rid = std::string_view(rid->via.str.ptr, rid->via.str.size);
-    }
-    const msgpack::object* op = f.body.optional("op");
-    if (op == nullptr || op->type != msgpack::type::STR) malformed("bad cw fields: op must be a string");
-    const msgpack::object* args = f.body.optional("a");
-    if (args != nullptr && args->type != msgpack::type::MAP)
-        malformed("bad cw fields: a must be a map");
     checkDecodable(f.body.root());
 
     f.writeTail.reserve(bytes.size() + 16);

@@ -97,6 +97,7 @@ def test_intake_splits_frames_across_reads_and_passes_other_frames_through():
     (_cw([1]), "a must be a map"),
     (_cw({}, rid="r" * 65), "rid must be a string"),
     (_cw({}, rid=5), "rid must be a string"),
+    (_cw({"x": "y" * 5000}, rid=5), "rid must be a string"),  # bad fields before the limits
     (pack_length(5) + b"\xa3cw\x01\x02", "trailing bytes"),
     (pack_length(2) + b"\x91\x01", "not a map"),
     (pack_length((1 << 20) + 1) + b"\x80", "exceeds limit"),
