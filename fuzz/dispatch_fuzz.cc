@@ -32,6 +32,7 @@
 #include "codec/Body.h"
 #include "codec/FrameError.h"
 #include "codec/FrameReader.h"
+#include "codec/Framing.h"
 #include "codec/Packer.h"
 #include "core/StateMachine.h"
 #include "server/Auth.h"
@@ -128,13 +129,11 @@ std::string readFrame(int fd, replica::FrameReader& reader) {
 }
 
 std::string frame(const std::string& body) {
-    std::string out(4, '\0');
-    auto n = std::uint32_t(body.size());
-    out[0] = char(n >> 24);
-    out[1] = char(n >> 16);
-    out[2] = char(n >> 8);
-    out[3] = char(n);
-    return out + body;
+    std::string out;
+    std::size_t at = replica::beginFrame(out);
+    out += body;
+    replica::endFrame(out, at);
+    return out;
 }
 
 bool handshake(int fd) {

@@ -1,6 +1,7 @@
 #include "coordinator/ClientFrame.h"
 
 #include "codec/FrameError.h"
+#include "codec/Framing.h"
 #include "codec/Packer.h"
 #include "core/Text.h"
 
@@ -124,8 +125,9 @@ ClientFrame ClientFrame::read(std::string_view bytes, const Limits& limits) {
 
 std::string writeFrame(std::int64_t epoch, std::int64_t seq, std::int64_t ts,
                        std::string_view writeTail) {
-    std::string frame(4, '\0');
+    std::string frame;
     frame.reserve(4 + 40 + writeTail.size());
+    std::size_t at = beginFrame(frame);
     Packer p(frame);
     p.mapHeader(7);
     p.kv("t", "w");
@@ -133,11 +135,7 @@ std::string writeFrame(std::int64_t epoch, std::int64_t seq, std::int64_t ts,
     p.kv("s", seq);
     p.kv("ts", ts);
     p.raw(writeTail);
-    auto n = std::uint32_t(frame.size() - 4);
-    frame[0] = char(n >> 24);
-    frame[1] = char(n >> 16);
-    frame[2] = char(n >> 8);
-    frame[3] = char(n);
+    endFrame(frame, at);
     return frame;
 }
 

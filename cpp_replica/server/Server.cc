@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "codec/FrameError.h"
+#include "codec/Framing.h"
 #include "codec/Packer.h"
 #include "server/Auth.h"
 #include "storage/FileLog.h"
@@ -62,20 +63,6 @@ std::string_view digestView(const StateMachine::Digest& d) {
 }
 
 // Appends the 4-byte length and leaves room: callers pack the body, then fix the length.
-std::size_t beginFrame(std::string& out) {
-    std::size_t at = out.size();
-    out.append(4, '\0');
-    return at;
-}
-
-void endFrame(std::string& out, std::size_t at) {
-    auto n = std::uint32_t(out.size() - at - 4);
-    out[at] = char(n >> 24);
-    out[at + 1] = char(n >> 16);
-    out[at + 2] = char(n >> 8);
-    out[at + 3] = char(n);
-}
-
 }  // namespace
 
 void logLine(const char* level, const std::string& kv) {
