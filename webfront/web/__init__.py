@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from . import admin, api, auth, cluster_access, errors, metrics, profiles, timeline
+from . import admin, api, auth, cluster_access, errors, metrics, profiles, request_ids, timeline
 from .forms import csrf
 from .limits import limiter
 from .timefmt import init_app as init_time_filters
@@ -68,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     cluster_access.init_app(app)
     errors.init_app(app)
+    request_ids.init_app(app)
     init_time_filters(app)
     metrics.init_app(app)
 

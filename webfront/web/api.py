@@ -4,6 +4,9 @@ Clients authenticate with a bearer token from `POST /api/v1/tokens`: a signed, e
 token (itsdangerous, keyed by the app's secret) naming the user. Reads are linearizable
 (the API keeps no session); every write's response carries its `seq`.
 Errors are `{"error": {"code", "message"}}`.
+
+POST writes take an optional `Idempotency-Key` header: the same key from the same user is the
+same request, applied once, and a retry gets the first result (request_ids.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .errors import error_response
 from .forms import MAX_POST_CHARS, username_problem
 from .limits import login_limits
 from .openapi import openapi_document
+from .request_ids import KEY_RULE, request_id, valid_key
 from .timefmt import iso
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -103,6 +107,20 @@ def page_args() -> dict:
     return args
 
 
+def idempotent_request_id(actor: str, op: str) -> str | None:
+    """The request id named by the request's Idempotency-Key header for `actor` and `op`, or
+    None (a fresh id) without one; 400 if the key is malformed."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]  # the IETF draft sends it as a quoted structured-field string
+    if not valid_key(key):
+        raise ApiError(400, "invalid", f"Idempotency-Key: {KEY_RULE}")
+    return request_id("api", actor, op, key)
+
+
 def post_json(post: dict) -> dict:
     return {"id": post["id"], "author": post["author"], "text": post["text"],
             "created_at": iso(post["created_at"]), "seq": post.get("seq", post["id"])}
@@ -166,12 +184,13 @@ def create_user():
         raise ApiError(400, "invalid", "password: 8 to 200 characters")
     if len(body.get("display_name", "")) > 50:
         raise ApiError(400, "invalid", "display_name: at most 50 characters")
+    # No user yet: the key is scoped to the name being signed up for.
+    rid = idempotent_request_id(body["username"], "create_user")
     args = {"username": body["username"], "password_hash": auth.hash_password(body["password"])}
     if body.get("display_name"):
         args["display_name"] = body["display_name"].strip()
     try:
-        result = cluster_access.get_cluster().write("create_user", args)
-        cluster_access._check(result.reply)
+        result = _write("create_user", args, rid)
     except Conflict:
         raise ApiError(409, "conflict", "username taken") from None
     response = jsonify(user=user_json(result.reply["user"]), seq=result.seq)
@@ -213,7 +232,8 @@ def create_post():
     text = body["text"].strip()
     if not 1 <= len(text) <= MAX_POST_CHARS:
         raise ApiError(400, "invalid", f"text: 1 to {MAX_POST_CHARS} characters")
-    result = _write("create_post", {"actor": actor, "text": text})
+    result = _write("create_post", {"actor": actor, "text": text},
+                    idempotent_request_id(actor, "create_post"))
     response = jsonify(post_json(result.reply["post"]))
     response.status_code = 201
     return response
@@ -250,7 +270,8 @@ def public_timeline():
 def follow():
     actor = token_user()
     body = json_body({"username": str})
-    _write("follow", {"actor": actor, "target": _username_arg(body["username"])})
+    target = _username_arg(body["username"])
+    _write("follow", {"actor": actor, "target": target}, idempotent_request_id(actor, "follow"))
     return no_content()
 
 
@@ -289,7 +310,7 @@ def cluster():
     return jsonify(status)
 
 
-def _write(op: str, args: dict):
-    result = cluster_access.get_cluster().write(op, args)
+def _write(op: str, args: dict, rid: str | None = None):
+    result = cluster_access.get_cluster().write(op, args, request_id=rid)
     cluster_access._check(result.reply)
     return result

@@ -26,6 +26,7 @@ from webfront.client import Conflict, NotFound
 from . import cluster_access
 from .forms import DeleteAccountForm, LoginForm, RegisterForm
 from .limits import login_limits
+from .request_ids import write_form
 
 bp = Blueprint("auth", __name__)
 
@@ -104,14 +105,19 @@ def register():
         args = {"username": form.username.data, "password_hash": hash_password(form.password.data)}
         if form.display_name.data:
             args["display_name"] = form.display_name.data.strip()
+        # No user yet: the name asked for is the actor. The password is part of the request,
+        # so a form sent again with another one cannot log in to the account made with the first.
         try:
-            result = cluster_access.write("create_user", args)
+            result = write_form(form, "create_user", args, form.username.data,
+                                args.get("display_name", ""), form.password.data)
         except Conflict:
             form.username.errors.append("This name is taken.")
         else:
-            _log_in(result.reply["user"]["username"])
-            flash("Welcome! Your account is ready.")
-            return redirect(url_for("timeline.home"))
+            if result is not None:
+                _log_in(result.reply["user"]["username"])
+                flash("Welcome! Your account is ready.")
+                return redirect(url_for("timeline.home"))
+            return render_template("register.html", form=form), 503, {"Retry-After": "1"}
     status = 400 if form.errors else 200
     return render_template("register.html", form=form), status
 

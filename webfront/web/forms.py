@@ -6,8 +6,10 @@ import re
 
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
-from wtforms import PasswordField, StringField, TextAreaField
+from wtforms import HiddenField, PasswordField, StringField, TextAreaField
 from wtforms.validators import EqualTo, InputRequired, Length, Optional, ValidationError
+
+from .request_ids import new_token, valid_key
 
 csrf = CSRFProtect()
 
@@ -43,7 +45,21 @@ def _post_text(form, field) -> None:
         raise ValidationError(f"At most {MAX_POST_CHARS} characters ({len(text)} now).")
 
 
-class RegisterForm(FlaskForm):
+def _request_token(form, field) -> None:
+    if field.data and not valid_key(field.data):
+        field.data = new_token()  # so that sending the form again works
+        raise ValidationError("This form was damaged on the way. Check it and send it again.")
+
+
+class WriteForm(FlaskForm):
+    """A form whose submit is one write: sending the same rendered form again (a double click,
+    a retry after "cannot save right now") is applied once. The token is made when the form is
+    first rendered and kept when it is shown again with an error (request_ids.py)."""
+
+    request_token = HiddenField(default=new_token, validators=[_request_token])
+
+
+class RegisterForm(WriteForm):
     username = StringField("Username", validators=[InputRequired(), _valid_username])
     display_name = StringField("Display name (optional)", validators=[Optional(), Length(max=50)])
     password = PasswordField("Password", validators=[InputRequired(), Length(min=8, max=200)])
@@ -58,7 +74,7 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[InputRequired(), Length(max=200)])
 
 
-class PostForm(FlaskForm):
+class PostForm(WriteForm):
     text = TextAreaField("What's happening?", validators=[_post_text])
 
 

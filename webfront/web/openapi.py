@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .request_ids import KEY_RE, KEY_RULE
+
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -18,7 +20,8 @@ def _err(status: str, text: str) -> tuple[str, dict]:
 
 
 ERRORS = {
-    "400": "Malformed JSON, a missing field or a field of the wrong type; nothing changed.",
+    "400": ("Malformed JSON, a missing field, a field of the wrong type or a malformed "
+            "Idempotency-Key; nothing changed."),
     "401": "Missing, invalid or expired bearer token.",
     "403": "Not allowed for this user.",
     "404": "No such user or post.",
@@ -45,6 +48,16 @@ PAGING = [
      "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
 ]
 BEARER = [{"bearer": []}]
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "pattern": f"^{KEY_RE.pattern}$"},
+    "description": (
+        f"Makes a retry safe: {KEY_RULE}, bare or as a quoted string. The same key from the "
+        "same user (for POST /users: the same username) on the same operation is one request: "
+        "it is applied once and every retry gets the first result, also after a 503 whose "
+        "outcome was open. Use a new key (a UUID) per request; a key sent again with another "
+        "body still gets the first result. The cluster remembers the last 100,000 requests."),
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -60,7 +73,8 @@ def openapi_document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Sign up, get a token, post, follow, read timelines. Data lives on a replicated "
-                "cluster; reads are linearizable. Times are ISO 8601 UTC strings."),
+                "cluster; reads are linearizable. Times are ISO 8601 UTC strings. POST writes "
+                "take an optional Idempotency-Key header, so a retry is applied once."),
         },
         "servers": [{"url": "/api/v1"}],
         "components": {
@@ -100,7 +114,7 @@ def openapi_document() -> dict[str, Any]:
                                         "cluster_reachable": {"type": "boolean"},
                                         "writes_possible": {"type": "boolean"}}})}}}},
             "/users": {"post": {
-                "summary": "Create an account.",
+                "summary": "Create an account.", "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, **_json({
                     "type": "object", "required": ["username", "password"], "properties": {
                         "username": {"type": "string", "pattern": "^[A-Za-z0-9_]{3,20}$"},
@@ -137,6 +151,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": _responses(people_page, "400", "404")}},
             "/posts": {"post": {
                 "summary": "Publish a post.", "security": BEARER,
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, **_json({
                     "type": "object", "required": ["text"], "properties": {
                         "text": {"type": "string", "minLength": 1, "maxLength": 280}}})},
@@ -156,6 +171,7 @@ def openapi_document() -> dict[str, Any]:
                                 "responses": _responses(posts_page, "400")}},
             "/follows": {"post": {
                 "summary": "Follow a user.", "security": BEARER,
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, **_json({
                     "type": "object", "required": ["username"], "properties": {
                         "username": {"type": "string"}}})},

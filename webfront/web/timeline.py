@@ -17,6 +17,7 @@ from flask import (
 from . import cluster_access
 from .auth import login_required
 from .forms import PostForm
+from .request_ids import form_request_id, posted_token, write_form
 
 bp = Blueprint("timeline", __name__)
 
@@ -30,13 +31,17 @@ def page_args() -> dict:
     return args
 
 
+def home_page(form: PostForm):
+    page = cluster_access.read("home", {"username": g.user, **page_args()})
+    return render_template("timeline.html", kind="home", title="Your timeline",
+                           posts=page["posts"], next=page.get("next"), form=form)
+
+
 @bp.route("/")
 def home():
     if g.user is None:
         return redirect(url_for("timeline.public"))
-    page = cluster_access.read("home", {"username": g.user, **page_args()})
-    return render_template("timeline.html", kind="home", title="Your timeline",
-                           posts=page["posts"], next=page.get("next"), form=PostForm())
+    return home_page(PostForm())
 
 
 @bp.route("/public")
@@ -52,13 +57,14 @@ def public():
 def compose():
     form = PostForm()
     if form.validate_on_submit():
-        cluster_access.write("create_post", {"actor": g.user, "text": form.text.data.strip()})
-        flash("Your post is published.")
-        return redirect(url_for("timeline.home"))
+        text = form.text.data.strip()
+        # The text is part of the request: an edited text under the same token is a new post.
+        if write_form(form, "create_post", {"actor": g.user, "text": text}, g.user, text):
+            flash("Your post is published.")
+            return redirect(url_for("timeline.home"))
+        return home_page(form), 503, {"Retry-After": "1"}
     # Show the error next to the field, the text kept, above the timeline.
-    page = cluster_access.read("home", {"username": g.user, **page_args()})
-    return render_template("timeline.html", kind="home", title="Your timeline",
-                           posts=page["posts"], next=page.get("next"), form=form), 400
+    return home_page(form), 400
 
 
 @bp.route("/posts/<int:post_id>/delete", methods=("POST",))
@@ -67,7 +73,8 @@ def delete_post(post_id: int):
     # CSRFProtect has checked the token before we get here.
     if post_id >= 2**63:  # ids are int64 seqs; a larger one cannot exist (and cannot be encoded)
         abort(404)
-    cluster_access.write("delete_post", {"actor": g.user, "id": post_id})
+    rid = form_request_id(g.user, "delete_post", posted_token(), str(post_id))
+    cluster_access.write("delete_post", {"actor": g.user, "id": post_id}, request_id=rid)
     flash("Post deleted.")
     target = request.form.get("next", "")
     if not target.startswith("/") or target.startswith("//"):
