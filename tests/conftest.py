@@ -25,6 +25,18 @@ def replica_command() -> list[str]:
     return [binary]
 
 
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    """Poll predicate every 0.1 s until it returns something true (returned), or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def cpu_over(pid: int, seconds: float) -> float:
     """CPU seconds (user + system, clock-tick resolution) the process uses in the next
     `seconds` of wall time."""

@@ -9,6 +9,7 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import wait_for
 from webfront.web import cluster_access, create_app
 from webfront.web import metrics as web_metrics
 
@@ -51,17 +52,6 @@ def write_users(cluster, n: int) -> None:
             client.read("user", {"username": name})
     finally:
         client.close()
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_coordinator_metrics_move_with_writes_and_a_killed_replica(cluster):

@@ -53,6 +53,10 @@ class ReplicaLink:
         self.diverged = False
         self.note = ""
         self.acked_seq = 0
+        # The highest acked_seq it had when it stopped receiving writes: its acks up to here
+        # were counted. A returning replica is credited above it (credit_lost_acks) and its
+        # acks at or below it are not counted again (Coordinator._acks).
+        self.counted_seq = 0
         self.applied_seq = 0
         self.epoch = 0
         self.last_epoch = 0
@@ -214,7 +218,7 @@ class Broadcaster:
         self.policy = policy
         self.majority = len(links) // 2 + 1
         self.pending: dict[int, PendingWrite] = {}
-        self._gc_seq = 1  # every seq below this is gone from pending
+        self.gc_seq = 1  # every seq below this is gone from pending
         self.committed_seq = 0  # highest seq answered to a client
 
     def live_links(self) -> list[ReplicaLink]:
@@ -234,7 +238,7 @@ class Broadcaster:
 
     def reset(self, last_seq: int) -> None:
         self.pending.clear()
-        self._gc_seq = last_seq + 1
+        self.gc_seq = last_seq + 1
         self.committed_seq = max(self.committed_seq, last_seq)
 
     def broadcast(self, pending: PendingWrite, frame: bytes) -> None:
@@ -251,8 +255,8 @@ class Broadcaster:
                 low = link.acked_seq
         pending = self.pending
         if low is None:
-            low = self._gc_seq + len(pending)
-        seq = self._gc_seq
+            low = self.gc_seq + len(pending)
+        seq = self.gc_seq
         while seq <= low:
             entry = pending.get(seq)
             if entry is not None:
@@ -260,7 +264,7 @@ class Broadcaster:
                     break
                 del pending[seq]
             seq += 1
-        self._gc_seq = seq
+        self.gc_seq = seq
 
     def unanswered(self) -> list[PendingWrite]:
         return [p for p in self.pending.values() if not p.done]

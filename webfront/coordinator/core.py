@@ -356,41 +356,55 @@ class Coordinator:
         link.diverged = True
         self.monitor.take_down(link, "diverged; will be rebuilt by state transfer")
 
-    def _ack(self, link: ReplicaLink, seq: int, digest: bytes | None, reply: Any,
-             dup: bool) -> bool | None:
-        """One replica's ack of seq: True if counted, False if stale, None if the replica
-        diverged (it was taken down: stop reading its frames)."""
-        if seq <= link.acked_seq and link.acked_seq:
-            return False
-        link.acked_seq = seq
-        p = self.broadcaster.pending.get(seq)
-        if digest is not None:
-            link.digest = digest  # so the status shows the digest of the seq it shows
-        if dup:
-            if p is not None:
-                p.acks += 1
-                if p.reply is not None and p.acks >= p.needed and not p.done:
-                    self._answer(p)
-            return True
-        if p is None:
-            known = self.history.note_digest(seq, digest)
-            if known is not None and known != digest:
-                self.divergence(link, seq, "ack digest differs")
+    def _acks(self, link: ReplicaLink, seqs: list, digests: list, replies: list) -> bool | None:
+        """One replica's acks, in its order of application; a reply None marks a `dup` (seq
+        applied before). True if it got further, False if every ack was stale, None if the
+        replica diverged (it was taken down: stop reading its frames). One loop for a whole
+        batch: this runs for every write on every replica."""
+        pending = self.broadcaster.pending
+        acked = link.acked_seq
+        # Acks up to here were counted on an earlier connection. One that lost its log tail
+        # (fsync never) acks those seqs again after the replay: checked, not counted twice.
+        floor = link.counted_seq
+        advanced = False
+        last_digest = None
+        for seq, digest, reply in zip(seqs, digests, replies):
+            if seq <= acked and acked:
+                continue
+            acked = seq
+            advanced = True
+            last_digest = digest
+            p = pending.get(seq)
+            if reply is None:  # dup: applied before; `d` is its current digest, not seq's
+                if p is not None and seq > floor:
+                    p.acks += 1
+                    if p.reply is not None and p.acks >= p.needed and not p.done:
+                        self._answer(p)
+                continue
+            if p is None or seq <= floor:  # answered and collected, or counted before
+                known = self.history.note_digest(seq, digest)
+                if known is not None and known != digest:
+                    link.acked_seq, link.digest = seq, digest
+                    self.divergence(link, seq, "ack digest differs")
+                    return None
+                continue
+            # The reply stays opaque bytes (`rb`): the digest chain covers them, so equal
+            # digests mean equal replies, and the client gets them spliced, undecoded.
+            if p.reply is None:
+                p.reply = reply
+                p.digest = digest
+                self.history.note_digest(seq, digest)
+            elif digest != p.digest:
+                link.acked_seq, link.digest = seq, digest
+                self.divergence(link, seq, f"digest differs: {digest!r} vs {p.digest!r}")
                 return None
-            return True
-        # The reply stays opaque bytes (`rb`): the digest chain covers them, so equal
-        # digests mean equal replies, and the client gets them spliced, undecoded.
-        if p.reply is None:
-            p.reply = reply
-            p.digest = digest
-            self.history.note_digest(seq, digest)
-        elif digest != p.digest:
-            self.divergence(link, seq, f"digest differs: {digest!r} vs {p.digest!r}")
-            return None
-        p.acks += 1
-        if not p.done and p.acks >= p.needed:
-            self._answer(p)
-        return True
+            p.acks += 1
+            if not p.done and p.acks >= p.needed:
+                self._answer(p)
+        link.acked_seq = acked
+        if last_digest is not None:
+            link.digest = last_digest  # so the status shows the digest of the seq it shows
+        return advanced
 
     def on_frames(self, link: ReplicaLink, bodies: list[dict]) -> None:
         """Everything one data_received brought from a replica (acks handled as a batch)."""
@@ -403,16 +417,15 @@ class Coordinator:
                         and len(seqs) == len(digests) == len(replies)):
                     self.monitor.take_down(link, "malformed batch of acks")
                     return
-                for seq, digest, reply in zip(seqs, digests, replies):
-                    outcome = self._ack(link, seq, digest, reply, reply is None)
-                    if outcome is None:
-                        return
-                    acked |= outcome
+                outcome = self._acks(link, seqs, digests, replies)
+                if outcome is None:
+                    return
+                acked |= outcome
             elif t == "a":
-                reply = body.get("rb")
+                reply = None if body.get("dup") else body.get("rb")
                 if reply is None and not body.get("dup"):  # a replica_server from before `rb`
                     reply = ack_reply_bytes(body)
-                outcome = self._ack(link, body["s"], body.get("d"), reply, bool(body.get("dup")))
+                outcome = self._acks(link, [body["s"]], [body.get("d")], [reply])
                 if outcome is None:
                     return
                 acked |= outcome
@@ -487,6 +500,25 @@ class Coordinator:
         self.sequencer.finish(p.rid, p.seq, p.reply)
         for conn, cid in p.waiters:
             conn.send_frame({"t": "cwr", "id": cid, "s": p.seq, "rb": p.reply})
+
+    def credit_lost_acks(self, link: ReplicaLink, applied: int) -> None:
+        """Count a returning replica's acks that were lost with its connection.
+
+        It holds every write up to `applied` (its digest there matches the one recorded from
+        the acks), and acks up to `counted_seq` were counted before it went. Without this a
+        write it applied but could not ack waits for the write timeout whenever the other
+        replicas' acks are short of the policy (one hung but not yet declared down).
+        """
+        if applied <= link.counted_seq:  # it lost writes it had acked: see _acks
+            return
+        b = self.broadcaster
+        pending = b.pending
+        for seq in range(max(link.counted_seq + 1, b.gc_seq), applied + 1):
+            p = pending.get(seq)
+            if p is not None and not p.done:
+                p.acks += 1
+                self._maybe_answer(p)
+        link.counted_seq = applied
 
     def _maybe_answer(self, p: PendingWrite) -> None:
         if not p.done and p.reply is not None and p.acks >= p.needed:

@@ -119,6 +119,8 @@ class Monitor:
         conn = link.conn
         link.conn = None
         transition(link, DOWN, reason, level="warning", msg=f"replica {link.id} down: {reason}")
+        if link.receives_writes:
+            link.counted_seq = max(link.counted_seq, link.acked_seq)
         link.receives_writes = False
         link.hb_outstanding = False
         link.misses = 0
@@ -200,6 +202,8 @@ class Monitor:
                              f"{link.last_epoch}, overwritten by epoch "
                              f"{c.epochs.owner(applied)}; state transfer")
         elif applied == last or c.history.covers_after(applied):
+            if known is not None:  # the same chain up to `applied`: it logged every write there
+                c.credit_lost_acks(link, applied)
             self.hand_over(link, applied)
         else:
             c.recovery.start(link, False, f"applied {applied}, cluster at {last}: gap older "

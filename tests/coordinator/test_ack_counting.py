@@ -1,0 +1,139 @@
+"""The coordinator's ack counting (Coordinator._acks, credit_lost_acks), driven in-process: a
+real Coordinator object, its acks fed as a replica's `as` frames would bring them.
+
+The process-level behaviour is covered by the cluster tests; these pin the rules one by one,
+including the ones a healthy cluster never shows (a digest that differs, a stale ack)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from webfront.coordinator.broadcaster import UP, PendingWrite
+from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
+from webfront.coordinator.core import Coordinator
+
+
+class Client:
+    """Stands in for a client connection: records what the coordinator answers."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+
+    def send_frame(self, body: dict) -> None:
+        self.frames.append(body)
+
+    def send_error(self, cid, code: str, msg: str) -> None:
+        self.frames.append({"t": "err", "id": cid, "code": code})
+
+
+@pytest.fixture
+def coordinator(tmp_path):
+    loop = asyncio.new_event_loop()
+    config = CoordinatorConfig(
+        replicas=[ReplicaConfig(str(i), "127.0.0.1", 1 + i) for i in range(1, 4)],
+        insecure=True, state_dir=str(tmp_path), policy="majority")
+    c = Coordinator(config, loop)
+    c.started = True
+    for link in c.links:
+        link.state, link.receives_writes = UP, True
+    yield c
+    c.monitor.stop()
+    tasks = asyncio.all_tasks(loop)  # the reconnect of a replica taken out
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks))
+    loop.close()
+
+
+def pending(c: Coordinator, seq: int, client: Client) -> PendingWrite:
+    p = PendingWrite(seq, f"r{seq}", [(client, seq)], needed=c.broadcaster.majority)
+    c.broadcaster.pending[seq] = p
+    return p
+
+
+def digest(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def test_a_write_is_answered_by_the_majority_ack_with_the_first_reply(coordinator):
+    c, client = coordinator, Client()
+    p = pending(c, 1, client)
+    a, b, third = c.links
+    assert c._acks(a, [1], [digest(1)], [b"first"]) is True
+    assert client.frames == [] and p.acks == 1
+    assert c._acks(b, [1], [digest(1)], [b"second"]) is True
+    assert client.frames == [{"t": "cwr", "id": 1, "s": 1, "rb": b"first"}]
+    assert c._acks(third, [1], [digest(1)], [b"third"]) is True
+    assert len(client.frames) == 1 and p.acks == 3  # answered once
+    assert (a.acked_seq, a.digest) == (1, digest(1))
+
+
+def test_stale_acks_are_not_counted_again(coordinator):
+    c, client = coordinator, Client()
+    p = pending(c, 2, client)
+    a = c.links[0]
+    assert c._acks(a, [1, 2], [digest(1), digest(2)], [b"x", b"y"]) is True
+    assert c._acks(a, [2], [digest(2)], [b"y"]) is False
+    assert p.acks == 1 and client.frames == []
+
+
+def test_a_dup_ack_counts_and_the_reply_comes_from_another(coordinator):
+    c, client = coordinator, Client()
+    pending(c, 3, client)
+    a, b, _ = c.links
+    assert c._acks(a, [3], [digest(3)], [None]) is True  # dup: no reply yet to answer with
+    assert client.frames == []
+    c._acks(b, [3], [digest(3)], [b"reply"])
+    assert client.frames == [{"t": "cwr", "id": 3, "s": 3, "rb": b"reply"}]
+
+
+@pytest.mark.parametrize("answered_before", [False, True])
+def test_a_different_digest_takes_the_replica_out(coordinator, answered_before):
+    c, client = coordinator, Client()
+    pending(c, 4, client)
+    a, b, odd = c.links
+    c._acks(a, [4], [digest(4)], [b"r"])
+    if answered_before:  # the write is answered and collected: checked against the history
+        c._acks(b, [4], [digest(4)], [b"r"])
+        del c.broadcaster.pending[4]
+    assert c._acks(odd, [4], [digest(99)], [b"r"]) is None
+    assert odd.diverged and not odd.receives_writes and odd.state == "down"
+    assert any("diverged at seq 4" in alarm for alarm in c.alarms)
+    assert not a.diverged and a.receives_writes
+
+
+def test_a_returning_replica_is_credited_for_acks_lost_with_its_connection(coordinator):
+    """It applied seqs 6 and 7 but its acks never came; it was counted up to 5. Its digest
+    at 7 matched (Monitor.admit checks that first), so both now count, once."""
+    c, client = coordinator, Client()
+    for seq in (6, 7):
+        pending(c, seq, client)
+        c._acks(c.links[0], [seq], [digest(seq)], [b"r%d" % seq])
+    back = c.links[1]
+    back.counted_seq = 5
+    c.credit_lost_acks(back, 7)
+    assert [f["s"] for f in client.frames] == [6, 7]
+    assert back.counted_seq == 7
+    c.credit_lost_acks(back, 7)
+    assert c.broadcaster.pending[6].acks == 2  # not twice
+
+
+def test_a_replica_that_lost_its_log_tail_is_not_counted_twice(coordinator):
+    """Counted up to 10, it came back at 8 (fsync never: its last writes were in the page
+    cache of a crashed host) and acks 9 and 10 again after the replay: they are checked but a
+    write it had acked before does not get its ack twice."""
+    c, client = coordinator, Client()
+    p = pending(c, 10, client)
+    link, other, _ = c.links
+    c._acks(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"])
+    assert p.acks == 1
+    link.counted_seq, link.acked_seq = 10, 8  # Monitor.take_down, then Monitor.admit at 8
+    c.credit_lost_acks(link, 8)
+    assert c._acks(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"]) is True
+    assert p.acks == 1 and client.frames == [] and link.acked_seq == 10
+    assert c._acks(link, [11], [digest(11)], [b"r11"]) is True  # beyond: counted as usual
+    c._acks(other, [10], [digest(10)], [b"r10"])
+    assert p.acks == 2 and [f["s"] for f in client.frames] == [10]
