@@ -114,10 +114,10 @@ def test_a_returning_replica_is_credited_for_acks_lost_with_its_connection(coord
         c._acks(c.links[0], [seq], [digest(seq)], [b"r%d" % seq])
     back = c.links[1]
     back.counted_seq = 5
-    c.credit_lost_acks(back, 7)
+    c.credit_lost_acks(back, 7, digest(7), digest(7))
     assert [f["s"] for f in client.frames] == [6, 7]
     assert back.counted_seq == 7
-    c.credit_lost_acks(back, 7)
+    c.credit_lost_acks(back, 7, digest(7), digest(7))
     assert c.broadcaster.pending[6].acks == 2  # not twice
 
 
@@ -131,9 +131,39 @@ def test_a_replica_that_lost_its_log_tail_is_not_counted_twice(coordinator):
     c._acks(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"])
     assert p.acks == 1
     link.counted_seq, link.acked_seq = 10, 8  # Monitor.take_down, then Monitor.admit at 8
-    c.credit_lost_acks(link, 8)
+    c.credit_lost_acks(link, 8, digest(8), digest(8))
     assert c._acks(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"]) is True
     assert p.acks == 1 and client.frames == [] and link.acked_seq == 10
     assert c._acks(link, [11], [digest(11)], [b"r11"]) is True  # beyond: counted as usual
     c._acks(other, [10], [digest(10)], [b"r10"])
     assert p.acks == 2 and [f["s"] for f in client.frames] == [10]
+
+
+def test_a_replica_back_ahead_of_every_ack_is_credited_when_the_first_ack_agrees(coordinator):
+    """It came back at 12 before any other replica acked 12: nothing to compare its digest
+    with yet. The first ack of 12 brings the same digest, so its lost acks count then."""
+    c, client = coordinator, Client()
+    for seq in (11, 12):
+        pending(c, seq, client)
+    back, first, _ = c.links
+    back.counted_seq = 10
+    c.credit_lost_acks(back, 12, digest(12), None)
+    assert client.frames == [] and back.counted_seq == 10
+    c._acks(first, [11, 12], [digest(11), digest(12)], [b"r11", b"r12"])
+    run_soon(c)
+    assert [f["s"] for f in client.frames] == [11, 12] and back.counted_seq == 12
+
+
+def test_a_replica_back_ahead_of_every_ack_with_another_digest_is_taken_out(coordinator):
+    c, client = coordinator, Client()
+    pending(c, 12, client)
+    back, first, _ = c.links
+    c.credit_lost_acks(back, 12, digest(99), None)
+    c._acks(first, [12], [digest(12)], [b"r12"])
+    run_soon(c)
+    assert back.diverged and client.frames == []
+
+
+def run_soon(c: Coordinator) -> None:
+    """Run the callbacks the coordinator scheduled with call_soon."""
+    c.loop.run_until_complete(asyncio.sleep(0))

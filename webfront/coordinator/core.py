@@ -64,6 +64,9 @@ class Coordinator:
         self.alarms: deque[str] = deque(maxlen=50)
         self.stats = Stats()  # hot-path counters and latency buckets (metrics.py)
         self._write_t0: dict[int, float] = {}  # seq -> arrival time, until answered or failed
+        # seq -> [(link, its connection, its digest at seq)]: replicas back at a seq nobody
+        # had acked yet, credited once the first ack of it shows the same digest
+        self._unverified: dict[int, list] = {}
         self.started = False  # epoch and seq chosen: writes accepted
         self.phase = "handshake"  # -> fencing (epoch sent) -> started, or fenced
         self.new_epoch = 0  # the epoch being claimed / in use
@@ -394,6 +397,8 @@ class Coordinator:
                 p.reply = reply
                 p.digest = digest
                 self.history.note_digest(seq, digest)
+                if self._unverified and seq in self._unverified:  # after this batch, not in it
+                    self.loop.call_soon(self._verify_returned, seq, digest)
             elif digest != p.digest:
                 link.acked_seq, link.digest = seq, digest
                 self.divergence(link, seq, f"digest differs: {digest!r} vs {p.digest!r}")
@@ -501,15 +506,21 @@ class Coordinator:
         for conn, cid in p.waiters:
             conn.send_frame({"t": "cwr", "id": cid, "s": p.seq, "rb": p.reply})
 
-    def credit_lost_acks(self, link: ReplicaLink, applied: int) -> None:
+    def credit_lost_acks(self, link: ReplicaLink, applied: int, digest: bytes,
+                         known: bytes | None) -> None:
         """Count a returning replica's acks that were lost with its connection.
 
-        It holds every write up to `applied` (its digest there matches the one recorded from
-        the acks), and acks up to `counted_seq` were counted before it went. Without this a
-        write it applied but could not ack waits for the write timeout whenever the other
-        replicas' acks are short of the policy (one hung but not yet declared down).
+        Its digest at `applied` equal to the one recorded from another replica's ack (`known`)
+        means the same chain: it holds every write up to there. Acks up to `counted_seq` were
+        counted before it went; the rest are counted now. With no digest recorded yet (no other
+        replica has acked `applied`) the check waits for the first ack of it (_verify_returned).
+        Without this a write it applied but could not ack waits for the write timeout whenever
+        the other replicas' acks are short of the policy (one hung but not yet declared down).
         """
         if applied <= link.counted_seq:  # it lost writes it had acked: see _acks
+            return
+        if known is None:
+            self._unverified.setdefault(applied, []).append((link, link.conn, digest))
             return
         b = self.broadcaster
         pending = b.pending
@@ -519,6 +530,16 @@ class Coordinator:
                 p.acks += 1
                 self._maybe_answer(p)
         link.counted_seq = applied
+
+    def _verify_returned(self, seq: int, digest: bytes) -> None:
+        """The first digest of seq is known: settle the replicas that came back at seq."""
+        for link, conn, theirs in self._unverified.pop(seq, ()):
+            if link.conn is not conn or not link.receives_writes:
+                continue  # gone again since: its next return is checked afresh
+            if theirs == digest:
+                self.credit_lost_acks(link, seq, theirs, digest)
+            else:
+                self.divergence(link, seq, "digest at its applied seq differs")
 
     def _maybe_answer(self, p: PendingWrite) -> None:
         if not p.done and p.reply is not None and p.acks >= p.needed:
@@ -534,6 +555,9 @@ class Coordinator:
         retries with the same request id, and the replicas' request-id table answers that
         retry with the first result if the write was applied.
         """
+        gone = [seq for seq in self._unverified if seq < self.broadcaster.gc_seq]
+        for seq in gone:  # no pending write left to credit (heartbeats still check digests)
+            del self._unverified[seq]
         if not self._write_t0:
             return
         limit = time.perf_counter() - self.config.write_timeout_ms / 1000.0

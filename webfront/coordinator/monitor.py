@@ -202,8 +202,7 @@ class Monitor:
                              f"{link.last_epoch}, overwritten by epoch "
                              f"{c.epochs.owner(applied)}; state transfer")
         elif applied == last or c.history.covers_after(applied):
-            if known is not None:  # the same chain up to `applied`: it logged every write there
-                c.credit_lost_acks(link, applied)
+            c.credit_lost_acks(link, applied, link.digest, known)
             self.hand_over(link, applied)
         else:
             c.recovery.start(link, False, f"applied {applied}, cluster at {last}: gap older "
