@@ -30,6 +30,7 @@
 #include "codec/Framing.h"
 #include "codec/Packer.h"
 #include "server/Auth.h"
+#include "server/ChildExit.h"
 #include "storage/FileLog.h"
 
 namespace replica {
@@ -784,9 +785,8 @@ bool Server::reapSnapshot(bool block) {
     snapshotPid_ = -1;
     if (r == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         snapshots_->removeTemp();
-        std::string how = r == -1                 ? std::string("waitpid: ") + std::strerror(errno)
-                          : WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                                  : "exit " + std::to_string(WEXITSTATUS(status));
+        std::string how = r == -1 ? std::string("waitpid: ") + std::strerror(errno)
+                                  : "child " + childExit(status);
         logLine("warn", "event=snapshot_failed s=" + std::to_string(seq) + " reason=\"" + how +
                             "\" ms=" + std::to_string(ms));
         return true;  // the log it would have covered still counts: retried at the next trigger

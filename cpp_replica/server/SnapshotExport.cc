@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/StateMachine.h"
+#include "server/ChildExit.h"
 
 namespace replica {
 
@@ -42,11 +43,6 @@ bool preadAll(int fd, char* data, std::size_t n, std::uint64_t off) {
         off += std::uint64_t(r);
     }
     return true;
-}
-
-std::string exitReason(int status) {
-    if (WIFSIGNALED(status)) return "child killed by signal " + std::to_string(WTERMSIG(status));
-    return "child exited with " + std::to_string(WEXITSTATUS(status));
 }
 
 }  // namespace
@@ -121,7 +117,7 @@ std::vector<SnapshotExports::Finished> SnapshotExports::reap() {
         if (r < 0) {
             f.error = std::string("waitpid: ") + std::strerror(errno);
         } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            f.error = exitReason(status);
+            f.error = "child " + childExit(status);
         } else if (::fstat(it->fd, &st) != 0 || std::uint64_t(st.st_size) < kTrailer ||
                    !preadAll(it->fd, reinterpret_cast<char*>(&hash), sizeof hash,
                              std::uint64_t(st.st_size) - kTrailer)) {
