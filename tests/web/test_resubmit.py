@@ -198,10 +198,31 @@ def test_signup_sent_twice_with_a_key_is_created_both_times(api):
     assert api.call("POST", "/users", json=body).status_code == 409  # without it: taken
 
 
-def test_openapi_documents_the_key_on_post_writes(client):
+def test_a_delete_sent_again_with_its_key_gets_the_first_answer(api):
+    """Without a key the second DELETE of a post is a 404 (it is gone); with the key it is the
+    same request, so the client that lost the first answer gets that answer: 204."""
+    name, token = api.signup()
+    post_id = api.call("POST", "/posts", token, json={"text": "to go"}).get_json()["id"]
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    statuses = [api.call("DELETE", f"/posts/{post_id}", token, headers=key).status_code
+                for _ in range(2)]
+    assert statuses == [204, 204]
+    assert api.call("DELETE", f"/posts/{post_id}", token).status_code == 404
+    assert texts_of(api.client, name) == []
+    gone, gone_token = api.signup()
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    statuses = [api.call("DELETE", f"/users/{gone}", gone_token, headers=key).status_code
+                for _ in range(2)]
+    assert statuses == [204, 204]
+    assert api.call("DELETE", f"/users/{gone}", gone_token).status_code == 404
+
+
+def test_openapi_documents_the_key_on_writes(client):
     doc = client.get("/api/v1/openapi.json").get_json()
-    for path in ("/users", "/posts", "/follows"):
-        params = doc["paths"][path]["post"].get("parameters", [])
+    for path, method in (("/users", "post"), ("/posts", "post"), ("/follows", "post"),
+                         ("/users/{username}", "delete"), ("/posts/{id}", "delete"),
+                         ("/follows/{username}", "delete")):
+        params = doc["paths"][path][method].get("parameters", [])
         header = [p for p in params if p["name"] == "Idempotency-Key"]
         assert header and header[0]["in"] == "header" and not header[0]["required"], path
         assert "64" in header[0]["schema"]["pattern"]

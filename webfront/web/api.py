@@ -5,8 +5,8 @@ token (itsdangerous, keyed by the app's secret) naming the user. Reads are linea
 (the API keeps no session); every write's response carries its `seq`.
 Errors are `{"error": {"code", "message"}}`.
 
-POST writes take an optional `Idempotency-Key` header: the same key from the same user is the
-same request, applied once, and a retry gets the first result (request_ids.py).
+Writes (POST and DELETE) take an optional `Idempotency-Key` header: the same key from the same
+user is the same request, applied once, and a retry gets the first result (request_ids.py).
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def delete_user(username: str):
     actor = token_user()
     if actor.lower() != username.lower():
         raise ApiError(403, "forbidden", "you can delete only your own account")
-    _write("delete_user", {"actor": actor})
+    _write("delete_user", {"actor": actor}, idempotent_request_id(actor, "delete_user"))
     return no_content()
 
 
@@ -244,7 +244,8 @@ def delete_post(post_id: int):
     actor = token_user()
     if post_id >= 2**63:  # ids are int64 seqs; a larger one cannot exist (and cannot be encoded)
         raise ApiError(404, "not_found", "no such post")
-    _write("delete_post", {"actor": actor, "id": post_id})
+    _write("delete_post", {"actor": actor, "id": post_id},
+           idempotent_request_id(actor, "delete_post"))
     return no_content()
 
 
@@ -278,7 +279,8 @@ def follow():
 @bp.delete("/follows/<username>")
 def unfollow(username: str):
     actor = token_user()
-    _write("unfollow", {"actor": actor, "target": _username_arg(username)})
+    _write("unfollow", {"actor": actor, "target": _username_arg(username)},
+           idempotent_request_id(actor, "unfollow"))
     return no_content()
 
 

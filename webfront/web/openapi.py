@@ -55,8 +55,9 @@ IDEMPOTENCY_KEY = {
         f"Makes a retry safe: {KEY_RULE}, bare or as a quoted string. The same key from the "
         "same user (for POST /users: the same username) on the same operation is one request: "
         "it is applied once and every retry gets the first result, also after a 503 whose "
-        "outcome was open. Use a new key (a UUID) per request; a key sent again with another "
-        "body still gets the first result. The cluster remembers the last 100,000 requests."),
+        "outcome was open (a DELETE retried with its key answers 204 again, not 404). Use a "
+        "new key (a UUID) per request; a key sent again with another body or path still gets "
+        "the first result. The cluster remembers the last 100,000 requests."),
 }
 
 
@@ -73,8 +74,9 @@ def openapi_document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Sign up, get a token, post, follow, read timelines. Data lives on a replicated "
-                "cluster; reads are linearizable. Times are ISO 8601 UTC strings. POST writes "
-                "take an optional Idempotency-Key header, so a retry is applied once."),
+                "cluster; reads are linearizable. Times are ISO 8601 UTC strings. Writes (POST "
+                "and DELETE) take an optional Idempotency-Key header, so a retry is applied "
+                "once and gets the first answer."),
         },
         "servers": [{"url": "/api/v1"}],
         "components": {
@@ -138,8 +140,9 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "A user's profile.", "responses": _responses(
                     {"200": {"description": "The user.", **_json(_ref("User"))}}, "404")},
                 "delete": {"summary": "Delete your own account, its posts and follows.",
-                           "security": BEARER, "responses": _responses(
-                               no_content, "401", "403", "404", "503")}},
+                           "security": BEARER, "parameters": [IDEMPOTENCY_KEY],
+                           "responses": _responses(
+                               no_content, "400", "401", "403", "404", "503")}},
             "/users/{username}/posts": {"get": {
                 "summary": "A user's posts.", "parameters": [USERNAME, *PAGING],
                 "responses": _responses(posts_page, "400", "404")}},
@@ -161,8 +164,8 @@ def openapi_document() -> dict[str, Any]:
             "/posts/{id}": {"delete": {
                 "summary": "Delete your own post.", "security": BEARER,
                 "parameters": [{"name": "id", "in": "path", "required": True,
-                                "schema": {"type": "integer"}}],
-                "responses": _responses(no_content, "401", "403", "404", "503")}},
+                                "schema": {"type": "integer"}}, IDEMPOTENCY_KEY],
+                "responses": _responses(no_content, "400", "401", "403", "404", "503")}},
             "/timeline": {"get": {
                 "summary": "Your home timeline: your posts and those of whom you follow.",
                 "security": BEARER, "parameters": PAGING,
@@ -178,8 +181,8 @@ def openapi_document() -> dict[str, Any]:
                 "responses": _responses(no_content, "400", "401", "403", "404", "503")}},
             "/follows/{username}": {"delete": {
                 "summary": "Stop following a user.", "security": BEARER,
-                "parameters": [USERNAME],
-                "responses": _responses(no_content, "401", "404", "503")}},
+                "parameters": [USERNAME, IDEMPOTENCY_KEY],
+                "responses": _responses(no_content, "400", "401", "404", "503")}},
             "/cluster": {"get": {
                 "summary": "The cluster's status (administrators only).", "security": BEARER,
                 "responses": _responses({"200": {"description": "Every replica's state.",
