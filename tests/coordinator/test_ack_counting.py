@@ -80,14 +80,47 @@ def test_stale_acks_are_not_counted_again(coordinator):
     assert p.acks == 1 and client.frames == []
 
 
-def test_a_dup_ack_counts_and_the_reply_comes_from_another(coordinator):
+def test_a_dup_ack_is_not_counted(coordinator):
+    """A dup says the replica applied seq before, with its current digest, not seq's: nothing
+    says it applied this write, so it cannot make a majority."""
     c, client = coordinator, Client()
-    pending(c, 3, client)
-    a, b, _ = c.links
-    assert c._acks(a, [3], [digest(3)], [None]) is True  # dup: no reply yet to answer with
-    assert client.frames == []
+    p = pending(c, 3, client)
+    a, b, third = c.links
+    assert c._acks(a, [3], [digest(7)], [None]) is True  # it got further all the same
     c._acks(b, [3], [digest(3)], [b"reply"])
+    assert client.frames == [] and p.acks == 1 and a.acked_seq == 3
+    c._acks(third, [3], [digest(3)], [b"reply"])
     assert client.frames == [{"t": "cwr", "id": 3, "s": 3, "rb": b"reply"}]
+
+
+def test_an_odd_replica_that_acks_first_loses_to_the_majority(coordinator):
+    """The first ack is not the reference: the digest that gets the policy's count is. The
+    client gets the majority's reply and only the odd replica is taken out."""
+    c, client = coordinator, Client()
+    pending(c, 5, client)
+    odd, a, b = c.links
+    assert c._acks(odd, [5], [digest(99)], [b"odd reply"]) is True
+    assert c._acks(a, [5], [digest(5)], [b"reply"]) is True
+    assert client.frames == []
+    assert c._acks(b, [5], [digest(5)], [b"reply"]) is True
+    assert client.frames == [{"t": "cwr", "id": 5, "s": 5, "rb": b"reply"}]
+    assert c.history.digests[5] == digest(5)
+    run_soon(c)
+    assert odd.diverged and not a.diverged and not b.diverged
+    assert any("replica 1 diverged at seq 5" in alarm for alarm in c.alarms)
+
+
+def test_a_rival_after_the_answer_is_the_odd_one(coordinator):
+    c, client = coordinator, Client()
+    pending(c, 6, client)
+    a, rival, b = c.links
+    c._acks(a, [6], [digest(6)], [b"reply"])
+    assert c._acks(rival, [6], [digest(66)], [b"other"]) is True  # undecided: 1 against 1
+    assert not rival.diverged
+    c._acks(b, [6], [digest(6)], [b"reply"])
+    assert client.frames == [{"t": "cwr", "id": 6, "s": 6, "rb": b"reply"}]
+    run_soon(c)
+    assert rival.diverged and not a.diverged and not b.diverged
 
 
 @pytest.mark.parametrize("answered_before", [False, True])
@@ -96,8 +129,8 @@ def test_a_different_digest_takes_the_replica_out(coordinator, answered_before):
     pending(c, 4, client)
     a, b, odd = c.links
     c._acks(a, [4], [digest(4)], [b"r"])
-    if answered_before:  # the write is answered and collected: checked against the history
-        c._acks(b, [4], [digest(4)], [b"r"])
+    c._acks(b, [4], [digest(4)], [b"r"])
+    if answered_before:  # answered and collected: checked against the agreed digest
         del c.broadcaster.pending[4]
     assert c._acks(odd, [4], [digest(99)], [b"r"]) is None
     assert odd.diverged and not odd.receives_writes and odd.state == "down"
@@ -114,10 +147,10 @@ def test_a_returning_replica_is_credited_for_acks_lost_with_its_connection(coord
         c._acks(c.links[0], [seq], [digest(seq)], [b"r%d" % seq])
     back = c.links[1]
     back.counted_seq = 5
-    c.credit_lost_acks(back, 7, digest(7), digest(7))
+    c.credit_lost_acks(back, 7, digest(7))
     assert [f["s"] for f in client.frames] == [6, 7]
     assert back.counted_seq == 7
-    c.credit_lost_acks(back, 7, digest(7), digest(7))
+    c.credit_lost_acks(back, 7, digest(7))
     assert c.broadcaster.pending[6].acks == 2  # not twice
 
 
@@ -131,7 +164,7 @@ def test_a_replica_that_lost_its_log_tail_is_not_counted_twice(coordinator):
     c._acks(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"])
     assert p.acks == 1
     link.counted_seq, link.acked_seq = 10, 8  # Monitor.take_down, then Monitor.admit at 8
-    c.credit_lost_acks(link, 8, digest(8), digest(8))
+    c.credit_lost_acks(link, 8, digest(8))
     assert c._acks(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"]) is True
     assert p.acks == 1 and client.frames == [] and link.acked_seq == 10
     assert c._acks(link, [11], [digest(11)], [b"r11"]) is True  # beyond: counted as usual
@@ -147,21 +180,23 @@ def test_a_replica_back_ahead_of_every_ack_is_credited_when_the_first_ack_agrees
         pending(c, seq, client)
     back, first, _ = c.links
     back.counted_seq = 10
-    c.credit_lost_acks(back, 12, digest(12), None)
+    c.credit_lost_acks(back, 12, digest(12))
     assert client.frames == [] and back.counted_seq == 10
     c._acks(first, [11, 12], [digest(11), digest(12)], [b"r11", b"r12"])
     run_soon(c)
     assert [f["s"] for f in client.frames] == [11, 12] and back.counted_seq == 12
 
 
-def test_a_replica_back_ahead_of_every_ack_with_another_digest_is_taken_out(coordinator):
+def test_a_replica_back_ahead_of_every_ack_with_another_digest_is_not_credited(coordinator):
+    """One digest against one decides nothing: no credit, and no one is taken out by it (the
+    heartbeats compare each replica with the digest the acks agree on)."""
     c, client = coordinator, Client()
-    pending(c, 12, client)
+    p = pending(c, 12, client)
     back, first, _ = c.links
-    c.credit_lost_acks(back, 12, digest(99), None)
+    c.credit_lost_acks(back, 12, digest(99))
     c._acks(first, [12], [digest(12)], [b"r12"])
     run_soon(c)
-    assert back.diverged and client.frames == []
+    assert p.acks == 1 and client.frames == [] and not back.diverged
 
 
 def run_soon(c: Coordinator) -> None:

@@ -191,19 +191,31 @@ class ReplicaConnection(asyncio.Protocol):
 
 
 class PendingWrite:
-    """A sequenced write waiting for acks. `waiters` are (client connection, frame id) pairs."""
+    """A sequenced write waiting for acks. `waiters` are (client connection, frame id) pairs.
 
-    __slots__ = ("acks", "digest", "done", "needed", "reply", "rid", "seq", "waiters")
+    `ackers` are the replicas whose acks carried `digest` (the first one's, unless a rival got
+    the policy's count first); `rivals` maps any other digest acked for this seq to its reply
+    and ackers (Coordinator._rival_ack). Whichever reaches `needed` first is the answer, and
+    every replica that acked another digest has diverged.
+    """
+
+    __slots__ = ("ackers", "digest", "done", "needed", "reply", "rid", "rivals", "seq",
+                 "waiters")
 
     def __init__(self, seq: int, rid: str, waiters: list, needed: int) -> None:
         self.seq = seq
         self.rid = rid
         self.waiters = waiters
         self.needed = needed
-        self.acks = 0
+        self.ackers: list = []
         self.reply: Any = None
         self.digest: bytes | None = None
+        self.rivals: dict[bytes, tuple[Any, list]] | None = None
         self.done = False
+
+    @property
+    def acks(self) -> int:
+        return len(self.ackers)
 
 
 class Broadcaster:

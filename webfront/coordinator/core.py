@@ -377,15 +377,13 @@ class Coordinator:
             acked = seq
             advanced = True
             last_digest = digest
-            p = pending.get(seq)
-            if reply is None:  # dup: applied before; `d` is its current digest, not seq's
-                if p is not None and seq > floor:
-                    p.acks += 1
-                    if p.reply is not None and p.acks >= p.needed and not p.done:
-                        self._answer(p)
+            if reply is None:
+                # dup: it applied seq before, and `d` is its current digest, not seq's, so
+                # nothing says it applied this write: not counted (its heartbeats are checked)
                 continue
+            p = pending.get(seq)
             if p is None or seq <= floor:  # answered and collected, or counted before
-                known = self.history.note_digest(seq, digest)
+                known = self.history.digests.get(seq)
                 if known is not None and known != digest:
                     link.acked_seq, link.digest = seq, digest
                     self.divergence(link, seq, "ack digest differs")
@@ -396,20 +394,40 @@ class Coordinator:
             if p.reply is None:
                 p.reply = reply
                 p.digest = digest
-                self.history.note_digest(seq, digest)
-                if self._unverified and seq in self._unverified:  # after this batch, not in it
-                    self.loop.call_soon(self._verify_returned, seq, digest)
+                if self._unverified and seq in self._unverified:  # after this batch
+                    self.loop.call_soon(self._verify_returned, seq)
             elif digest != p.digest:
-                link.acked_seq, link.digest = seq, digest
-                self.divergence(link, seq, f"digest differs: {digest!r} vs {p.digest!r}")
-                return None
-            p.acks += 1
-            if not p.done and p.acks >= p.needed:
+                if self._rival_ack(p, link, digest, reply):
+                    link.acked_seq, link.digest = seq, digest
+                    return None
+                continue
+            p.ackers.append(link)
+            if not p.done and len(p.ackers) >= p.needed:
                 self._answer(p)
         link.acked_seq = acked
         if last_digest is not None:
             link.digest = last_digest  # so the status shows the digest of the seq it shows
         return advanced
+
+    def _rival_ack(self, p: PendingWrite, link: ReplicaLink, digest: bytes, reply: Any) -> bool:
+        """An ack of p with another digest than p's first. Decided by count, not by order:
+        the digest that gets the policy's count first is the answer, and the replicas behind
+        any other have diverged; so one odd replica that happens to ack first cannot make the
+        healthy ones look diverged. True if `link` is the odd one (taken down now)."""
+        if p.done:  # the policy's count agreed on p.digest before this ack came
+            self.divergence(link, p.seq, f"digest differs from the {len(p.ackers)} replicas' "
+                            f"that answered the write: {_hex(digest)} vs {_hex(p.digest)}")
+            return True
+        if p.rivals is None:
+            p.rivals = {}
+        rival = p.rivals.setdefault(digest, (reply, []))
+        rival[1].append(link)
+        if len(rival[1]) >= p.needed:  # the rival is the answer; the first digest's side lost
+            del p.rivals[digest]
+            p.rivals[p.digest] = (p.reply, p.ackers)
+            p.digest, p.reply, p.ackers = digest, rival[0], rival[1]
+            self._answer(p)
+        return False
 
     def on_frames(self, link: ReplicaLink, bodies: list[dict]) -> None:
         """Everything one data_received brought from a replica (acks handled as a batch)."""
@@ -496,6 +514,13 @@ class Coordinator:
 
     def _answer(self, p: PendingWrite) -> None:
         p.done = True
+        # The digest a policy's count of replicas agreed on: what later acks, heartbeats and
+        # returning replicas are checked against.
+        self.history.note_digest(p.seq, p.digest)
+        if p.rivals:
+            for _reply, losers in p.rivals.values():
+                for loser in losers:  # after this batch: they may be mid-loop in _acks
+                    self.loop.call_soon(self._diverged_at, loser, p.seq, p.digest)
         t0 = self._write_t0.pop(p.seq, None)
         if t0 is not None:
             stats = self.stats
@@ -506,43 +531,56 @@ class Coordinator:
         for conn, cid in p.waiters:
             conn.send_frame({"t": "cwr", "id": cid, "s": p.seq, "rb": p.reply})
 
-    def credit_lost_acks(self, link: ReplicaLink, applied: int, digest: bytes,
-                         known: bytes | None) -> None:
+    def credit_lost_acks(self, link: ReplicaLink, applied: int, digest: bytes) -> None:
         """Count a returning replica's acks that were lost with its connection.
 
-        Its digest at `applied` equal to the one recorded from another replica's ack (`known`)
-        means the same chain: it holds every write up to there. Acks up to `counted_seq` were
-        counted before it went; the rest are counted now. With no digest recorded yet (no other
-        replica has acked `applied`) the check waits for the first ack of it (_verify_returned).
-        Without this a write it applied but could not ack waits for the write timeout whenever
-        the other replicas' acks are short of the policy (one hung but not yet declared down).
+        Its digest at `applied` equal to the one other replicas acked for that seq (the
+        witnesses) means the same chain: it holds every write up to there, as they do, so it
+        joins their side of every unanswered write up to `applied` (acks up to `counted_seq`
+        were counted before it went). With no ack of `applied` yet the check waits for the
+        first one (_verify_returned). Where acks of a write disagree, nothing is credited: the
+        write waits for acks. Without this a write it applied but could not ack waits for the
+        write timeout whenever the other replicas' acks are short of the policy (one hung but
+        not yet declared down).
         """
-        if applied <= link.counted_seq:  # it lost writes it had acked: see _acks
+        b = self.broadcaster
+        if applied <= link.counted_seq or applied < b.gc_seq:
+            return  # it lost writes it had acked (see _acks), or nothing is left to credit
+        pending = b.pending
+        top = pending.get(applied)
+        if top is None:
             return
-        if known is None:
+        if top.reply is None:
             self._unverified.setdefault(applied, []).append((link, link.conn, digest))
             return
-        b = self.broadcaster
-        pending = b.pending
+        if top.rivals or top.digest != digest:
+            return
+        witnesses = [w for w in top.ackers if w is not link]
         for seq in range(max(link.counted_seq + 1, b.gc_seq), applied + 1):
             p = pending.get(seq)
-            if p is not None and not p.done:
-                p.acks += 1
+            if p is None or p.done or p.rivals or link in p.ackers:
+                continue
+            if any(w in p.ackers for w in witnesses):
+                p.ackers.append(link)
                 self._maybe_answer(p)
         link.counted_seq = applied
 
-    def _verify_returned(self, seq: int, digest: bytes) -> None:
-        """The first digest of seq is known: settle the replicas that came back at seq."""
+    def _verify_returned(self, seq: int) -> None:
+        """The first ack of seq came: settle the replicas that came back at seq."""
         for link, conn, theirs in self._unverified.pop(seq, ()):
             if link.conn is not conn or not link.receives_writes:
                 continue  # gone again since: its next return is checked afresh
-            if theirs == digest:
-                self.credit_lost_acks(link, seq, theirs, digest)
-            else:
-                self.divergence(link, seq, "digest at its applied seq differs")
+            # Another digest than the first ack's is one against one: not decided here (no
+            # credit); its heartbeats are checked against the digest the acks agree on.
+            self.credit_lost_acks(link, seq, theirs)
+
+    def _diverged_at(self, link: ReplicaLink, seq: int, agreed: bytes) -> None:
+        if not link.diverged:
+            self.divergence(link, seq, f"its ack's digest differs from the {_hex(agreed)} the "
+                            "policy's count of acks agreed on")
 
     def _maybe_answer(self, p: PendingWrite) -> None:
-        if not p.done and p.reply is not None and p.acks >= p.needed:
+        if not p.done and p.reply is not None and len(p.ackers) >= p.needed:
             self._answer(p)
 
     def expire_writes(self) -> None:
@@ -587,6 +625,10 @@ class Coordinator:
 
     def status(self) -> dict[str, Any]:
         return build_status(self)
+
+
+def _hex(digest: Any) -> str:
+    return digest.hex() if isinstance(digest, bytes) else repr(digest)
 
 
 def links_down(coordinator: Coordinator) -> list[str]:

@@ -105,7 +105,9 @@ class Monitor:
             if link.applied_seq >= link.acked_seq:  # else the acks carried a newer one
                 link.digest = digest
             known = self.c.history.digests.get(link.applied_seq)
-            if known is not None and known != digest:
+            # A replica already found diverged keeps its digest until the state transfer
+            # installs the snapshot: the same divergence, not a second one.
+            if known is not None and known != digest and not link.diverged:
                 self.c.divergence(link, link.applied_seq, "heartbeat digest differs")
                 return
         if link.state == SUSPECT:
@@ -202,7 +204,7 @@ class Monitor:
                              f"{link.last_epoch}, overwritten by epoch "
                              f"{c.epochs.owner(applied)}; state transfer")
         elif applied == last or c.history.covers_after(applied):
-            c.credit_lost_acks(link, applied, link.digest, known)
+            c.credit_lost_acks(link, applied, link.digest)
             self.hand_over(link, applied)
         else:
             c.recovery.start(link, False, f"applied {applied}, cluster at {last}: gap older "
