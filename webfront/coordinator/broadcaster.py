@@ -78,6 +78,7 @@ class ReplicaLink:
         self.fence_reply: dict | None = None
         self.legacy = False  # replica without the `epoch` frame (fenced by writes only)
         self.removed = False
+        self.bit = 0  # this link's bit in PendingWrite.acked_by (set by the Coordinator)
 
     @property
     def is_open(self) -> bool:
@@ -193,29 +194,27 @@ class ReplicaConnection(asyncio.Protocol):
 class PendingWrite:
     """A sequenced write waiting for acks. `waiters` are (client connection, frame id) pairs.
 
-    `ackers` are the replicas whose acks carried `digest` (the first one's, unless a rival got
-    the policy's count first); `rivals` maps any other digest acked for this seq to its reply
-    and ackers (Coordinator._rival_ack). Whichever reaches `needed` first is the answer, and
-    every replica that acked another digest has diverged.
+    `acks` replicas acked `digest` (the first ack's, unless a rival got the policy's count
+    first); `acked_by` is the set of them as a mask of ReplicaLink.bit (an int: no object per
+    write for the garbage collector to walk). `rivals` maps any other digest acked for this seq
+    to [reply, mask, count] (Coordinator._rival_ack). Whichever reaches `needed` first is the
+    answer, and every replica that acked another digest has diverged.
     """
 
-    __slots__ = ("ackers", "digest", "done", "needed", "reply", "rid", "rivals", "seq",
-                 "waiters")
+    __slots__ = ("acked_by", "acks", "digest", "done", "needed", "reply", "rid", "rivals",
+                 "seq", "waiters")
 
     def __init__(self, seq: int, rid: str, waiters: list, needed: int) -> None:
         self.seq = seq
         self.rid = rid
         self.waiters = waiters
         self.needed = needed
-        self.ackers: list = []
+        self.acks = 0
+        self.acked_by = 0
         self.reply: Any = None
         self.digest: bytes | None = None
-        self.rivals: dict[bytes, tuple[Any, list]] | None = None
+        self.rivals: dict[bytes, list] | None = None
         self.done = False
-
-    @property
-    def acks(self) -> int:
-        return len(self.ackers)
 
 
 class Broadcaster:

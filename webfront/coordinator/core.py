@@ -53,6 +53,7 @@ class Coordinator:
         self.flusher = Flusher(loop, after_flush=self.busy_poll.arm)
         self.epochs = EpochStore(config.state_dir)
         self.membership = MembershipStore(config.state_dir)
+        self._links_made = 0
         self.links = [self._new_link(r) for r in self.membership.load(config.replicas)]
         self.sequencer = Sequencer(clock=skewed_clock())
         self._time_floor_known = False
@@ -81,6 +82,8 @@ class Coordinator:
 
     def _new_link(self, replica: ReplicaConfig) -> ReplicaLink:
         link = ReplicaLink(replica, self.flusher)
+        link.bit = 1 << self._links_made  # never reused, so a removed member's acks stay apart
+        self._links_made += 1
         link.send_cap = self.config.send_queue_bytes
         link.on_overflow = self._on_overflow
         return link
@@ -401,8 +404,9 @@ class Coordinator:
                     link.acked_seq, link.digest = seq, digest
                     return None
                 continue
-            p.ackers.append(link)
-            if not p.done and len(p.ackers) >= p.needed:
+            p.acks += 1
+            p.acked_by |= link.bit
+            if not p.done and p.acks >= p.needed:
                 self._answer(p)
         link.acked_seq = acked
         if last_digest is not None:
@@ -415,17 +419,18 @@ class Coordinator:
         any other have diverged; so one odd replica that happens to ack first cannot make the
         healthy ones look diverged. True if `link` is the odd one (taken down now)."""
         if p.done:  # the policy's count agreed on p.digest before this ack came
-            self.divergence(link, p.seq, f"digest differs from the {len(p.ackers)} replicas' "
+            self.divergence(link, p.seq, f"digest differs from the {p.acks} replicas' "
                             f"that answered the write: {_hex(digest)} vs {_hex(p.digest)}")
             return True
         if p.rivals is None:
             p.rivals = {}
-        rival = p.rivals.setdefault(digest, (reply, []))
-        rival[1].append(link)
-        if len(rival[1]) >= p.needed:  # the rival is the answer; the first digest's side lost
+        rival = p.rivals.setdefault(digest, [reply, 0, 0])
+        rival[1] |= link.bit
+        rival[2] += 1
+        if rival[2] >= p.needed:  # the rival is the answer; the first digest's side lost
             del p.rivals[digest]
-            p.rivals[p.digest] = (p.reply, p.ackers)
-            p.digest, p.reply, p.ackers = digest, rival[0], rival[1]
+            p.rivals[p.digest] = [p.reply, p.acked_by, p.acks]
+            p.digest, p.reply, p.acked_by, p.acks = digest, rival[0], rival[1], rival[2]
             self._answer(p)
         return False
 
@@ -518,8 +523,11 @@ class Coordinator:
         # returning replicas are checked against.
         self.history.note_digest(p.seq, p.digest)
         if p.rivals:
-            for _reply, losers in p.rivals.values():
-                for loser in losers:  # after this batch: they may be mid-loop in _acks
+            lost = 0
+            for _reply, mask, _count in p.rivals.values():
+                lost |= mask
+            for loser in self.links:
+                if loser.bit & lost:  # after this batch: they may be mid-loop in _acks
                     self.loop.call_soon(self._diverged_at, loser, p.seq, p.digest)
         t0 = self._write_t0.pop(p.seq, None)
         if t0 is not None:
@@ -555,13 +563,14 @@ class Coordinator:
             return
         if top.rivals or top.digest != digest:
             return
-        witnesses = [w for w in top.ackers if w is not link]
+        witnesses = top.acked_by & ~link.bit
         for seq in range(max(link.counted_seq + 1, b.gc_seq), applied + 1):
             p = pending.get(seq)
-            if p is None or p.done or p.rivals or link in p.ackers:
+            if p is None or p.done or p.rivals or p.acked_by & link.bit:
                 continue
-            if any(w in p.ackers for w in witnesses):
-                p.ackers.append(link)
+            if p.acked_by & witnesses:
+                p.acks += 1
+                p.acked_by |= link.bit
                 self._maybe_answer(p)
         link.counted_seq = applied
 
@@ -580,7 +589,7 @@ class Coordinator:
                             "policy's count of acks agreed on")
 
     def _maybe_answer(self, p: PendingWrite) -> None:
-        if not p.done and p.reply is not None and len(p.ackers) >= p.needed:
+        if not p.done and p.reply is not None and p.acks >= p.needed:
             self._answer(p)
 
     def expire_writes(self) -> None:
