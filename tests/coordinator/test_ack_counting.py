@@ -1,5 +1,5 @@
-"""The coordinator's ack counting (Coordinator._acks, credit_lost_acks), driven in-process: a
-real Coordinator object, its acks fed as a replica's `as` frames would bring them.
+"""The coordinator's ack counting (coordinator/acks.py: AckCounter.batch, credit_lost), driven
+in-process: a real Coordinator object, its acks fed as a replica's `as` frames would bring them.
 
 The process-level behaviour is covered by the cluster tests; these pin the rules one by one,
 including the ones a healthy cluster never shows (a digest that differs, a stale ack)."""
@@ -62,11 +62,11 @@ def test_a_write_is_answered_by_the_majority_ack_with_the_first_reply(coordinato
     c, client = coordinator, Client()
     p = pending(c, 1, client)
     a, b, third = c.links
-    assert c._acks(a, [1], [digest(1)], [b"first"]) is True
+    assert c.acks.batch(a, [1], [digest(1)], [b"first"]) is True
     assert client.frames == [] and p.acks == 1
-    assert c._acks(b, [1], [digest(1)], [b"second"]) is True
+    assert c.acks.batch(b, [1], [digest(1)], [b"second"]) is True
     assert client.frames == [{"t": "cwr", "id": 1, "s": 1, "rb": b"first"}]
-    assert c._acks(third, [1], [digest(1)], [b"third"]) is True
+    assert c.acks.batch(third, [1], [digest(1)], [b"third"]) is True
     assert len(client.frames) == 1 and p.acks == 3  # answered once
     assert (a.acked_seq, a.digest) == (1, digest(1))
 
@@ -75,8 +75,8 @@ def test_stale_acks_are_not_counted_again(coordinator):
     c, client = coordinator, Client()
     p = pending(c, 2, client)
     a = c.links[0]
-    assert c._acks(a, [1, 2], [digest(1), digest(2)], [b"x", b"y"]) is True
-    assert c._acks(a, [2], [digest(2)], [b"y"]) is False
+    assert c.acks.batch(a, [1, 2], [digest(1), digest(2)], [b"x", b"y"]) is True
+    assert c.acks.batch(a, [2], [digest(2)], [b"y"]) is False
     assert p.acks == 1 and client.frames == []
 
 
@@ -86,10 +86,10 @@ def test_a_dup_ack_is_not_counted(coordinator):
     c, client = coordinator, Client()
     p = pending(c, 3, client)
     a, b, third = c.links
-    assert c._acks(a, [3], [digest(7)], [None]) is True  # it got further all the same
-    c._acks(b, [3], [digest(3)], [b"reply"])
+    assert c.acks.batch(a, [3], [digest(7)], [None]) is True  # it got further all the same
+    c.acks.batch(b, [3], [digest(3)], [b"reply"])
     assert client.frames == [] and p.acks == 1 and a.acked_seq == 3
-    c._acks(third, [3], [digest(3)], [b"reply"])
+    c.acks.batch(third, [3], [digest(3)], [b"reply"])
     assert client.frames == [{"t": "cwr", "id": 3, "s": 3, "rb": b"reply"}]
 
 
@@ -99,10 +99,10 @@ def test_an_odd_replica_that_acks_first_loses_to_the_majority(coordinator):
     c, client = coordinator, Client()
     pending(c, 5, client)
     odd, a, b = c.links
-    assert c._acks(odd, [5], [digest(99)], [b"odd reply"]) is True
-    assert c._acks(a, [5], [digest(5)], [b"reply"]) is True
+    assert c.acks.batch(odd, [5], [digest(99)], [b"odd reply"]) is True
+    assert c.acks.batch(a, [5], [digest(5)], [b"reply"]) is True
     assert client.frames == []
-    assert c._acks(b, [5], [digest(5)], [b"reply"]) is True
+    assert c.acks.batch(b, [5], [digest(5)], [b"reply"]) is True
     assert client.frames == [{"t": "cwr", "id": 5, "s": 5, "rb": b"reply"}]
     assert c.history.digests[5] == digest(5)
     run_soon(c)
@@ -114,10 +114,10 @@ def test_a_rival_after_the_answer_is_the_odd_one(coordinator):
     c, client = coordinator, Client()
     pending(c, 6, client)
     a, rival, b = c.links
-    c._acks(a, [6], [digest(6)], [b"reply"])
-    assert c._acks(rival, [6], [digest(66)], [b"other"]) is True  # undecided: 1 against 1
+    c.acks.batch(a, [6], [digest(6)], [b"reply"])
+    assert c.acks.batch(rival, [6], [digest(66)], [b"other"]) is True  # undecided: 1 against 1
     assert not rival.diverged
-    c._acks(b, [6], [digest(6)], [b"reply"])
+    c.acks.batch(b, [6], [digest(6)], [b"reply"])
     assert client.frames == [{"t": "cwr", "id": 6, "s": 6, "rb": b"reply"}]
     run_soon(c)
     assert rival.diverged and not a.diverged and not b.diverged
@@ -128,11 +128,11 @@ def test_a_different_digest_takes_the_replica_out(coordinator, answered_before):
     c, client = coordinator, Client()
     pending(c, 4, client)
     a, b, odd = c.links
-    c._acks(a, [4], [digest(4)], [b"r"])
-    c._acks(b, [4], [digest(4)], [b"r"])
+    c.acks.batch(a, [4], [digest(4)], [b"r"])
+    c.acks.batch(b, [4], [digest(4)], [b"r"])
     if answered_before:  # answered and collected: checked against the agreed digest
         del c.broadcaster.pending[4]
-    assert c._acks(odd, [4], [digest(99)], [b"r"]) is None
+    assert c.acks.batch(odd, [4], [digest(99)], [b"r"]) is None
     assert odd.diverged and not odd.receives_writes and odd.state == "down"
     assert any("diverged at seq 4" in alarm for alarm in c.alarms)
     assert not a.diverged and a.receives_writes
@@ -144,13 +144,13 @@ def test_a_returning_replica_is_credited_for_acks_lost_with_its_connection(coord
     c, client = coordinator, Client()
     for seq in (6, 7):
         pending(c, seq, client)
-        c._acks(c.links[0], [seq], [digest(seq)], [b"r%d" % seq])
+        c.acks.batch(c.links[0], [seq], [digest(seq)], [b"r%d" % seq])
     back = c.links[1]
     back.counted_seq = 5
-    c.credit_lost_acks(back, 7, digest(7))
+    c.acks.credit_lost(back, 7, digest(7))
     assert [f["s"] for f in client.frames] == [6, 7]
     assert back.counted_seq == 7
-    c.credit_lost_acks(back, 7, digest(7))
+    c.acks.credit_lost(back, 7, digest(7))
     assert c.broadcaster.pending[6].acks == 2  # not twice
 
 
@@ -161,14 +161,14 @@ def test_a_replica_that_lost_its_log_tail_is_not_counted_twice(coordinator):
     c, client = coordinator, Client()
     p = pending(c, 10, client)
     link, other, _ = c.links
-    c._acks(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"])
+    c.acks.batch(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"])
     assert p.acks == 1
     link.counted_seq, link.acked_seq = 10, 8  # Monitor.take_down, then Monitor.admit at 8
-    c.credit_lost_acks(link, 8, digest(8))
-    assert c._acks(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"]) is True
+    c.acks.credit_lost(link, 8, digest(8))
+    assert c.acks.batch(link, [9, 10], [digest(9), digest(10)], [b"r9", b"r10"]) is True
     assert p.acks == 1 and client.frames == [] and link.acked_seq == 10
-    assert c._acks(link, [11], [digest(11)], [b"r11"]) is True  # beyond: counted as usual
-    c._acks(other, [10], [digest(10)], [b"r10"])
+    assert c.acks.batch(link, [11], [digest(11)], [b"r11"]) is True  # beyond: counted as usual
+    c.acks.batch(other, [10], [digest(10)], [b"r10"])
     assert p.acks == 2 and [f["s"] for f in client.frames] == [10]
 
 
@@ -180,9 +180,9 @@ def test_a_replica_back_ahead_of_every_ack_is_credited_when_the_first_ack_agrees
         pending(c, seq, client)
     back, first, _ = c.links
     back.counted_seq = 10
-    c.credit_lost_acks(back, 12, digest(12))
+    c.acks.credit_lost(back, 12, digest(12))
     assert client.frames == [] and back.counted_seq == 10
-    c._acks(first, [11, 12], [digest(11), digest(12)], [b"r11", b"r12"])
+    c.acks.batch(first, [11, 12], [digest(11), digest(12)], [b"r11", b"r12"])
     run_soon(c)
     assert [f["s"] for f in client.frames] == [11, 12] and back.counted_seq == 12
 
@@ -193,8 +193,8 @@ def test_a_replica_back_ahead_of_every_ack_with_another_digest_is_not_credited(c
     c, client = coordinator, Client()
     p = pending(c, 12, client)
     back, first, _ = c.links
-    c.credit_lost_acks(back, 12, digest(99))
-    c._acks(first, [12], [digest(12)], [b"r12"])
+    c.acks.credit_lost(back, 12, digest(99))
+    c.acks.batch(first, [12], [digest(12)], [b"r12"])
     run_soon(c)
     assert p.acks == 1 and client.frames == [] and not back.diverged
 

@@ -54,8 +54,8 @@ class ReplicaLink:
         self.note = ""
         self.acked_seq = 0
         # The highest acked_seq it had when it stopped receiving writes: its acks up to here
-        # were counted. A returning replica is credited above it (credit_lost_acks) and its
-        # acks at or below it are not counted again (Coordinator._acks).
+        # were counted. A returning replica is credited above it (AckCounter.credit_lost) and its
+        # acks at or below it are not counted again (AckCounter.batch).
         self.counted_seq = 0
         self.applied_seq = 0
         self.epoch = 0
@@ -197,7 +197,7 @@ class PendingWrite:
     `acks` replicas acked `digest` (the first ack's, unless a rival got the policy's count
     first); `acked_by` is the set of them as a mask of ReplicaLink.bit (an int: no object per
     write for the garbage collector to walk). `rivals` maps any other digest acked for this seq
-    to [reply, mask, count] (Coordinator._rival_ack). Whichever reaches `needed` first is the
+    to [reply, mask, count] (AckCounter._rival). Whichever reaches `needed` first is the
     answer, and every replica that acked another digest has diverged.
     """
 

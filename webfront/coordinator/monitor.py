@@ -204,7 +204,7 @@ class Monitor:
                              f"{link.last_epoch}, overwritten by epoch "
                              f"{c.epochs.owner(applied)}; state transfer")
         elif applied == last or c.history.covers_after(applied):
-            c.credit_lost_acks(link, applied, link.digest)
+            c.acks.credit_lost(link, applied, link.digest)
             self.hand_over(link, applied)
         else:
             c.recovery.start(link, False, f"applied {applied}, cluster at {last}: gap older "
