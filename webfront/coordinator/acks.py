@@ -81,7 +81,7 @@ class AckCounter:
         healthy ones look diverged. True if `link` is the odd one (taken down now)."""
         if p.done:  # the policy's count agreed on p.digest before this ack came
             self.c.divergence(link, p.seq, f"digest differs from the {p.acks} replicas' "
-                            f"that answered the write: {_hex(digest)} vs {_hex(p.digest)}")
+                              f"that answered the write: {_hex(digest)} vs {_hex(p.digest)}")
             return True
         if p.rivals is None:
             p.rivals = {}
@@ -109,7 +109,7 @@ class AckCounter:
         """
         b = self.c.broadcaster
         if applied <= link.counted_seq or applied < b.gc_seq:
-            return  # it lost writes it had acked (see _acks), or nothing is left to credit
+            return  # it lost writes it had acked (see batch), or nothing is left to credit
         pending = b.pending
         top = pending.get(applied)
         if top is None:
@@ -141,8 +141,8 @@ class AckCounter:
 
     def _diverged_at(self, link: ReplicaLink, seq: int, agreed: bytes) -> None:
         if not link.diverged:
-            self.c.divergence(link, seq, f"its ack's digest differs from the {_hex(agreed)} the "
-                            "policy's count of acks agreed on")
+            self.c.divergence(link, seq, f"its ack's digest differs from the {_hex(agreed)} "
+                              "the policy's count of acks agreed on")
 
     def agreed(self, p: PendingWrite) -> None:
         """p is answered: record its digest, the one a policy's count of replicas agreed on

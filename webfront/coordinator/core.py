@@ -377,9 +377,12 @@ class Coordinator:
                     return
                 acked |= outcome
             elif t == "a":
-                reply = None if body.get("dup") else body.get("rb")
-                if reply is None and not body.get("dup"):  # a replica_server from before `rb`
-                    reply = ack_reply_bytes(body)
+                if body.get("dup"):
+                    reply = None  # what batch() reads as a dup
+                else:
+                    reply = body.get("rb")
+                    if reply is None:  # a replica_server from before `rb`
+                        reply = ack_reply_bytes(body)
                 outcome = self.acks.batch(link, [body["s"]], [body.get("d")], [reply])
                 if outcome is None:
                     return
