@@ -54,6 +54,8 @@ class CoordinatorConfig:
     metrics_port: int | None = None
     # after sending, poll without sleeping this long for the replies (busypoll.py; 0: off)
     busy_poll_us: int = 50
+    # the same under light load (a few writes in flight): spans a replica's fsync
+    busy_poll_light_us: int = 400
 
     def validate(self) -> None:
         if self.policy not in POLICIES:
@@ -71,7 +73,7 @@ class CoordinatorConfig:
             raise ValueError("heartbeat interval and miss threshold must be positive")
         if self.write_timeout_ms <= 0:
             raise ValueError("write timeout must be positive")
-        if not 0 <= self.busy_poll_us <= 1_000_000:
+        if not (0 <= self.busy_poll_us <= 1_000_000 and 0 <= self.busy_poll_light_us <= 1_000_000):
             raise ValueError("busy poll must be 0..1000000 microseconds")
 
 
@@ -79,7 +81,7 @@ _SIMPLE_KEYS = (
     "policy", "secret_file", "insecure", "state_dir", "run_file", "heartbeat_ms",
     "miss_threshold", "handshake_timeout_ms", "read_timeout_ms", "write_timeout_ms", "read_wait_ms",
     "startup_wait_ms", "backoff_max_ms", "history_writes", "history_bytes",
-    "send_queue_bytes", "metrics_port", "busy_poll_us",
+    "send_queue_bytes", "metrics_port", "busy_poll_us", "busy_poll_light_us",
 )
 
 
@@ -124,6 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--busy-poll-us", type=int,
                         help="after sending, poll without sleeping this long for the replies "
                              "(default 50; 0: off)")
+    parser.add_argument("--busy-poll-light-us", type=int,
+                        help="the same with at most a few writes in flight, long enough to "
+                             "span a replica's fsync (default 400)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -142,7 +147,8 @@ def from_args(args: argparse.Namespace) -> CoordinatorConfig:
     for key in ("policy", "secret_file", "state_dir", "run_file", "heartbeat_ms",
                 "miss_threshold", "read_timeout_ms", "write_timeout_ms", "send_queue_bytes",
                 "history_writes",
-                "history_bytes", "startup_wait_ms", "metrics_port", "busy_poll_us"):
+                "history_bytes", "startup_wait_ms", "metrics_port", "busy_poll_us",
+                "busy_poll_light_us"):
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, value)

@@ -50,7 +50,8 @@ class Coordinator:
         self.config = config
         self.loop = loop
         self.secret = b"" if config.insecure else read_secret(config.secret_file)
-        self.busy_poll = BusyPoll(loop, config.busy_poll_us)
+        self.busy_poll = BusyPoll(loop, config.busy_poll_us, config.busy_poll_light_us,
+                                  in_flight=lambda: len(self.broadcaster.pending))
         self.flusher = Flusher(loop, after_flush=self.busy_poll.arm)
         self.epochs = EpochStore(config.state_dir)
         self.membership = MembershipStore(config.state_dir)
