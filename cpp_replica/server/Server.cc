@@ -122,7 +122,8 @@ Server::Server(ServerConfig config, StateMachine& machine, Log& log, SnapshotSto
       machine_(machine),
       log_(log),
       snapshots_(snapshots),
-      epochs_(epochs) {
+      epochs_(epochs),
+      exports_(config_.dataDir) {
     // The per-replica offset of the snapshot trigger. Ids ending in a number k (the cluster's
     // "1", "2", ..., tests' "r1", ...) get frac(k * golden ratio) of the interval: any number of
     // consecutive ids spread out, 3 ids at least 0.236 of the interval apart (three-distance

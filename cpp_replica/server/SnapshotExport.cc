@@ -1,5 +1,6 @@
 #include "server/SnapshotExport.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -72,10 +73,26 @@ void ExportedSnapshot::read(std::uint64_t off, std::size_t len, std::string& out
         throw std::runtime_error(std::string("snapshot read: ") + std::strerror(errno));
 }
 
+int SnapshotExports::openSpool(std::string& error) const {
+    if (!dir_.empty()) {
+        int fd = ::open(dir_.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0) return fd;
+        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+            error = "a snapshot file in " + dir_ + ": " + std::strerror(errno);
+            return -1;
+        }
+        // this filesystem has no unnamed files: memory it is
+    }
+    int fd = ::memfd_create("replica-snap-open", MFD_CLOEXEC);
+    if (fd < 0) error = std::string("memfd_create: ") + std::strerror(errno);
+    return fd;
+}
+
 std::string SnapshotExports::start(std::uint64_t key, const StateMachine& machine,
                                    const std::function<void()>& inChild) {
-    int fd = ::memfd_create("replica-snap-open", MFD_CLOEXEC);
-    if (fd < 0) return std::string("memfd_create: ") + std::strerror(errno);
+    std::string error;
+    int fd = openSpool(error);
+    if (fd < 0) return error;
     pid_t pid = ::fork();
     if (pid < 0) {
         std::string error = std::string("fork: ") + std::strerror(errno);

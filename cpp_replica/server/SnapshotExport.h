@@ -1,8 +1,10 @@
 #pragma once
 
 // The source side of a state transfer: the snapshot that `snap_open` hands out is serialized by
-// a forked child into an anonymous memory file (memfd), so the replica's loop never stops for
-// it. It used to serialize in the loop itself, about 0.1 s per 60 MB of state, and while one
+// a forked child into an unnamed file (O_TMPFILE) in the data directory, so the replica's loop
+// never stops for it. Unnamed, the file vanishes with its descriptor, even after a crash; on
+// disk rather than in memory (memfd, kept for a replica without a data directory), a large
+// state's copy is page cache the kernel can write out, not memory held for the transfer. It used to serialize in the loop itself, about 0.1 s per 60 MB of state, and while one
 // replica is being rebuilt the source is one of the few a majority needs: writes stalled with
 // it.
 
@@ -12,13 +14,14 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace replica {
 
 class StateMachine;
 
-/// A serialized state held in an anonymous file, closed with the object. Move-only.
+/// A serialized state held in an unnamed file, closed with the object. Move-only.
 class ExportedSnapshot {
 public:
     ExportedSnapshot(int fd, std::uint64_t size, std::uint64_t hash)
@@ -43,12 +46,13 @@ private:
 /// The forked children writing snapshots for transfer, each known by the caller's key.
 class SnapshotExports {
 public:
-    SnapshotExports() = default;
+    /// Snapshot files go in `dir` (a data directory; "" for memory files).
+    explicit SnapshotExports(std::string dir) : dir_(std::move(dir)) {}
     SnapshotExports(const SnapshotExports&) = delete;
     SnapshotExports& operator=(const SnapshotExports&) = delete;
     ~SnapshotExports() { killAll(); }
 
-    /// Forks a child that writes `machine`'s state (as of now) into a new memory file and
+    /// Forks a child that writes `machine`'s state (as of now) into a new unnamed file and
     /// exits; `inChild` runs first in the child (it drops the parent's sockets). Returns "" or
     /// why it could not start.
     std::string start(std::uint64_t key, const StateMachine& machine,
@@ -66,11 +70,14 @@ public:
     void killAll();
 
 private:
+    int openSpool(std::string& error) const;  // a new unnamed file, or -1 and why
+
     struct Child {
         pid_t pid;
         int fd;
         std::uint64_t key;
     };
+    std::string dir_;
     std::vector<Child> children_;
 };
 

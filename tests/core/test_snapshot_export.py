@@ -91,7 +91,7 @@ def test_snapshot_closed_with_snap_close_and_with_the_connection(launch) -> None
     send(sa, {"t": "snap_open", "id": 1})
     info = P.recv_frame(sa)
     assert info["t"] == "snap_info"
-    assert open_fds(a.pid) == baseline + 1  # the snapshot's memory file
+    assert open_fds(a.pid) == baseline + 1  # the snapshot's file
     send(sa, {"t": "snap_close", "x": info["x"]}, {"t": "hb", "id": 2})
     assert P.recv_frame(sa)["t"] == "hba"
     assert open_fds(a.pid) == baseline
@@ -100,3 +100,45 @@ def test_snapshot_closed_with_snap_close_and_with_the_connection(launch) -> None
     assert P.recv_frame(s)["t"] == "snap_info"
     s.close()
     wait_released(a.pid, baseline)
+
+
+def fd_targets(pid: int) -> set[str]:
+    """Where the process's descriptors point."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue  # closed while we looked
+    return found
+
+
+def test_snapshot_is_an_unnamed_file_in_the_data_dir(launch, tmp_path: Path) -> None:
+    """Not a memory file: a large state's copy held for a transfer is page cache the kernel can
+    write out. Unnamed, it leaves nothing in the directory, even if the replica dies."""
+    data = tmp_path / "data"
+    a = launch(id="a", data_dir=data)
+    sa = connect(a)
+    seed_many(sa, 1, 500)
+    listed, before = sorted(os.listdir(data)), fd_targets(a.pid)
+    send(sa, {"t": "snap_open", "id": 1})
+    info = P.recv_frame(sa)
+    assert info["t"] == "snap_info"
+    opened = sorted(fd_targets(a.pid) - before)
+    assert len(opened) == 1 and opened[0].startswith(f"{data}/#"), opened
+    assert opened[0].endswith("(deleted)") and "memfd" not in opened[0]
+    assert sorted(os.listdir(data)) == listed
+    send(sa, {"t": "snap_read", "id": 2, "x": info["x"], "off": 0, "len": info["size"]})
+    chunk = P.recv_frame(sa)
+    assert chunk["t"] == "snap_data" and xxh3_64(chunk["data"]) == info["h"]
+    a.kill()
+    assert sorted(os.listdir(data)) == listed
+
+
+def test_without_a_data_dir_the_snapshot_is_in_memory(launch) -> None:
+    a, sa, _ = seeded(launch, 100)
+    before = fd_targets(a.pid)
+    send(sa, {"t": "snap_open", "id": 1})
+    assert P.recv_frame(sa)["t"] == "snap_info"
+    opened = sorted(fd_targets(a.pid) - before)
+    assert len(opened) == 1 and opened[0].startswith("/memfd:replica-snap-open"), opened
