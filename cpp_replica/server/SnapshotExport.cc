@@ -95,7 +95,7 @@ std::string SnapshotExports::start(std::uint64_t key, const StateMachine& machin
     if (fd < 0) return error;
     pid_t pid = ::fork();
     if (pid < 0) {
-        std::string error = std::string("fork: ") + std::strerror(errno);
+        error = std::string("fork: ") + std::strerror(errno);
         ::close(fd);
         return error;
     }

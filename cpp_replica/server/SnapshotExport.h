@@ -2,11 +2,11 @@
 
 // The source side of a state transfer: the snapshot that `snap_open` hands out is serialized by
 // a forked child into an unnamed file (O_TMPFILE) in the data directory, so the replica's loop
-// never stops for it. Unnamed, the file vanishes with its descriptor, even after a crash; on
-// disk rather than in memory (memfd, kept for a replica without a data directory), a large
-// state's copy is page cache the kernel can write out, not memory held for the transfer. It used to serialize in the loop itself, about 0.1 s per 60 MB of state, and while one
-// replica is being rebuilt the source is one of the few a majority needs: writes stalled with
-// it.
+// never stops for it. It used to serialize in the loop itself, about 0.1 s per 60 MB of state,
+// and while one replica is being rebuilt the source is one of the few a majority needs: writes
+// stalled with it. Unnamed, the file vanishes with its descriptor, even after a crash. On disk
+// rather than in memory (a memfd, still used by a replica without a data directory), a large
+// state's copy is page cache the kernel can write out, not memory held for the transfer.
 
 #include <sys/types.h>
 
