@@ -93,3 +93,12 @@ def ask_replica(cluster: LocalCluster, rid: str, queries: list[tuple[str, dict]]
         return out
     finally:
         sock.close()
+
+
+def post_texts(cluster: LocalCluster, rid: str, username: str) -> list[str]:
+    """username's posts (newest first) read straight from replica rid ([] if no such user)."""
+    (reply,) = ask_replica(cluster, rid, [("user_posts", {"username": username})])
+    if not reply["ok"]:
+        assert reply["code"] == "not_found", reply
+        return []
+    return [p["text"] for p in reply["posts"]]

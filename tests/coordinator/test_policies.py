@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.conftest import ask_replica
+from tests.conftest import post_texts
 from webfront.client import Unavailable
 from webfront.cluster import LocalCluster
 
@@ -32,11 +32,6 @@ def post(cluster: LocalCluster, text: str, timeout: float = 5.0):
 def make_user(cluster: LocalCluster) -> None:
     with cluster.client(timeout=5.0) as client:
         client.write("create_user", {"username": "pat", "password_hash": b"h"})
-
-
-def texts_on(cluster: LocalCluster, rid: str) -> list[str]:
-    (reply,) = ask_replica(cluster, rid, [("user_posts", {"username": "pat"})])
-    return [p["text"] for p in reply["posts"]]
 
 
 class Background:
@@ -76,7 +71,7 @@ def test_a_paused_replica_holds_up_only_the_policy_that_waits_for_every_replica(
     assert not isinstance(w.result, Exception), w.result
     if not answers:  # `all`: answered once the paused replica ran again and acked
         assert w.answered_at is not None and w.answered_at >= resumed_at
-    assert f"under {policy}" in texts_on(c, "3")  # it got the write all the same
+    assert f"under {policy}" in post_texts(c, "3", "pat")  # it got the write all the same
 
 
 @pytest.mark.parametrize("policy", ["first", "majority", "all"])
@@ -88,7 +83,7 @@ def test_one_replica_killed_every_policy_goes_on(cluster_factory, policy):
     c.wait_state(3, "down", timeout=5.0)
     assert post(c, "two of three").reply["post"]["text"] == "two of three"
     for rid in ("1", "2"):
-        assert texts_on(c, rid) == ["two of three"], rid
+        assert post_texts(c, rid, "pat") == ["two of three"], rid
 
 
 @pytest.mark.parametrize("policy, accepted", [("first", True), ("majority", False),
@@ -104,12 +99,12 @@ def test_two_replicas_killed_only_first_accepts_writes(cluster_factory, policy, 
         c.wait_state(rid, "down", timeout=5.0)
     if accepted:
         result = post(c, "one of three")
-        assert texts_on(c, "1") == ["one of three"]
+        assert post_texts(c, "1", "pat") == ["one of three"]
         assert result.reply["post"]["text"] == "one of three"
     else:
         t0 = time.monotonic()
         with pytest.raises(Unavailable):
             post(c, "refused", timeout=2.0)
         assert time.monotonic() - t0 < 1.5  # refused at once, not after a wait
-        assert texts_on(c, "1") == []
+        assert post_texts(c, "1", "pat") == []
         assert c.status()["writable"] is False

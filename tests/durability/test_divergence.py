@@ -26,7 +26,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from tests.conftest import ask_replica, wait_for
+from tests.conftest import post_texts, wait_for
 from tests.durability.load import wait_converged
 from webfront.cluster import LocalCluster
 from webfront.coordinator.events import parse_event
@@ -75,15 +75,6 @@ def divergences(cluster: LocalCluster) -> list[tuple[str, str, str]]:
 
 def replica_entry(status: dict, rid: str) -> dict:
     return next(r for r in status["replicas"] if r["id"] == rid)
-
-
-def post_texts(cluster: LocalCluster, rid: str, username: str) -> list[str]:
-    """username's posts (newest first) read straight from replica rid ([] if no such user)."""
-    (reply,) = ask_replica(cluster, rid, [("user_posts", {"username": username})])
-    if not reply["ok"]:
-        assert reply["code"] == "not_found", reply
-        return []
-    return [p["text"] for p in reply["posts"]]
 
 
 def assert_rebuilt_by_state_transfer(cluster: LocalCluster, rid: str) -> dict:
