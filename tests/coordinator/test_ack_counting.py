@@ -29,11 +29,11 @@ class Client:
 
 
 @pytest.fixture
-def coordinator(tmp_path):
+def coordinator(tmp_path, request):
     loop = asyncio.new_event_loop()
     config = CoordinatorConfig(
         replicas=[ReplicaConfig(str(i), "127.0.0.1", 1 + i) for i in range(1, 4)],
-        insecure=True, state_dir=str(tmp_path), policy="majority")
+        insecure=True, state_dir=str(tmp_path), policy=getattr(request, "param", "majority"))
     c = Coordinator(config, loop)
     c.started = True
     for link in c.links:
@@ -49,9 +49,18 @@ def coordinator(tmp_path):
 
 
 def pending(c: Coordinator, seq: int, client: Client) -> PendingWrite:
-    p = PendingWrite(seq, f"r{seq}", [(client, seq)], needed=c.broadcaster.majority)
+    """A write of seq as Coordinator.client_write makes it, under the coordinator's policy."""
+    if c.config.policy == "first":
+        p = PendingWrite(seq, f"r{seq}", [(client, seq)], 1, c.broadcaster.settle_count())
+    else:
+        p = PendingWrite(seq, f"r{seq}", [(client, seq)], needed=c.broadcaster.majority)
     c.broadcaster.pending[seq] = p
     return p
+
+
+def take_down(c: Coordinator, link) -> None:
+    link.receives_writes = False  # what Monitor.take_down does to it, then:
+    c.on_link_down(link)
 
 
 def digest(n: int) -> bytes:
@@ -197,6 +206,78 @@ def test_a_replica_back_ahead_of_every_ack_with_another_digest_is_not_credited(c
     c.acks.batch(first, [12], [digest(12)], [b"r12"])
     run_soon(c)
     assert p.acks == 1 and client.frames == [] and not back.diverged
+
+
+# Policy `first`: answered on one ack, settled by a majority ---------------------------------
+
+first_policy = pytest.mark.parametrize("coordinator", ["first"], indirect=True)
+
+
+@first_policy
+def test_under_first_an_odd_replica_acking_first_answers_but_loses_to_the_majority(coordinator):
+    """The client gets the first ack's reply (the policy), but the digest recorded for the seq
+    is the one two replicas agree on: the odd replica is taken out, not the healthy ones, and
+    a retry of the request gets the healthy reply."""
+    c, client = coordinator, Client()
+    pending(c, 5, client)
+    c.sequencer.begin("r5", c.broadcaster.pending[5])
+    odd, a, b = c.links
+    assert c.acks.batch(odd, [5], [digest(99)], [b"odd reply"]) is True
+    assert client.frames == [{"t": "cwr", "id": 5, "s": 5, "rb": b"odd reply"}]
+    assert 5 not in c.history.digests  # answered, not settled
+    assert c.acks.batch(a, [5], [digest(5)], [b"reply"]) is True  # one against one
+    run_soon(c)
+    assert not (odd.diverged or a.diverged) and 5 not in c.history.digests
+    assert c.acks.batch(b, [5], [digest(5)], [b"reply"]) is True
+    assert c.history.digests[5] == digest(5)
+    assert c.sequencer.result_of("r5") == (5, b"reply")
+    run_soon(c)
+    assert odd.diverged and not a.diverged and not b.diverged
+    assert len(client.frames) == 1  # answered once
+
+
+@first_policy
+def test_under_first_the_second_agreeing_ack_settles_and_a_later_rival_is_taken_out(
+        coordinator):
+    c, client = coordinator, Client()
+    p = pending(c, 6, client)
+    a, b, odd = c.links
+    c.acks.batch(a, [6], [digest(6)], [b"reply"])
+    assert p.done and not p.settled
+    c.acks.batch(b, [6], [digest(6)], [b"reply"])
+    assert p.settled and c.history.digests[6] == digest(6)
+    assert c.acks.batch(odd, [6], [digest(66)], [b"other"]) is None
+    assert odd.diverged and not a.diverged and not b.diverged
+
+
+@first_policy
+def test_under_first_a_split_of_every_live_replica_settles_on_the_answered_digest(coordinator):
+    """With one replica down, two acks that disagree are all there will be: nothing outvotes
+    the other, so the reply the client got stands and the other replica is taken out (left
+    open, the two would go on diverging unseen)."""
+    c, client = coordinator, Client()
+    a, rival, gone = c.links
+    take_down(c, gone)
+    p = pending(c, 7, client)
+    assert p.settle == 2
+    c.acks.batch(a, [7], [digest(7)], [b"reply"])
+    c.acks.batch(rival, [7], [digest(77)], [b"other"])
+    assert p.settled and c.history.digests[7] == digest(7)
+    run_soon(c)
+    assert rival.diverged and not a.diverged
+
+
+@first_policy
+def test_under_first_a_replica_down_before_acking_lowers_what_settles(coordinator):
+    c, client = coordinator, Client()
+    a, b, gone = c.links
+    p = pending(c, 8, client)
+    c.acks.batch(a, [8], [digest(8)], [b"reply"])
+    take_down(c, b)
+    assert not p.settled  # 2 of the 2 left: the other ack may still come
+    take_down(c, gone)
+    assert p.settled and c.history.digests[8] == digest(8)
+    assert client.frames == [{"t": "cwr", "id": 8, "s": 8, "rb": b"reply"}]
 
 
 def run_soon(c: Coordinator) -> None:

@@ -224,15 +224,19 @@ def test_replica_that_applied_a_write_the_others_did_not_is_found_by_heartbeat(
     assert_one_more_write_reaches_all(c, "alice")
 
 
-def test_odd_replica_whose_acks_come_first_does_not_outvote_the_majority(cluster_factory):
+@pytest.mark.parametrize("policy", ["majority", "first"])
+def test_odd_replica_whose_acks_come_first_does_not_outvote_the_majority(cluster_factory,
+                                                                           policy):
     """Replica 1 applied a rogue write at seq+1; replicas 2 and 3 are paused (suspect, still
     sent writes) while the coordinator sequences two writes, so replica 1's acks come first:
     a dup for seq+1 (not counted: nothing says it applied this write) and an ack of seq+2 on
-    its own chain. When 2 and 3 run again their digests agree with each other: that is the
-    answer, replica 1 is the odd one, rebuilt from them, and both acknowledged writes stay.
+    its own chain. When 2 and 3 run again their digests agree with each other: that settles
+    the seq, replica 1 is the odd one, rebuilt from them, and both acknowledged writes stay.
     (Before, the first ack was the reference: 2 and 3 were taken out as diverged, rebuilt from
-    replica 1, and the acknowledged write at seq+1 was lost everywhere.)"""
-    c = cluster_factory(coordinator_args=["--miss-threshold", "1000"])
+    replica 1, and the acknowledged write at seq+1 was lost everywhere. Under `first` that
+    held until the settling count was split from the answering one: there replica 1's ack
+    answers honest2 at once, but no longer decides the digest.)"""
+    c = cluster_factory(policy=policy, coordinator_args=["--miss-threshold", "1000"])
     seq = write_history(c, "alice", ["one"])
     epoch = wait_converged(c, timeout=10)["epoch"]
     rogue_write(c, "1", epoch, seq + 1, "create_post", {"actor": "alice", "text": "rogue"})

@@ -1,6 +1,6 @@
 """Counting the replicas' acks against the reply policy.
 
-For each write: which digest is its answer (the one that first gets the policy's count of
+For each write: which digest is its answer (the one that first gets the settling count of
 acks, not the first to arrive), which replicas diverged (those behind any other digest), and
 acks lost with a connection (credited when the replica comes back with the same chain). The
 Coordinator answers the clients (`_answer`) and takes replicas out (`divergence`); this module
@@ -67,33 +67,72 @@ class AckCounter:
                 continue
             p.acks += 1
             p.acked_by |= link.bit
-            if not p.done and p.acks >= p.needed:
-                self.c._answer(p)
+            if p.acks >= p.needed and not p.settled:
+                self.reached(p)
         link.acked_seq = acked
         if last_digest is not None:
             link.digest = last_digest  # so the status shows the digest of the seq it shows
         return advanced
 
+    def reached(self, p: PendingWrite) -> None:
+        """p's digest has `needed` acks: answer the client, and settle the digest once it has
+        `settle` (the same count but under `first`)."""
+        if not p.done:
+            self.c._answer(p)
+        if p.acks >= p.settle:
+            self.agreed(p)
+
     def _rival(self, p: PendingWrite, link: ReplicaLink, digest: bytes, reply: Any) -> bool:
         """An ack of p with another digest than p's first. Decided by count, not by order:
-        the digest that gets the policy's count first is the answer, and the replicas behind
+        the digest that gets the settling count first is the answer, and the replicas behind
         any other have diverged; so one odd replica that happens to ack first cannot make the
         healthy ones look diverged. True if `link` is the odd one (taken down now)."""
-        if p.done:  # the policy's count agreed on p.digest before this ack came
+        if p.settled:  # enough replicas agreed on p.digest before this ack came
             self.c.divergence(link, p.seq, f"digest differs from the {p.acks} replicas' "
-                              f"that answered the write: {_hex(digest)} vs {_hex(p.digest)}")
+                              f"that settled the write: {_hex(digest)} vs {_hex(p.digest)}")
             return True
         if p.rivals is None:
             p.rivals = {}
         rival = p.rivals.setdefault(digest, [reply, 0, 0])
         rival[1] |= link.bit
         rival[2] += 1
-        if rival[2] >= p.needed:  # the rival is the answer; the first digest's side lost
-            del p.rivals[digest]
-            p.rivals[p.digest] = [p.reply, p.acked_by, p.acks]
-            p.digest, p.reply, p.acked_by, p.acks = digest, rival[0], rival[1], rival[2]
-            self.c._answer(p)
+        self._decide(p)
         return False
+
+    def _decide(self, p: PendingWrite) -> None:
+        """Settle p on the digest with the settling count of acks, if one has it. An answered
+        write (`first`) that every replica receiving writes has acked without one getting the
+        count is settled on the digest with the most acks, ties going to the one the client
+        got: left open, the replicas would go on diverging unseen."""
+        lead, most, seen = None, p.acks, p.acked_by
+        for digest, (_reply, mask, count) in p.rivals.items():
+            seen |= mask
+            if count > most:
+                lead, most = digest, count
+        if most < p.settle:
+            if not p.done or any(x.receives_writes and not x.bit & seen for x in self.c.links):
+                return
+            p.settle = most
+        if lead is not None:  # the first digest's side lost
+            rival = p.rivals.pop(lead)
+            p.rivals[p.digest] = [p.reply, p.acked_by, p.acks]
+            p.digest, p.reply, p.acked_by, p.acks = lead, rival[0], rival[1], rival[2]
+            if p.done:  # a retry of the request gets the settled reply
+                self.c.sequencer.finish(p.rid, p.seq, p.reply)
+        self.reached(p)
+
+    def settle_with(self, count: int) -> None:
+        """Under `first`, after replicas went down or left: `count` replicas now settle a
+        pending write (those still to ack may never do), and those answered are decided now
+        where they can be."""
+        for p in list(self.c.broadcaster.pending.values()):
+            if not p.settled and p.settle > count:
+                p.settle = max(p.needed, count)
+                if p.done:
+                    if p.rivals:
+                        self._decide(p)
+                    elif p.acks >= p.settle:
+                        self.agreed(p)
 
     def credit_lost(self, link: ReplicaLink, applied: int, digest: bytes) -> None:
         """Count a returning replica's acks that were lost with its connection.
@@ -122,7 +161,7 @@ class AckCounter:
         witnesses = top.acked_by & ~link.bit
         for seq in range(max(link.counted_seq + 1, b.gc_seq), applied + 1):
             p = pending.get(seq)
-            if p is None or p.done or p.rivals or p.acked_by & link.bit:
+            if p is None or p.settled or p.rivals or p.acked_by & link.bit:
                 continue
             if p.acked_by & witnesses:
                 p.acks += 1
@@ -142,12 +181,13 @@ class AckCounter:
     def _diverged_at(self, link: ReplicaLink, seq: int, agreed: bytes) -> None:
         if not link.diverged:
             self.c.divergence(link, seq, f"its ack's digest differs from the {_hex(agreed)} "
-                              "the policy's count of acks agreed on")
+                              "the settling count of acks agreed on")
 
     def agreed(self, p: PendingWrite) -> None:
-        """p is answered: record its digest, the one a policy's count of replicas agreed on
+        """p is settled: record its digest, the one the settling count of replicas agreed on
         (what later acks, heartbeats and returning replicas are checked against), and take out
         the replicas behind any other."""
+        p.settled = True
         self.c.history.note_digest(p.seq, p.digest)
         if p.rivals:
             lost = 0

@@ -194,21 +194,29 @@ class ReplicaConnection(asyncio.Protocol):
 class PendingWrite:
     """A sequenced write waiting for acks. `waiters` are (client connection, frame id) pairs.
 
-    `acks` replicas acked `digest` (the first ack's, unless a rival got the policy's count
+    `acks` replicas acked `digest` (the first ack's, unless a rival got the settling count
     first); `acked_by` is the set of them as a mask of ReplicaLink.bit (an int: no object per
     write for the garbage collector to walk). `rivals` maps any other digest acked for this seq
-    to [reply, mask, count] (AckCounter._rival). Whichever reaches `needed` first is the
-    answer, and every replica that acked another digest has diverged.
+    to [reply, mask, count] (AckCounter._rival).
+
+    Two counts: `needed` acks answer the client (`done`), `settle` acks on one digest settle
+    it (`settled`): recorded for the seq, and every replica that acked another digest has
+    diverged. They are the same count except under `first`, which answers on one ack but
+    settles by a majority, so that one odd replica acking first cannot get the healthy ones
+    taken out.
     """
 
     __slots__ = ("acked_by", "acks", "digest", "done", "needed", "reply", "rid", "rivals",
-                 "seq", "waiters")
+                 "seq", "settle", "settled", "waiters")
 
-    def __init__(self, seq: int, rid: str, waiters: list, needed: int) -> None:
+    def __init__(self, seq: int, rid: str, waiters: list, needed: int,
+                 settle: int = 0) -> None:
         self.seq = seq
         self.rid = rid
         self.waiters = waiters
         self.needed = needed
+        self.settle = max(settle, needed)
+        self.settled = False
         self.acks = 0
         self.acked_by = 0
         self.reply: Any = None
@@ -235,17 +243,26 @@ class Broadcaster:
     def live_links(self) -> list[ReplicaLink]:
         return [link for link in self.links if link.receives_writes]
 
-    def needed(self) -> int:
-        """Acks needed for a new write, or 0 when it cannot be accepted now."""
+    def live_count(self) -> int:
         live = 0
         for link in self.links:  # a loop, not sum() over a generator: once per write
             if link.receives_writes:
                 live += 1
+        return live
+
+    def needed(self) -> int:
+        """Acks needed for a new write, or 0 when it cannot be accepted now."""
+        live = self.live_count()
         if self.policy == "first":
             return 1 if live else 0
         if live < self.majority:
             return 0
         return self.majority if self.policy == "majority" else live
+
+    def settle_count(self) -> int:
+        """Acks on one digest that settle a new write's digest under `first`: a majority of
+        all configured replicas, or every replica receiving writes when fewer are up."""
+        return min(self.majority, self.live_count())
 
     def reset(self, last_seq: int) -> None:
         self.pending.clear()

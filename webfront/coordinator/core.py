@@ -61,6 +61,7 @@ class Coordinator:
         self._time_floor_known = False
         self.history = History(config.history_writes, config.history_bytes)
         self.broadcaster = Broadcaster(self.links, config.policy)
+        self._answers_first = config.policy == "first"  # answers before the digest is settled
         self.monitor = Monitor(self)
         self.reads = ReadRouter(self)
         self.acks = AckCounter(self)
@@ -324,8 +325,10 @@ class Coordinator:
               majority=self.broadcaster.majority)
         for p in self.broadcaster.unanswered():
             if p.needed > self.broadcaster.majority and self.config.policy == "majority":
-                p.needed = self.broadcaster.majority
+                p.needed = p.settle = self.broadcaster.majority
             self._maybe_answer(p)
+        if self._answers_first:
+            self.acks.settle_with(self.broadcaster.settle_count())
         self.monitor.forget(link)
 
     def _members_changed(self) -> None:
@@ -349,8 +352,10 @@ class Coordinator:
             if need_now == 0:
                 self._fail(p, "unavailable", "no majority of replicas")
             elif self.config.policy == "all":
-                p.needed = min(p.needed, sum(1 for x in self.links if x.receives_writes))
+                p.needed = p.settle = min(p.needed, b.live_count())
                 self._maybe_answer(p)
+        if self._answers_first:
+            self.acks.settle_with(b.live_count())
         b.collect()
 
     def divergence(self, link: ReplicaLink, seq: int, what: str) -> None:
@@ -444,13 +449,13 @@ class Coordinator:
         self._write_t0[seq] = time.perf_counter()
         frame = write_frame(seq_.epoch, seq, ts, write_tail)
         self.history.append(seq, frame)
-        p = PendingWrite(seq, rid, [(conn, cid)], needed)
+        p = PendingWrite(seq, rid, [(conn, cid)], needed,
+                         self.broadcaster.settle_count() if self._answers_first else 0)
         seq_.begin(rid, p)
         self.broadcaster.broadcast(p, frame)
 
     def _answer(self, p: PendingWrite) -> None:
         p.done = True
-        self.acks.agreed(p)
         t0 = self._write_t0.pop(p.seq, None)
         if t0 is not None:
             stats = self.stats
@@ -462,8 +467,8 @@ class Coordinator:
             conn.send_frame({"t": "cwr", "id": cid, "s": p.seq, "rb": p.reply})
 
     def _maybe_answer(self, p: PendingWrite) -> None:
-        if not p.done and p.reply is not None and p.acks >= p.needed:
-            self._answer(p)
+        if not p.settled and p.reply is not None and p.acks >= p.needed:
+            self.acks.reached(p)
 
     def expire_writes(self) -> None:
         """Fail writes unanswered for longer than the write timeout (heartbeat tick).
