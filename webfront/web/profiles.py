@@ -19,6 +19,17 @@ def _plausible_username(endpoint, values) -> None:
         abort(404)
 
 
+@bp.app_template_global()
+def profile_url(username: str) -> str:
+    """url_for of a profile, once per author per request: a timeline page names the same few
+    authors many times, and werkzeug's URL building was a third of the page's rendering."""
+    urls = g.setdefault("profile_urls", {})
+    url = urls.get(username)
+    if url is None:
+        url = urls[username] = url_for("profiles.profile", username=username)
+    return url
+
+
 def _is_following(target: str) -> bool:
     """Whether the logged-in user follows `target` (one `relation` query)."""
     if not g.user or g.user.lower() == target.lower():
