@@ -611,9 +611,17 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
 //   follows = [[fromLowerName, toLowerName, since], ...] by (from, since)
 //   rids    = [[rid, reply(bin)], ...] oldest first
 // Without meta (the fingerprint), only users, posts and follows are encoded.
-std::string StateMachine::encodeState(bool withMeta) const {
-    std::string out;
-    Packer p(out);
+// Encoded into a buffer handed to `sink` whenever it holds kSnapshotPiece bytes, between
+// entries: it never grows past a piece plus one entry (bounded by the write limits), whatever
+// the state's size.
+void StateMachine::encodeState(bool withMeta, const ByteSink& sink) const {
+    std::string buf;
+    Packer p(buf);
+    auto entryDone = [&] {
+        if (buf.size() < kSnapshotPiece) return;
+        sink(buf);
+        buf.clear();  // keeps the capacity
+    };
     if (withMeta) {
         p.arrayHeader(9);
         p.str("replica-snapshot");
@@ -632,6 +640,7 @@ std::string StateMachine::encodeState(bool withMeta) const {
         p.bin(u->password);
         p.boolean(u->passwordIsBin);
         p.integer(u->createdAt);
+        entryDone();
     }
     p.arrayHeader(std::uint32_t(posts_.size()));
     for (auto& [id, post] : posts_) {
@@ -640,6 +649,7 @@ std::string StateMachine::encodeState(bool withMeta) const {
         p.str(Text::lower(post.author->name));
         p.str(post.text);
         p.integer(post.createdAt);
+        entryDone();
     }
     p.arrayHeader(std::uint32_t(follows_));
     for (auto& [key, u] : users_) {
@@ -648,6 +658,7 @@ std::string StateMachine::encodeState(bool withMeta) const {
             p.str(key);
             p.str(Text::lower(to->name));
             p.integer(since);
+            entryDone();
         }
     }
     if (withMeta) {
@@ -656,17 +667,29 @@ std::string StateMachine::encodeState(bool withMeta) const {
             p.arrayHeader(2);
             p.str(rid);
             p.bin(reply);
+            entryDone();
         });
     }
+    if (!buf.empty()) sink(buf);
+}
+
+std::string StateMachine::snapshot() const {
+    std::string out;
+    encodeState(true, [&](std::string_view piece) { out.append(piece); });
     return out;
 }
 
-std::string StateMachine::snapshot() const { return encodeState(true); }
+void StateMachine::writeSnapshot(const ByteSink& sink) const { encodeState(true, sink); }
 
 StateMachine::Digest StateMachine::stateFingerprint() const {
-    std::string bytes = encodeState(false);
+    // Streamed: the same bytes hashed as when they were encoded whole, without holding them.
+    std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(), XXH3_freeState);
+    XXH3_128bits_reset(st.get());
+    encodeState(false, [&](std::string_view piece) {
+        XXH3_128bits_update(st.get(), piece.data(), piece.size());
+    });
     XXH128_canonical_t canon;
-    XXH128_canonicalFromHash(&canon, XXH3_128bits(bytes.data(), bytes.size()));
+    XXH128_canonicalFromHash(&canon, XXH3_128bits_digest(st.get()));
     Digest d;
     std::copy(std::begin(canon.digest), std::end(canon.digest), d.begin());
     return d;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "codec/Body.h"
+#include "codec/ByteSink.h"
 #include "codec/Limits.h"
 #include "core/EdgeIndex.h"
 #include "core/NameIndex.h"
@@ -62,6 +63,10 @@ public:
     /// The whole state (including applied seq, digest and the request-id table) as bytes.
     /// Deterministic: equal states give equal bytes.
     std::string snapshot() const;
+    /// The same bytes as snapshot(), handed to `sink` in pieces of about kSnapshotPiece as they
+    /// are encoded: a forked snapshot writer then holds one piece, not a second copy of the state.
+    void writeSnapshot(const ByteSink& sink) const;
+    static constexpr std::size_t kSnapshotPiece = std::size_t(1) << 20;
     /// Replaces the whole state with a snapshot's. Throws std::runtime_error on a bad snapshot
     /// (the state is then unspecified; callers discard the instance).
     void restore(std::string_view bytes);
@@ -100,7 +105,7 @@ private:
     void removeFollow(User* from, User* to);
     void removePost(std::int64_t id);
     void clear();
-    std::string encodeState(bool withMeta) const;
+    void encodeState(bool withMeta, const ByteSink& sink) const;
 
     std::map<std::string, std::unique_ptr<User>> users_;  // key: lower-case username
     NameIndex<User> userIndex_;  // the same users, for lookups by name (no order)

@@ -181,6 +181,7 @@ private:
     pid_t snapshotPid_ = -1;             // the running snapshot child, or -1
     std::int64_t snapshotSeq_ = 0;       // ... and the seq it writes
     std::chrono::steady_clock::time_point snapshotStarted_{};
+    long snapshotParentAnonKb_ = -1;     // ... and the parent's RssAnon at the fork (logged)
     std::int64_t newestSnapshot_ = 0;    // durable: log_read at or before it is `compacted`
     // A snapshot is due only once the log since the last one is at least as large as it was:
     // its cost grows with the state, and this keeps it proportional to the writes.

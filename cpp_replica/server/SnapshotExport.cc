@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
+#include <string_view>
 #include <utility>
 
 #include "core/StateMachine.h"
@@ -103,11 +105,17 @@ std::string SnapshotExports::start(std::uint64_t key, const StateMachine& machin
         inChild();
         int code = 1;
         try {
-            std::string bytes = machine.snapshot();
-            std::uint64_t hash = XXH3_64bits(bytes.data(), bytes.size());
-            if (writeAll(fd, bytes.data(), bytes.size()) &&
-                writeAll(fd, reinterpret_cast<const char*>(&hash), sizeof hash))
-                code = 0;
+            // Streamed, hashed as it goes: the child holds one encoded piece, not a second copy
+            // of the state beside the one it shares with the parent.
+            std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(),
+                                                                         XXH3_freeState);
+            XXH3_64bits_reset(st.get());
+            machine.writeSnapshot([&](std::string_view piece) {
+                XXH3_64bits_update(st.get(), piece.data(), piece.size());
+                if (!writeAll(fd, piece.data(), piece.size())) throw std::runtime_error("write");
+            });
+            std::uint64_t hash = XXH3_64bits_digest(st.get());
+            if (writeAll(fd, reinterpret_cast<const char*>(&hash), sizeof hash)) code = 0;
         } catch (...) {
         }
         ::_exit(code);  // no destructors, no atexit handlers: they belong to the parent

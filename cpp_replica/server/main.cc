@@ -185,10 +185,10 @@ int main(int argc, char** argv) {
                 dataDir, [&](std::int64_t seq) { return snapshots->has(seq); },
                 [](const std::string& m) { replica::logLine("warn", m); });
             if (auto snap = snapshots->loadLatest()) {
-                machine.restore(snap->second);
-                newestSnapshot = snap->first;
-                newestSnapshotBytes = snapshots->fileSize(snap->first);
-                replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->first));
+                machine.restore(snap->payload());
+                newestSnapshot = snap->seq;
+                newestSnapshotBytes = snap->file.size();
+                replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->seq));
             }
             log = std::make_unique<replica::FileLog>(
                 dataDir, policy, [](const std::string& m) { replica::logLine("warn", m); });

@@ -10,7 +10,8 @@ namespace replica {
 ///                              (epoch.tmp -> fsync -> rename -> fsync dir)
 ///   snapshot-<seq:020>.snap    newest snapshot: "RSNAP001" | u64 LE xxh3_64(payload) | payload
 ///                              payload = StateMachine::snapshot() at seq; written as
-///                              snapshot.tmp, fsynced, renamed; older ones deleted afterwards
+///                              snapshot.tmp (streamed; the header's checksum last, over
+///                              zeros), fsynced, renamed; older ones deleted afterwards
 ///   snapshot.tmp               a snapshot being written (by the forked child, or an install);
 ///                              deleted at start and when a background snapshot fails
 ///   log/
@@ -57,9 +58,10 @@ namespace replica {
 /// written in the background, Redis BGSAVE style:
 /// at the trigger seq S the server syncs the log and rolls it to a new segment starting at S+1
 /// (so the closed segments hold exactly the seqs <= S), then fork()s. The child holds a
-/// copy-on-write view of the state at S: it serializes it, writes snapshot.tmp, fsyncs, renames
-/// it to snapshot-S, fsyncs the dir and _exit()s, touching none of the parent's sockets (it
-/// closes its copies first) and dying with the parent (PR_SET_PDEATHSIG). The parent keeps
+/// copy-on-write view of the state at S: it serializes it in 1 MiB pieces straight into
+/// snapshot.tmp (never a second copy of the state in memory), fsyncs, renames it to
+/// snapshot-S, fsyncs the dir and _exit()s, touching none of the parent's sockets (it closes
+/// its copies first) and dying with the parent (PR_SET_PDEATHSIG). The parent keeps
 /// serving; when it reaps a child that exited 0 it deletes the older snapshots and the segments
 /// before S+1, and only then does log_read at or before S answer `compacted`. A failed child
 /// deletes nothing (retried at the next trigger); one child at a time; an install kills a

@@ -10,8 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -51,33 +50,52 @@ void writeAll(int fd, std::string_view data, const std::string& path) {
 
 }  // namespace
 
-void SnapshotStore::write(std::int64_t seq, const std::string& payload) const {
+void SnapshotStore::write(std::int64_t seq, const Encoder& encode) const {
     std::string tmp = dir_ + "/snapshot.tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw StorageError("create " + tmp + ": " + std::strerror(errno));
-    std::string header = Layout::kSnapshotMagic;
-    std::uint64_t sum = XXH3_64bits(payload.data(), payload.size());
-    for (int i = 0; i < 8; ++i) header.push_back(char((sum >> (8 * i)) & 0xff));
     try {
+        // The header holds the payload's checksum, known only once it is all written: zeros
+        // first, the real one over them before the fsync (the rename below is the commit).
+        std::string header = Layout::kSnapshotMagic;
+        const std::size_t magic = header.size();
+        header.append(8, '\0');
         writeAll(fd, header, tmp);
-        // In chunks, each handed to writeback as it is written and waited for one chunk later:
-        // no burst of ~100 MB of dirty pages at the final fsync for the log's fdatasyncs (same
+        std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> hash(XXH3_createState(),
+                                                                       XXH3_freeState);
+        XXH3_64bits_reset(hash.get());
+        // In chunks, each handed to writeback once written and waited for one chunk later: no
+        // burst of ~100 MB of dirty pages at the final fsync for the log's fdatasyncs (same
         // disk) to queue behind.
-        constexpr std::size_t kChunk = 8u << 20;
-        std::size_t off = 0;
-        while (off < payload.size()) {
-            std::size_t n = std::min(kChunk, payload.size() - off);
-            writeAll(fd, std::string_view(payload).substr(off, n), tmp);
-            off_t at = off_t(header.size() + off);
+        constexpr std::uint64_t kChunk = 8u << 20;
+        std::uint64_t off = 0;  // payload bytes written
+        auto writeback = [&](std::uint64_t start, std::uint64_t n) {
 #ifdef SYNC_FILE_RANGE_WRITE
-            if (off >= kChunk)
+            off_t at = off_t(header.size() + start);
+            if (start >= kChunk)
                 ::sync_file_range(fd, at - off_t(kChunk), off_t(kChunk),
                                   SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                       SYNC_FILE_RANGE_WAIT_AFTER);
             ::sync_file_range(fd, at, off_t(n), SYNC_FILE_RANGE_WRITE);
+#else
+            (void)start, (void)n;
 #endif
-            off += n;
-        }
+        };
+        encode([&](std::string_view piece) {
+            XXH3_64bits_update(hash.get(), piece.data(), piece.size());
+            while (!piece.empty()) {
+                auto n = std::size_t(std::min<std::uint64_t>(piece.size(), kChunk - off % kChunk));
+                writeAll(fd, piece.substr(0, n), tmp);
+                piece.remove_prefix(n);
+                off += n;
+                if (off % kChunk == 0) writeback(off - kChunk, kChunk);
+            }
+        });
+        if (off % kChunk != 0) writeback(off - off % kChunk, off % kChunk);
+        std::uint64_t sum = XXH3_64bits_digest(hash.get());
+        for (std::size_t i = 0; i < 8; ++i) header[magic + i] = char((sum >> (8 * i)) & 0xff);
+        if (::pwrite(fd, header.data(), header.size(), 0) != ssize_t(header.size()))
+            throw StorageError("write " + tmp + ": " + std::strerror(errno));
     } catch (...) {
         ::close(fd);
         throw;
@@ -96,8 +114,8 @@ void SnapshotStore::write(std::int64_t seq, const std::string& payload) const {
     syncDirectory(dir_);
 }
 
-void SnapshotStore::save(std::int64_t seq, const std::string& payload) {
-    write(seq, payload);
+void SnapshotStore::save(std::int64_t seq, std::string_view payload) {
+    write(seq, [&](const ByteSink& sink) { sink(payload); });
     for (auto& [s, p] : listSnapshots(dir_))
         if (s != seq) ::unlink(p.c_str());
 }
@@ -125,24 +143,40 @@ std::uint64_t SnapshotStore::fileSize(std::int64_t seq) const {
     return 0;
 }
 
-std::optional<std::pair<std::int64_t, std::string>> SnapshotStore::loadLatest() const {
+std::optional<LoadedSnapshot> SnapshotStore::loadLatest() const {
     auto all = listSnapshots(dir_);
     if (all.empty()) return std::nullopt;
     auto& [seq, path] = all.back();
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    std::string data = ss.str();
-    std::size_t magic = std::strlen(Layout::kSnapshotMagic);
-    if (data.size() < magic + 8 || data.compare(0, magic, Layout::kSnapshotMagic) != 0)
+    // Read once into a string of the file's size; the payload is verified and restored in place.
+    const std::size_t magic = std::strlen(Layout::kSnapshotMagic);
+    LoadedSnapshot snap{seq, "", magic + 8};
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw StorageError("open " + path + ": " + std::strerror(errno));
+    auto fail = [&](const std::string& why) {  // `why` is built before close() can change errno
+        ::close(fd);
+        throw StorageError("read " + path + ": " + why);
+    };
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) fail(std::strerror(errno));
+    snap.file.resize(std::size_t(st.st_size));
+    std::size_t got = 0;
+    while (got < snap.file.size()) {
+        ssize_t n = ::read(fd, &snap.file[got], snap.file.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) fail(n < 0 ? std::strerror(errno) : "file shrank");
+        got += std::size_t(n);
+    }
+    ::close(fd);
+    const std::string& data = snap.file;
+    if (data.size() < snap.payloadAt || data.compare(0, magic, Layout::kSnapshotMagic) != 0)
         throw StorageError("corrupt snapshot " + path + " at offset 0: bad header");
     std::uint64_t sum = 0;
     for (int i = 7; i >= 0; --i) sum = (sum << 8) | std::uint8_t(data[magic + std::size_t(i)]);
-    std::string payload = data.substr(magic + 8);
+    std::string_view payload = snap.payload();
     if (XXH3_64bits(payload.data(), payload.size()) != sum)
         throw StorageError("corrupt snapshot " + path + " at offset " +
-                           std::to_string(magic + 8) + ": checksum mismatch");
-    return std::make_pair(seq, std::move(payload));
+                           std::to_string(snap.payloadAt) + ": checksum mismatch");
+    return snap;
 }
 
 }  // namespace replica
