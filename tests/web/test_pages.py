@@ -233,9 +233,14 @@ def test_display_name_is_escaped(client, auth):
 
 def test_delete_own_post_only(client, auth, app):
     alice, _ = auth.register()
+    auth.post("alice's first words")
     auth.post("alice's words")
     page = text(client.get("/"))
-    post_id = int(re.search(r'id="post-(\d+)"', page).group(1))
+    ids = re.findall(r'id="post-(\d+)"', page)
+    # each post's own form (the URLs are built once per page and filled in per post)
+    assert re.findall(r'action="/posts/(\d+)/delete"', page) == ids and len(set(ids)) == 2
+    assert page.count(f'href="/{alice}">{alice}</a>') >= 2
+    post_id = int(ids[0])
     auth.logout()
 
     auth.register()
