@@ -83,7 +83,7 @@ void SnapshotStore::write(std::int64_t seq, const Encoder& encode) const {
         };
         encode([&](std::string_view piece) {
             XXH3_64bits_update(hash.get(), piece.data(), piece.size());
-            while (!piece.empty()) {
+            while (!piece.empty()) {  // up to each chunk's end: save() passes one large piece
                 auto n = std::size_t(std::min<std::uint64_t>(piece.size(), kChunk - off % kChunk));
                 writeAll(fd, piece.substr(0, n), tmp);
                 piece.remove_prefix(n);
@@ -146,7 +146,8 @@ std::uint64_t SnapshotStore::fileSize(std::int64_t seq) const {
 std::optional<LoadedSnapshot> SnapshotStore::loadLatest() const {
     auto all = listSnapshots(dir_);
     if (all.empty()) return std::nullopt;
-    auto& [seq, path] = all.back();
+    const std::int64_t seq = all.back().first;
+    const std::string& path = all.back().second;  // not a structured binding: fail() captures it
     // Read once into a string of the file's size; the payload is verified and restored in place.
     const std::size_t magic = std::strlen(Layout::kSnapshotMagic);
     LoadedSnapshot snap{seq, "", magic + 8};
