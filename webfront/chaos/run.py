@@ -30,7 +30,8 @@ from webfront.chaos.workload import Workload
 def run(out: str | Path, duration: float = 60.0, seed: int = 1, replicas: int = 3,
         processes: int = 6, faults: Sequence[str] = ("kill", "pause", "partition"),
         use_netns: bool | None = None, max_ops: int = 200_000, progress: bool = False,
-        log=print, replica_cmd: list[str] | None = None) -> dict[str, Any]:
+        log=print, replica_cmd: list[str] | None = None,
+        policy: str = "majority") -> dict[str, Any]:
     """One whole chaos run; returns the checker's summary (also written to out/summary.json)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,10 +57,10 @@ def run(out: str | Path, duration: float = 60.0, seed: int = 1, replicas: int = 
     history_path = out / "history.jsonl"
     if history_path.exists():
         history_path.unlink()
-    with ChaosCluster(out / "cluster", replicas=replicas, netns=use_netns,
+    with ChaosCluster(out / "cluster", replicas=replicas, policy=policy, netns=use_netns,
                       replica_cmd=replica_cmd) as cluster, \
             HistoryWriter(history_path) as history:
-        log(f"chaos: seed {seed}, {duration:.0f} s, {replicas} replicas, faults "
+        log(f"chaos: seed {seed}, {duration:.0f} s, {replicas} replicas, policy {policy}, faults "
             f"{', '.join(kinds) or 'none'}, web {cluster.web_url}")
         workload = Workload(cluster.web_url, history, seed, processes=processes,
                             max_ops=max_ops, session_reader=cluster.session_read)
@@ -134,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True, help="directory for the cluster and results")
     parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--policy", choices=("majority", "first", "all"), default="majority",
+                        help="the coordinator's reply policy (default majority)")
     parser.add_argument("--clients", type=int, default=6, help="concurrent client processes")
     parser.add_argument("--faults", default="kill,pause,partition",
                         help=f"comma-separated, from {','.join(ALL_KINDS)} (default "
@@ -151,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run(args.out, args.duration, args.seed, args.replicas, args.clients, kinds,
                       use_netns=False if args.no_netns else None, max_ops=args.max_ops,
                       progress=sys.stderr.isatty(),
-                      replica_cmd=shlex.split(args.replica_cmd) if args.replica_cmd else None)
+                      replica_cmd=shlex.split(args.replica_cmd) if args.replica_cmd else None,
+                      policy=args.policy)
     except (OSError, RuntimeError, TimeoutError) as exc:
         print(f"chaos: the run could not be made: {exc}", file=sys.stderr)
         return 2
