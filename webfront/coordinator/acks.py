@@ -67,8 +67,11 @@ class AckCounter:
                 continue
             p.acks += 1
             p.acked_by |= link.bit
-            if p.acks >= p.needed and not p.settled:
-                self.reached(p)
+            if not p.done:
+                if p.acks >= p.needed:
+                    self.c._answer(p)  # which settles it too when the counts are the same
+            elif not p.settled and p.acks >= p.settle:
+                self.agreed(p)  # under `first`: the settling ack after the answer
         link.acked_seq = acked
         if last_digest is not None:
             link.digest = last_digest  # so the status shows the digest of the seq it shows
@@ -76,10 +79,10 @@ class AckCounter:
 
     def reached(self, p: PendingWrite) -> None:
         """p's digest has `needed` acks: answer the client, and settle the digest once it has
-        `settle` (the same count but under `first`)."""
+        `settle` (the same count but under `first`). batch() has this written out."""
         if not p.done:
             self.c._answer(p)
-        if p.acks >= p.settle:
+        elif p.acks >= p.settle:
             self.agreed(p)
 
     def _rival(self, p: PendingWrite, link: ReplicaLink, digest: bytes, reply: Any) -> bool:

@@ -215,7 +215,7 @@ class PendingWrite:
         self.rid = rid
         self.waiters = waiters
         self.needed = needed
-        self.settle = max(settle, needed)
+        self.settle = settle or needed  # not max(): once per write
         self.settled = False
         self.acks = 0
         self.acked_by = 0
@@ -244,15 +244,14 @@ class Broadcaster:
         return [link for link in self.links if link.receives_writes]
 
     def live_count(self) -> int:
-        live = 0
-        for link in self.links:  # a loop, not sum() over a generator: once per write
-            if link.receives_writes:
-                live += 1
-        return live
+        return sum(1 for link in self.links if link.receives_writes)
 
     def needed(self) -> int:
         """Acks needed for a new write, or 0 when it cannot be accepted now."""
-        live = self.live_count()
+        live = 0
+        for link in self.links:  # live_count() written out: once per write
+            if link.receives_writes:
+                live += 1
         if self.policy == "first":
             return 1 if live else 0
         if live < self.majority:

@@ -456,6 +456,8 @@ class Coordinator:
 
     def _answer(self, p: PendingWrite) -> None:
         p.done = True
+        if p.acks >= p.settle:
+            self.acks.agreed(p)
         t0 = self._write_t0.pop(p.seq, None)
         if t0 is not None:
             stats = self.stats
