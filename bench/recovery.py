@@ -11,14 +11,25 @@ after it). Issue 5's target: under 3 s for 1,000,000 logged commands.
 The measurement itself (`measure_restart`, and `replica` and `fill` below it) is also what
 `bench/core_bench.py recovery` and `transfer` run, with SIGKILL and key=value output.
 
-State transfer between replicas (target: at least 200,000 commands/s or 50 MB/s) is not
-measured here yet: it is being built in webfront/coordinator/recovery.py.
+Then a replica rebuilt from its peers, end to end through the coordinator (issue 5's target:
+at least 200,000 commands/s or 50 MB/s): three replicas (fsync never) are written to by the
+load generator through the coordinator (64 clients, --fill-seconds), replica 3 is stopped, its
+data dir emptied, and it is started again. The coordinator brings it back from a peer (its
+recent-write buffer is set to 10,000 writes, so the peer's part is most of it):
+  - `log`: the replicas run with --snapshot-every 0, so a peer's log reaches back to seq 1 and
+    every write is forwarded from it (log_read -> cu);
+  - `snapshot`: the default snapshots compact the peers' logs, so it gets a state transfer
+    (snap_read -> inst_data), then the log after the snapshot.
+Measured from the coordinator's own log: the time from its recovery_start to the replica's
+state `up` (after the peer's part, the coordinator replays its recent-write buffer to it), and
+recovery_end's seqs forwarded from the peer's log and snapshot bytes.
 
     python -m bench recovery [--quick] [--commands N] [--out FILE]
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import sys
@@ -28,11 +39,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import msgpack
 
-from bench import common
+from bench import common, loadgen
 from webfront.cluster import find_replica_server
 from webfront.protocol import connect, frame_bytes
 from webfront.replica_process import start_replica
@@ -169,9 +181,61 @@ def case(binary: str, n: int, snapshot_every: int | None) -> dict:
             "replay_commands_per_s": round(n / run.best_s), "applied_after": run.applied[-1]}
 
 
+def rebuild(mode: str, fill_seconds: float, clients: int = 64) -> dict:
+    """One end-to-end rebuild of an emptied replica (see the module doc); `mode` log or
+    snapshot names what the peers' logs allow, the row says what the coordinator did."""
+    from webfront.coordinator.events import parse_event
+
+    replica_args = ["--snapshot-every", "0"] if mode == "log" else []
+    # A recent-write buffer of 10,000 (default 100,000): a short --quick fill must still
+    # leave a gap only a peer can fill.
+    with common.our_cluster(3, "majority", "never", replica_args=replica_args,
+                            coordinator_args=["--history-writes", "10000"]) as cluster:
+        socks = loadgen.our_sockets(cluster.coordinator_address, cluster.secret(), clients)
+        try:
+            summary, _ = loadgen.Load(socks, loadgen.our_request(), "frame", 0.0,
+                                      fill_seconds).finish()
+        finally:
+            loadgen.close_all(socks)
+        last = cluster.status()["last_seq"]
+        cluster.stop_replica(3)
+        coordinator_log = cluster.data_dir / "coordinator.log"
+        before = len(coordinator_log.read_text(errors="replace").splitlines())
+        data = Path(cluster.replica(3).data_dir)
+        size = du(data)
+        shutil.rmtree(data)
+        cluster.restart_replica(3)
+        entry = cluster.wait_state(3, "up", timeout=600)
+        lines = coordinator_log.read_text(errors="replace").splitlines()[before:]
+    events = [(line[:23], ev) for line in lines
+              if (ev := parse_event(line)) and ev.get("replica") == "3"]
+    start = next(i for i, (_, ev) in enumerate(events) if ev["event"] == "recovery_start")
+    up = next(i for i, (_, ev) in enumerate(events) if i > start
+              and ev["event"] == "replica_state" and ev.get("to") == "up")
+    # the end of the part from a peer (logged just after `up` when nothing was left to replay;
+    # a `replay` one, without ms, ends the buffer's replay)
+    end = next(ev for _, ev in events[start:] if ev["event"] == "recovery_end" and "ms" in ev)
+    if end.get("ok") != "1":
+        raise RuntimeError(f"replica 3 was not rebuilt: {end}")
+    stamp = "%Y-%m-%d %H:%M:%S,%f"  # the coordinator log's asctime
+    seconds = (datetime.strptime(events[up][0], stamp)
+               - datetime.strptime(events[start][0], stamp)).total_seconds()
+    snapshot_bytes = int(end.get("bytes", 0)) if end.get("mode") == "state transfer" else 0
+    return {"peers_log": "whole" if mode == "log" else "compacted",
+            "how": end.get("mode"), "commands": last, "fill_writes_per_s":
+            summary["writes_per_s"], "data_dir_mb": round(size / 1e6, 1),
+            "rebuild_s": round(seconds, 2), "commands_per_s": round(last / max(seconds, 1e-3)),
+            "log_records_forwarded": int(end.get("seqs", 0)),
+            "snapshot_mb": round(snapshot_bytes / 1e6, 1),
+            "mb_per_s": round(size / 1e6 / max(seconds, 1e-3), 1),
+            "applied_when_up": entry.get("applied_seq")}
+
+
 def main(argv: list[str]) -> int:
     p = common.parser("recovery", __doc__)
     p.add_argument("--commands", type=int, default=None)
+    p.add_argument("--fill-seconds", type=float, default=None,
+                   help="load before a replica is rebuilt (default 15, 2 with --quick)")
     args = p.parse_args(argv)
     common.settle(args)
     n = args.commands or (20_000 if args.quick else 1_000_000)
@@ -179,11 +243,17 @@ def main(argv: list[str]) -> int:
     if binary is None:
         print("replica_server not built", file=sys.stderr)
         return 1
-    progress = common.Progress(2, "recovery")
+    fill_seconds = args.fill_seconds or (2.0 if args.quick else 15.0)
+    progress = common.Progress(4, "recovery")
     rows = []
     for snap in (0, None):
         progress.step(f"{n:,} commands, snapshot every {snap if snap is not None else 'default'}")
         rows.append(case(binary, n, snap))
+    rebuilds = []
+    for mode in ("log", "snapshot"):
+        progress.step(f"3 replicas, {fill_seconds:.0f} s of writes, replica 3 emptied and "
+                      f"rebuilt from a peer ({mode})")
+        rebuilds.append(rebuild(mode, fill_seconds))
     progress.finish()
     print(common.fmt_table(rows, [("commands", "logged commands"),
                                   ("snapshot_every", "snapshot every"),
@@ -192,8 +262,16 @@ def main(argv: list[str]) -> int:
                                   ("replay_commands_per_s", "commands/s replayed"),
                                   ("applied_after", "applied after restart"),
                                   ("fill_writes_per_s", "fill rate (writes/s, 1 replica)")]))
-    common.write_results("recovery", args, {"results": rows,
-                                            "state_transfer": "not measured yet"})
+    print()
+    print(common.fmt_table(rebuilds, [("peers_log", "peers' logs"), ("how", "rebuilt by"),
+                                      ("commands", "commands"),
+                                      ("data_dir_mb", "data dir MB"),
+                                      ("rebuild_s", "rebuild (s)"),
+                                      ("commands_per_s", "commands/s"),
+                                      ("mb_per_s", "data dir MB/s"),
+                                      ("snapshot_mb", "snapshot MB"),
+                                      ("log_records_forwarded", "log records forwarded")]))
+    common.write_results("recovery", args, {"results": rows, "rebuilds": rebuilds})
     return 0
 
 

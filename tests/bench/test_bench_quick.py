@@ -114,3 +114,24 @@ def test_machine_binary_leaves_nothing(tmp_path: Path, phase: str) -> None:
     assert proc.returncode == (0 if phase == "done" else 128 + signal.SIGTERM), stderr
     assert list(work.iterdir()) == []
     assert processes_with_arg(str(work)) == []
+
+
+@pytest.mark.slow
+def test_recovery_quick(tmp_path: Path) -> None:
+    """A restart replays what was logged; an emptied replica is rebuilt end to end through the
+    coordinator, from a peer's whole log or, once the peers' logs are compacted, by state
+    transfer, and is up at the cluster's last seq."""
+    from webfront.cluster import find_replica_server
+
+    if find_replica_server() is None:
+        pytest.skip("replica_server not built")
+    doc = run_bench(tmp_path, "recovery")
+    assert [r["applied_after"] for r in doc["results"]] == [r["commands"] for r in doc["results"]]
+    rebuilt = {r["peers_log"]: r for r in doc["rebuilds"]}
+    assert rebuilt["whole"]["how"] == "log catch-up" and rebuilt["whole"]["snapshot_mb"] == 0
+    assert rebuilt["whole"]["log_records_forwarded"] > 0
+    assert rebuilt["compacted"]["how"] == "state transfer"
+    assert rebuilt["compacted"]["snapshot_mb"] > 0
+    for r in rebuilt.values():
+        assert r["commands"] > 0 and r["applied_when_up"] == r["commands"]
+        assert r["rebuild_s"] > 0 and r["commands_per_s"] > 0
