@@ -13,6 +13,7 @@
 
 #include "codec/FrameError.h"
 #include "codec/Packer.h"
+#include "codec/StreamUnpacker.h"
 #include "core/Text.h"
 
 namespace replica {
@@ -720,20 +721,32 @@ void StateMachine::swap(StateMachine& other) noexcept {
 }
 
 void StateMachine::restore(std::string_view bytes) {
+    StreamUnpacker in(bytes);
+    restoreFrom(in);
+}
+
+void StateMachine::restore(const ByteSource& source, std::uint64_t size) {
+    StreamUnpacker in(source, size);
+    restoreFrom(in);
+}
+
+// Why entry by entry: msgpack::unpack of the whole snapshot built an object tree of the entire
+// state (an object per field of every user, post, follow and request id, its strings copied),
+// several times the payload, on top of the payload and the state being built. Here the nine
+// top-level elements are read one after the other and the four lists one entry at a time; an
+// entry's objects live until the next entry is read. The checks are those of a whole-tree
+// decoding, with the same limits: a snapshot accepted before is accepted now, into the same state.
+void StateMachine::restoreFrom(StreamUnpacker& in) {
     auto bad = [](const char* why) { throw std::runtime_error(std::string("bad snapshot: ") + why); };
-    msgpack::object_handle handle;
-    try {
-        // Why limits: the unpacker allocates a container's declared size before reading it, so
-        // a 5-byte array header could ask for gigabytes (found by fuzz/snapshot_fuzz.cc). Every
-        // element takes at least one byte, so no honest count exceeds the input size.
-        std::size_t n = std::min<std::size_t>(bytes.size(), 0xffffffffu);
-        msgpack::unpack_limit limit(n, n, n, n, n, 8);
-        std::size_t offset = 0;
-        handle = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limit);
-    } catch (const std::exception& e) {
-        bad(e.what());
-    }
-    const msgpack::object& root = handle.get();
+    // Nesting allowed in the whole snapshot, the root at depth 1 (msgpack-c counts so): a
+    // top-level element is at depth 2, an entry of a list at depth 3.
+    constexpr std::size_t kDepth = 8;
+    auto element = [&]() -> const msgpack::object& { return in.next(kDepth - 1); };
+    auto entry = [&]() -> const msgpack::object& { return in.next(kDepth - 2); };
+    auto list = [&](std::optional<std::uint32_t> n) {
+        if (!n) bad("shape");
+        return *n;
+    };
     auto arr = [&](const msgpack::object& o, std::uint32_t n) -> const msgpack::object* {
         if (o.type != msgpack::type::ARRAY || (n != 0 && o.via.array.size != n)) bad("shape");
         return o.via.array.ptr;
@@ -747,61 +760,65 @@ void StateMachine::restore(std::string_view bytes) {
         if (o.type != msgpack::type::STR && o.type != msgpack::type::BIN) bad("string expected");
         return std::string(o.via.str.ptr, o.via.str.size);
     };
-    const msgpack::object* f = arr(root, 9);
-    std::set<std::int64_t> followSince;  // a follow's since is its write's seq: unique
-    if (string(f[0]) != "replica-snapshot" || integer(f[1]) != 1) bad("unknown format");
-    clear();
-    applied_ = integer(f[2]);
-    lastEpoch_ = integer(f[3]);
-    std::string digest = string(f[4]);
-    if (digest.size() != 16) bad("digest size");
-    std::copy(digest.begin(), digest.end(), digest_.begin());
-    for (std::uint32_t i = 0; i < (arr(f[5], 0), f[5].via.array.size); ++i) {
-        const msgpack::object* u = arr(f[5].via.array.ptr[i], 5);
-        auto user = std::make_unique<User>();
-        user->name = string(u[0]);
-        user->display = string(u[1]);
-        user->password = string(u[2]);
-        user->passwordIsBin = u[3].type == msgpack::type::BOOLEAN && u[3].via.boolean;
-        user->createdAt = integer(u[4]);
-        // apply() relies on these invariants; a damaged or hostile snapshot must not break them.
-        if (!Text::isUsername(user->name)) bad("invalid username");
-        User* raw = user.get();
-        if (!users_.emplace(Text::lower(user->name), std::move(user)).second) bad("duplicate user");
-        userIndex_.insert(raw->name, raw);
-    }
-    for (std::uint32_t i = 0; i < (arr(f[6], 0), f[6].via.array.size); ++i) {
-        const msgpack::object* e = arr(f[6].via.array.ptr[i], 4);
-        Post post;
-        post.id = integer(e[0]);
-        // Ids ascend (each author's list stays sorted, as createPost asserts) and are seqs.
-        if (post.id < 1 || post.id > applied_ || (!posts_.empty() && post.id <= posts_.rbegin()->first))
-            bad("post ids must ascend within 1..applied");
-        auto it = users_.find(string(e[1]));
-        if (it == users_.end()) bad("post author missing");
-        post.author = it->second.get();
-        post.text = string(e[2]);
-        post.createdAt = integer(e[3]);
-        post.author->posts.push_back(post.id);  // posts come in id order
-        std::int64_t id = post.id;
-        posts_.emplace_hint(posts_.end(), id, std::move(post));
-    }
-    for (std::uint32_t i = 0; i < (arr(f[7], 0), f[7].via.array.size); ++i) {
-        const msgpack::object* e = arr(f[7].via.array.ptr[i], 3);
-        auto from = users_.find(string(e[0]));
-        auto to = users_.find(string(e[1]));
-        if (from == users_.end() || to == users_.end()) bad("follow edge user missing");
-        std::int64_t since = integer(e[2]);
-        if (from == to || edges_.contains(from->second.get(), to->second.get()) ||
-            since < 1 || since > applied_ || !followSince.insert(since).second)
-            bad("follow edge repeated, self-follow or bad since");
-        addFollow(from->second.get(), to->second.get(), since);
-    }
-    for (std::uint32_t i = 0; i < (arr(f[8], 0), f[8].via.array.size); ++i) {
-        const msgpack::object* e = arr(f[8].via.array.ptr[i], 2);
-        std::string rid = string(e[0]);
-        if (rid.empty() || rid.size() > RidTable::kMaxRidBytes || rids_.find(rid)) bad("rid entry");
-        rids_.remember(rid, string(e[1]));
+    try {
+        if (list(in.arrayHeader()) != 9) bad("shape");
+        if (string(element()) != "replica-snapshot" || integer(element()) != 1) bad("unknown format");
+        clear();
+        applied_ = integer(element());
+        lastEpoch_ = integer(element());
+        std::string digest = string(element());
+        if (digest.size() != 16) bad("digest size");
+        std::copy(digest.begin(), digest.end(), digest_.begin());
+        for (std::uint32_t i = 0, n = list(in.arrayHeader()); i < n; ++i) {
+            const msgpack::object* u = arr(entry(), 5);
+            auto user = std::make_unique<User>();
+            user->name = string(u[0]);
+            user->display = string(u[1]);
+            user->password = string(u[2]);
+            user->passwordIsBin = u[3].type == msgpack::type::BOOLEAN && u[3].via.boolean;
+            user->createdAt = integer(u[4]);
+            // apply() relies on these invariants; a damaged or hostile snapshot must not break them.
+            if (!Text::isUsername(user->name)) bad("invalid username");
+            User* raw = user.get();
+            if (!users_.emplace(Text::lower(user->name), std::move(user)).second) bad("duplicate user");
+            userIndex_.insert(raw->name, raw);
+        }
+        for (std::uint32_t i = 0, n = list(in.arrayHeader()); i < n; ++i) {
+            const msgpack::object* e = arr(entry(), 4);
+            Post post;
+            post.id = integer(e[0]);
+            // Ids ascend (each author's list stays sorted, as createPost asserts) and are seqs.
+            if (post.id < 1 || post.id > applied_ || (!posts_.empty() && post.id <= posts_.rbegin()->first))
+                bad("post ids must ascend within 1..applied");
+            auto it = users_.find(string(e[1]));
+            if (it == users_.end()) bad("post author missing");
+            post.author = it->second.get();
+            post.text = string(e[2]);
+            post.createdAt = integer(e[3]);
+            post.author->posts.push_back(post.id);  // posts come in id order
+            std::int64_t id = post.id;
+            posts_.emplace_hint(posts_.end(), id, std::move(post));
+        }
+        std::set<std::int64_t> followSince;  // a follow's since is its write's seq: unique
+        for (std::uint32_t i = 0, n = list(in.arrayHeader()); i < n; ++i) {
+            const msgpack::object* e = arr(entry(), 3);
+            auto from = users_.find(string(e[0]));
+            auto to = users_.find(string(e[1]));
+            if (from == users_.end() || to == users_.end()) bad("follow edge user missing");
+            std::int64_t since = integer(e[2]);
+            if (from == to || edges_.contains(from->second.get(), to->second.get()) ||
+                since < 1 || since > applied_ || !followSince.insert(since).second)
+                bad("follow edge repeated, self-follow or bad since");
+            addFollow(from->second.get(), to->second.get(), since);
+        }
+        for (std::uint32_t i = 0, n = list(in.arrayHeader()); i < n; ++i) {
+            const msgpack::object* e = arr(entry(), 2);
+            std::string rid = string(e[0]);
+            if (rid.empty() || rid.size() > RidTable::kMaxRidBytes || rids_.find(rid)) bad("rid entry");
+            rids_.remember(rid, string(e[1]));
+        }
+    } catch (const msgpack::unpack_error& e) {
+        bad(e.what());
     }
 }
 

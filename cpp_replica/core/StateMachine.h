@@ -11,12 +11,15 @@
 
 #include "codec/Body.h"
 #include "codec/ByteSink.h"
+#include "codec/ByteSource.h"
 #include "codec/Limits.h"
 #include "core/EdgeIndex.h"
 #include "core/NameIndex.h"
 #include "core/RidTable.h"
 
 namespace replica {
+
+class StreamUnpacker;
 
 /// The replicated state: users, posts, follows, the exactly-once table and the digest chain.
 ///
@@ -68,8 +71,14 @@ public:
     void writeSnapshot(const ByteSink& sink) const;
     static constexpr std::size_t kSnapshotPiece = std::size_t(1) << 20;
     /// Replaces the whole state with a snapshot's. Throws std::runtime_error on a bad snapshot
-    /// (the state is then unspecified; callers discard the instance).
+    /// (the state is then unspecified; callers discard the instance). Decodes one entry at a
+    /// time: besides the state being built it holds one entry's msgpack objects, never a tree
+    /// of the whole snapshot.
     void restore(std::string_view bytes);
+    /// The same from the `size` bytes of `source`, read through a buffer of about 1 MiB: a
+    /// snapshot file is restored without being held in memory whole. What `source` throws
+    /// passes through.
+    void restore(const ByteSource& source, std::uint64_t size);
 
     /// Exchanges the whole state with `other` (constant time): an install restores into a
     /// fresh instance, verifies it, and only then swaps it in, so a bad snapshot never touches
@@ -106,6 +115,7 @@ private:
     void removePost(std::int64_t id);
     void clear();
     void encodeState(bool withMeta, const ByteSink& sink) const;
+    void restoreFrom(StreamUnpacker& in);
 
     std::map<std::string, std::unique_ptr<User>> users_;  // key: lower-case username
     NameIndex<User> userIndex_;  // the same users, for lookups by name (no order)

@@ -34,6 +34,7 @@
 #include "server/Auth.h"
 #include "server/ChildExit.h"
 #include "storage/FileLog.h"
+#include "storage/FileSource.h"
 
 namespace replica {
 namespace {
@@ -1238,24 +1239,18 @@ std::string Server::finishInstall() {
     if (in.off != in.size)
         return "received " + std::to_string(in.off) + " of " + std::to_string(in.size) + " bytes";
     if (XXH3_64bits_digest(in.state) != in.hash) return "snapshot hash mismatch";
-    std::string bytes;
-    if (in.fd >= 0) {
-        // Read back what is on disk: that is what the snapshot file will hold.
-        bytes.resize(std::size_t(in.size));
-        std::size_t got = 0;
-        while (got < bytes.size()) {
-            ssize_t n = ::pread(in.fd, &bytes[got], bytes.size() - got, off_t(got));
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return "cannot read install.tmp back";
-            got += std::size_t(n);
-        }
-        if (XXH3_64bits(bytes.data(), bytes.size()) != in.hash) return "install.tmp damaged on disk";
-    } else {
-        bytes = std::move(in.memory);
-    }
+    // install.tmp is read back in 1 MiB pieces, never whole, three times: verified (what is on
+    // disk is what the snapshot file will hold), restored, copied into the snapshot file.
+    auto received = [&] { return fileSource(in.fd, 0, std::uint64_t(in.size), in.path); };
     StateMachine fresh;
     try {
-        fresh.restore(bytes);
+        if (in.fd < 0) {
+            fresh.restore(in.memory);
+        } else if (pump(received()) != in.hash) {
+            return "install.tmp damaged on disk";
+        } else {
+            fresh.restore(received(), std::uint64_t(in.size));
+        }
     } catch (const std::exception& e) {
         return e.what();
     }
@@ -1271,7 +1266,12 @@ std::string Server::finishInstall() {
         log_.sync();
         log_.prepareReset(in.seq);
         try {
-            if (snapshots_ != nullptr) snapshots_->save(in.seq, bytes);
+            if (snapshots_ != nullptr)
+                snapshots_->save(in.seq, [&](const ByteSink& sink) {
+                    if (in.fd < 0) return sink(in.memory);
+                    if (pump(received(), sink) != in.hash)
+                        throw StorageError("install.tmp changed while copied");
+                });
         } catch (...) {
             log_.abortReset();
             throw;

@@ -184,10 +184,12 @@ int main(int argc, char** argv) {
             replica::FileLog::recoverReset(
                 dataDir, [&](std::int64_t seq) { return snapshots->has(seq); },
                 [](const std::string& m) { replica::logLine("warn", m); });
-            if (auto snap = snapshots->loadLatest()) {
-                machine.restore(snap->payload());
+            auto restore = [&](const replica::ByteSource& payload, std::uint64_t size) {
+                machine.restore(payload, size);
+            };
+            if (auto snap = snapshots->loadLatest(restore)) {
                 newestSnapshot = snap->seq;
-                newestSnapshotBytes = snap->file.size();
+                newestSnapshotBytes = snap->fileSize;
                 replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->seq));
             }
             log = std::make_unique<replica::FileLog>(

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 
+#include "storage/FileSource.h"
 #include "storage/Layout.h"
 
 namespace replica {
@@ -74,18 +75,8 @@ void readRange(int fd, const std::string& path, std::uint64_t off, std::size_t n
     readInto(fd, path, off, n, out.data());
 }
 
-struct Fd {
-    int fd;
-    explicit Fd(const std::string& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-        if (fd < 0) throw StorageError("cannot read " + path + ": " + std::strerror(errno));
-    }
-    ~Fd() { ::close(fd); }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-};
-
 bool allZero(const std::string& path, std::uint64_t from, std::uint64_t to) {
-    Fd file(path);
+    ReadOnlyFile file(path);
     std::vector<char> buf(1u << 16);
     for (std::uint64_t at = from; at < to;) {
         auto n = std::size_t(std::min<std::uint64_t>(buf.size(), to - at));
@@ -129,7 +120,7 @@ bool laterRecord(int fd, const std::string& path, std::uint64_t from, std::uint6
 // follows it (a torn append leaves garbage or zeros behind it, never a later record).
 std::uint64_t walkSegment(const std::string& path, bool isLast, std::int64_t& prevSeq,
                           const std::function<void(std::int64_t, std::string_view, std::uint64_t)>& fn) {
-    Fd file(path);
+    ReadOnlyFile file(path);
     struct stat st {};
     if (::fstat(file.fd, &st) != 0) throw StorageError("cannot stat " + path + ": " + std::strerror(errno));
     const auto fileSize = std::uint64_t(st.st_size);
@@ -414,7 +405,7 @@ bool FileLog::read(std::int64_t from, std::size_t maxBytes,
                 ++end;
             } while (end < seg.index.size() && take < maxBytes);
             std::uint64_t start = seg.index[k].off;
-            Fd file(seg.path);
+            ReadOnlyFile file(seg.path);
             readRange(file.fd, seg.path, start, std::size_t(recordEnd(end - 1) - start), readBuf_);
             for (std::size_t r = k; r < end; ++r) {
                 std::size_t at = std::size_t(seg.index[r].off - start);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "storage/FileLog.h"
+#include "storage/FileSource.h"
 #include "storage/Layout.h"
 
 namespace replica {
@@ -114,8 +115,8 @@ void SnapshotStore::write(std::int64_t seq, const Encoder& encode) const {
     syncDirectory(dir_);
 }
 
-void SnapshotStore::save(std::int64_t seq, std::string_view payload) {
-    write(seq, [&](const ByteSink& sink) { sink(payload); });
+void SnapshotStore::save(std::int64_t seq, const Encoder& encode) {
+    write(seq, encode);
     for (auto& [s, p] : listSnapshots(dir_))
         if (s != seq) ::unlink(p.c_str());
 }
@@ -143,41 +144,31 @@ std::uint64_t SnapshotStore::fileSize(std::int64_t seq) const {
     return 0;
 }
 
-std::optional<LoadedSnapshot> SnapshotStore::loadLatest() const {
+std::optional<LoadedSnapshot> SnapshotStore::loadLatest(const Decoder& decode) const {
     auto all = listSnapshots(dir_);
     if (all.empty()) return std::nullopt;
     const std::int64_t seq = all.back().first;
-    const std::string& path = all.back().second;  // not a structured binding: fail() captures it
-    // Read once into a string of the file's size; the payload is verified and restored in place.
-    const std::size_t magic = std::strlen(Layout::kSnapshotMagic);
-    LoadedSnapshot snap{seq, "", magic + 8};
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw StorageError("open " + path + ": " + std::strerror(errno));
-    auto fail = [&](const std::string& why) {  // `why` is built before close() can change errno
-        ::close(fd);
-        throw StorageError("read " + path + ": " + why);
-    };
+    const std::string& path = all.back().second;
+    ReadOnlyFile file(path);
+    const int fd = file.fd;
     struct stat st {};
-    if (::fstat(fd, &st) != 0) fail(std::strerror(errno));
-    snap.file.resize(std::size_t(st.st_size));
-    std::size_t got = 0;
-    while (got < snap.file.size()) {
-        ssize_t n = ::read(fd, &snap.file[got], snap.file.size() - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail(n < 0 ? std::strerror(errno) : "file shrank");
-        got += std::size_t(n);
-    }
-    ::close(fd);
-    const std::string& data = snap.file;
-    if (data.size() < snap.payloadAt || data.compare(0, magic, Layout::kSnapshotMagic) != 0)
+    if (::fstat(fd, &st) != 0) throw StorageError("read " + path + ": " + std::strerror(errno));
+    const std::uint64_t size = std::uint64_t(st.st_size);
+    const std::size_t magic = std::strlen(Layout::kSnapshotMagic), payloadAt = magic + 8;
+    std::string header(payloadAt, '\0');
+    if (size < payloadAt || fileSource(fd, 0, payloadAt, path)(&header[0], payloadAt) != payloadAt ||
+        header.compare(0, magic, Layout::kSnapshotMagic) != 0)
         throw StorageError("corrupt snapshot " + path + " at offset 0: bad header");
     std::uint64_t sum = 0;
-    for (int i = 7; i >= 0; --i) sum = (sum << 8) | std::uint8_t(data[magic + std::size_t(i)]);
-    std::string_view payload = snap.payload();
-    if (XXH3_64bits(payload.data(), payload.size()) != sum)
-        throw StorageError("corrupt snapshot " + path + " at offset " +
-                           std::to_string(snap.payloadAt) + ": checksum mismatch");
-    return snap;
+    for (int i = 7; i >= 0; --i) sum = (sum << 8) | std::uint8_t(header[magic + std::size_t(i)]);
+    // Verified whole before anything is decoded: a damaged file is named as such, never
+    // half-restored. Reading it twice costs a second pass over the page cache; holding it whole
+    // cost its size in memory.
+    if (pump(fileSource(fd, payloadAt, size - payloadAt, path)) != sum)
+        throw StorageError("corrupt snapshot " + path + " at offset " + std::to_string(payloadAt) +
+                           ": checksum mismatch");
+    decode(fileSource(fd, payloadAt, size - payloadAt, path), size - payloadAt);
+    return LoadedSnapshot{seq, size};
 }
 
 }  // namespace replica

@@ -7,16 +7,14 @@
 #include <utility>
 
 #include "codec/ByteSink.h"
+#include "codec/ByteSource.h"
 
 namespace replica {
 
-/// A snapshot file read whole, verified. The payload is a view into it: a large state is held
-/// once, not copied out of the file's bytes.
+/// The snapshot loadLatest() restored.
 struct LoadedSnapshot {
     std::int64_t seq;
-    std::string file;        ///< header + payload
-    std::size_t payloadAt;   ///< where the payload starts in `file`
-    std::string_view payload() const { return std::string_view(file).substr(payloadAt); }
+    std::uint64_t fileSize;  ///< header + payload
 };
 
 /// Snapshot files in the data dir (format in storage/Layout.h). Not thread-safe.
@@ -24,13 +22,16 @@ class SnapshotStore {
 public:
     /// Produces a snapshot's payload: calls the sink with its pieces, in order.
     using Encoder = std::function<void(const ByteSink&)>;
+    /// Consumes a snapshot's payload: the `size` bytes of the source, read in order.
+    using Decoder = std::function<void(const ByteSource&, std::uint64_t size)>;
 
     explicit SnapshotStore(std::string dataDir) : dir_(std::move(dataDir)) {}
 
-    /// Writes `payload` as the snapshot at `seq` durably (temp file, fsync, rename, fsync dir),
-    /// then deletes every other snapshot (older ones, and after an install at a lower seq than
-    /// before, newer ones of the replaced history). Throws StorageError on I/O failure.
-    void save(std::int64_t seq, std::string_view payload);
+    /// Writes the payload `encode` produces as the snapshot at `seq` durably (temp file, fsync,
+    /// rename, fsync dir; as write()), then deletes every other snapshot (older ones, and after
+    /// an install at a lower seq than before, newer ones of the replaced history). Throws
+    /// StorageError on I/O failure.
+    void save(std::int64_t seq, const Encoder& encode);
 
     /// The durable part of save() alone: snapshot.tmp, fsync, rename to the snapshot at `seq`,
     /// fsync dir. Deletes nothing. Run by the forked child of a background snapshot. The payload
@@ -49,9 +50,12 @@ public:
     /// The size in bytes of the snapshot file for `seq` (0 when there is none).
     std::uint64_t fileSize(std::int64_t seq) const;
 
-    /// The newest snapshot, verified; nullopt when there is none. Throws StorageError naming
-    /// the file when it is damaged.
-    std::optional<LoadedSnapshot> loadLatest() const;
+    /// Verifies the newest snapshot's checksum, then hands its payload to `decode` as a source
+    /// reading the file (a large state is never held whole as bytes: the file is read twice,
+    /// in pieces of 1 MiB). Returns its seq and size; nullopt when there is none. Throws
+    /// StorageError naming the file when it is damaged (before `decode` is called) or cannot
+    /// be read; what `decode` throws passes through.
+    std::optional<LoadedSnapshot> loadLatest(const Decoder& decode) const;
 
 private:
     std::string dir_;
