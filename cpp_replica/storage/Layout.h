@@ -44,7 +44,8 @@ namespace replica {
 /// which reopens the newest segment truncated) a segment is a plain file that grows: correct,
 /// slower to sync, until the next roll.
 ///
-/// Recovery: restore the newest snapshot (if any), then replay every log record with a higher
+/// Recovery: restore the newest snapshot (if any: its checksum verified first, then decoded
+/// from the file in 1 MiB pieces, never held whole), then replay every log record with a higher
 /// seq, in order. In the newest segment the records end at the first all-zero header or bad
 /// record; what follows is dropped (a warning unless it is all zeros) provided no good record
 /// with a higher seq follows it: that is a torn write, the crash came mid-append, before the
