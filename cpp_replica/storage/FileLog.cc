@@ -57,19 +57,6 @@ std::uint64_t checksum(std::int64_t seq, std::string_view body) {
                        ": " + why);
 }
 
-// Reads [off, off+n) of `fd` into `out`; throws on a short read.
-void readInto(int fd, const std::string& path, std::uint64_t off, std::size_t n, char* out) {
-    std::size_t got = 0;
-    while (got < n) {
-        ssize_t r = ::pread(fd, out + got, n - got, off_t(off + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            throw StorageError("cannot read " + path + ": " +
-                               (r < 0 ? std::string(std::strerror(errno)) : std::string("short read")));
-        got += std::size_t(r);
-    }
-}
-
 void readRange(int fd, const std::string& path, std::uint64_t off, std::size_t n, std::string& out) {
     out.resize(n);
     readInto(fd, path, off, n, out.data());

@@ -20,21 +20,25 @@ ReadOnlyFile::ReadOnlyFile(const std::string& path) : fd(::open(path.c_str(), O_
 
 ReadOnlyFile::~ReadOnlyFile() { ::close(fd); }
 
+void readInto(int fd, const std::string& path, std::uint64_t off, std::size_t n, char* out) {
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = ::pread(fd, out + got, n - got, off_t(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            throw StorageError("cannot read " + path + ": " +
+                               (r < 0 ? std::string(std::strerror(errno)) : std::string("short read")));
+        got += std::size_t(r);
+    }
+}
+
 ByteSource fileSource(int fd, std::uint64_t from, std::uint64_t size, std::string path) {
     return [fd, at = from, end = from + size, path = std::move(path)](char* buf,
                                                                       std::size_t n) mutable {
         n = std::size_t(std::min<std::uint64_t>(n, end - at));
-        std::size_t got = 0;
-        while (got < n) {
-            ssize_t r = ::pread(fd, buf + got, n - got, off_t(at + got));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0)
-                throw StorageError("read " + path + ": " +
-                                   (r < 0 ? std::string(std::strerror(errno)) : "file ended early"));
-            got += std::size_t(r);
-        }
-        at += got;
-        return got;
+        readInto(fd, path, at, n, buf);
+        at += n;
+        return n;
     };
 }
 

@@ -17,6 +17,10 @@ struct ReadOnlyFile {
     ReadOnlyFile& operator=(const ReadOnlyFile&) = delete;
 };
 
+/// Reads [off, off+n) of the open file `fd` into `out` with pread; throws StorageError naming
+/// `path` on a read error or a short read.
+void readInto(int fd, const std::string& path, std::uint64_t off, std::size_t n, char* out);
+
 /// The `size` bytes of the open file `fd` from offset `from`, in order, read with pread (the
 /// file offset is neither used nor moved; `fd` must stay open while the source is read). Throws
 /// StorageError naming `path` on a read error or when the file ends before `size` bytes.
