@@ -94,7 +94,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("digest", [](const StateMachine& sm) { return digestBytes(sm.digest()); })
         .def("fingerprint", [](const StateMachine& sm) { return digestBytes(sm.stateFingerprint()); })
         .def("snapshot", [](const StateMachine& sm) { return toBytes(sm.snapshot()); })
-        .def("restore", [](StateMachine& sm, py::bytes b) { sm.restore(std::string(b)); });
+        .def("restore", [](StateMachine& sm, py::bytes b) { sm.restore(std::string_view(b)); });
 
     m.def(
         "xxh3_64",

@@ -988,6 +988,7 @@ void Server::handleSnapOpen(Connection& c, const std::string& /*bytes*/, const B
     // this connection's other requests are answered meanwhile.
     const std::uint64_t key = nextExportKey_++;
     const pid_t parent = ::getpid();
+    const long parentAnonKb = anonResidentKb();
     std::string error = exports_.start(key, machine_, [&] { becomeChild(parent); });
     if (!error.empty()) {
         logLine("warn", "event=snap_open_failed conn=" + std::to_string(c.id) + " reason=\"" + error + "\"");
@@ -996,7 +997,7 @@ void Server::handleSnapOpen(Connection& c, const std::string& /*bytes*/, const B
     }
     std::int64_t x = c.nextXid++;
     exportsPending_[key] = {c.id, id, x, machine_.applied(), epochs_.get(), machine_.lastEpoch(),
-                            machine_.digest()};
+                            machine_.digest(), parentAnonKb};
     logLine("info", "event=snap_open conn=" + std::to_string(c.id) + " x=" + std::to_string(x) +
                         " s=" + std::to_string(machine_.applied()));
 }
@@ -1033,7 +1034,9 @@ void Server::reapExports() {
         endFrame(c->out, at);
         logLine("info", "event=snap_ready conn=" + std::to_string(pe.conn) + " x=" +
                             std::to_string(pe.x) + " s=" + std::to_string(pe.seq) +
-                            " size=" + std::to_string(snap.size()));
+                            " size=" + std::to_string(snap.size()) +
+                            " child_maxrss_kb=" + std::to_string(done.childMaxRssKb) +
+                            " parent_anon_kb=" + std::to_string(pe.parentAnonKb));
     }
 }
 

@@ -195,6 +195,7 @@ private:
         std::uint64_t conn;
         std::int64_t requestId, x, seq, epoch, lastEpoch;
         StateMachine::Digest digest;
+        long parentAnonKb;  // the replica's RssAnon at the fork (logged with the child's peak)
     };
     std::map<std::uint64_t, PendingExport> exportsPending_;
     std::uint64_t nextExportKey_ = 1;

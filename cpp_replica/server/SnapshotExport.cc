@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,8 @@
 
 #include "core/StateMachine.h"
 #include "server/ChildExit.h"
+#include "storage/FileLog.h"
+#include "storage/FileSource.h"
 
 namespace replica {
 
@@ -36,16 +39,14 @@ bool writeAll(int fd, const char* data, std::size_t n) {
     return true;
 }
 
-bool preadAll(int fd, char* data, std::size_t n, std::uint64_t off) {
-    while (n > 0) {
-        ssize_t r = ::pread(fd, data, n, off_t(off));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return false;
-        data += r;
-        n -= std::size_t(r);
-        off += std::uint64_t(r);
+// The child's hash, at `off`; false when it cannot be read.
+bool readTrailer(int fd, std::uint64_t off, std::uint64_t& hash) {
+    try {
+        readInto(fd, "the exported snapshot", off, sizeof hash, reinterpret_cast<char*>(&hash));
+        return true;
+    } catch (const StorageError&) {
+        return false;
     }
-    return true;
 }
 
 }  // namespace
@@ -71,8 +72,7 @@ void ExportedSnapshot::read(std::uint64_t off, std::size_t len, std::string& out
     out.clear();
     if (off >= size_) return;
     out.resize(std::size_t(std::min<std::uint64_t>(len, size_ - off)));
-    if (!preadAll(fd_, out.data(), out.size(), off))
-        throw std::runtime_error(std::string("snapshot read: ") + std::strerror(errno));
+    readInto(fd_, "the exported snapshot", off, out.size(), out.data());
 }
 
 int SnapshotExports::openSpool(std::string& error) const {
@@ -128,15 +128,16 @@ std::vector<SnapshotExports::Finished> SnapshotExports::reap() {
     std::vector<Finished> done;
     for (auto it = children_.begin(); it != children_.end();) {
         int status = 0;
+        struct rusage usage {};
         pid_t r;
         do {
-            r = ::waitpid(it->pid, &status, WNOHANG);
+            r = ::wait4(it->pid, &status, WNOHANG, &usage);
         } while (r < 0 && errno == EINTR);
         if (r == 0) {
             ++it;
             continue;
         }
-        Finished f{it->key, std::nullopt, ""};
+        Finished f{it->key, std::nullopt, "", r > 0 ? usage.ru_maxrss : 0};
         struct stat st {};
         std::uint64_t hash = 0;
         if (r < 0) {
@@ -144,8 +145,7 @@ std::vector<SnapshotExports::Finished> SnapshotExports::reap() {
         } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             f.error = "child " + childExit(status);
         } else if (::fstat(it->fd, &st) != 0 || std::uint64_t(st.st_size) < kTrailer ||
-                   !preadAll(it->fd, reinterpret_cast<char*>(&hash), sizeof hash,
-                             std::uint64_t(st.st_size) - kTrailer)) {
+                   !readTrailer(it->fd, std::uint64_t(st.st_size) - kTrailer, hash)) {
             f.error = "the child's snapshot file is unreadable";
         } else {
             f.snapshot.emplace(it->fd, std::uint64_t(st.st_size) - kTrailer, hash);

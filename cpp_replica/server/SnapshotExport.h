@@ -62,6 +62,7 @@ public:
         std::uint64_t key;
         std::optional<ExportedSnapshot> snapshot;  ///< empty if the child failed
         std::string error;
+        long childMaxRssKb = 0;  ///< the child's peak RSS, shared pages included
     };
     /// The children that have exited since the last call. Never blocks.
     std::vector<Finished> reap();
