@@ -176,6 +176,40 @@ def test_reads_leave_a_paused_replica_at_once_so_writes_keep_flowing(cluster_fac
     wait_converged(cluster)
 
 
+def test_reads_are_hedged_away_from_a_hung_replica_before_the_heartbeats_notice(cluster_factory):
+    """A read unanswered for `--read-hedge-ms` by a replica that has gone quiet is sent to a
+    second replica too, and the first answer wins. Heartbeats are made slow on purpose (one a
+    second, down after 10 misses) so that the suspect path cannot be what moves the reads: a
+    read sent to the paused replica waited one to two seconds for it before hedging."""
+    from tests.durability.load import ReadWriteLoop
+
+    cluster = cluster_factory(coordinator_args=["--heartbeat-ms", "1000", "--miss-threshold", "10",
+                                                "--read-hedge-ms", "20"])
+    gaps, slow_reads = [], []
+    with ReadWriteLoop(cluster, threads=6) as loop:
+        time.sleep(0.5)
+        for rid in (2, 3):
+            t0 = time.monotonic()
+            cluster.signal_replica(rid, signal.SIGSTOP)
+            try:
+                time.sleep(1.0)
+            finally:
+                cluster.signal_replica(rid, signal.SIGCONT)
+            t1 = time.monotonic()
+            time.sleep(0.5)  # reads started in the pause and still waiting finish (or fail)
+            gaps.append(loop.write_gap(t0, t1))
+            slow_reads.append(loop.slowest_read(t0, t1))
+    hedges = cluster.status()["metrics"]["read_hedges"]
+    print(f"write gaps {gaps}, slowest reads {slow_reads}, hedged reads {hedges}")
+    assert not loop.errors, loop.errors[:3]
+    assert max(slow_reads) < 0.4, slow_reads  # ~1 s without hedging: until the replica ran again
+    assert max(gaps) < 0.4, gaps
+    assert hedges >= 2  # at least one read per pause went to a second replica
+    for rid in (2, 3):
+        cluster.wait_state(rid, "up", timeout=10.0)
+    wait_converged(cluster)
+
+
 def test_write_without_its_acks_times_out_and_its_retry_applies_once(cluster_factory):
     """The write timeout is a backstop for acks that cannot come: the write fails with
     `timeout` (outcome unknown) instead of waiting forever, and the same request id sent again

@@ -64,6 +64,7 @@ class ReplicaLink:
         self.recover_target = 0
         self.last_heartbeat = 0.0  # monotonic time of the last heartbeat reply
         self.rx = False  # anything received since the last heartbeat tick
+        self.rx_bytes = 0  # everything received from it, on any connection (hedged reads)
         self.hb_outstanding = False
         self.hb_id = 0
         self.misses = 0
@@ -144,6 +145,7 @@ class ReplicaConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.link.rx = True
+        self.link.rx_bytes += len(data)
         try:
             bodies = self.decoder.feed(data)
         except ProtocolError as exc:

@@ -45,6 +45,8 @@ class CoordinatorConfig:
     # A write unanswered this long is failed with `timeout` (the client retries it by request id).
     write_timeout_ms: int = 10_000
     read_wait_ms: int = 1000  # how long one replica may wait for min_seq before we try another
+    # a read unanswered this long is sent to a second replica too, first answer wins (0: off)
+    read_hedge_ms: int = 20
     # once a majority answered the handshake, wait this long for the rest before fencing
     startup_wait_ms: int = 300
     backoff_max_ms: int = 1000
@@ -73,6 +75,8 @@ class CoordinatorConfig:
             raise ValueError("heartbeat interval and miss threshold must be positive")
         if self.write_timeout_ms <= 0:
             raise ValueError("write timeout must be positive")
+        if self.read_hedge_ms < 0:
+            raise ValueError("read hedge delay must be 0 (off) or positive")
         if not (0 <= self.busy_poll_us <= 1_000_000 and 0 <= self.busy_poll_light_us <= 1_000_000):
             raise ValueError("busy poll must be 0..1000000 microseconds")
 
@@ -80,6 +84,7 @@ class CoordinatorConfig:
 _SIMPLE_KEYS = (
     "policy", "secret_file", "insecure", "state_dir", "run_file", "heartbeat_ms",
     "miss_threshold", "handshake_timeout_ms", "read_timeout_ms", "write_timeout_ms", "read_wait_ms",
+    "read_hedge_ms",
     "startup_wait_ms", "backoff_max_ms", "history_writes", "history_bytes",
     "send_queue_bytes", "metrics_port", "busy_poll_us", "busy_poll_light_us",
 )
@@ -115,6 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heartbeat-ms", type=int)
     parser.add_argument("--miss-threshold", type=int)
     parser.add_argument("--read-timeout-ms", type=int)
+    parser.add_argument("--read-hedge-ms", type=int,
+                        help="send a read unanswered this long to a second replica as well; "
+                             "the first answer wins (default 20; 0: off)")
     parser.add_argument("--write-timeout-ms", type=int,
                         help="fail a write unanswered this long with `timeout` (default 10000)")
     parser.add_argument("--send-queue-bytes", type=int)
@@ -145,7 +153,8 @@ def from_args(args: argparse.Namespace) -> CoordinatorConfig:
     if args.insecure_no_auth:
         config.insecure = True
     for key in ("policy", "secret_file", "state_dir", "run_file", "heartbeat_ms",
-                "miss_threshold", "read_timeout_ms", "write_timeout_ms", "send_queue_bytes",
+                "miss_threshold", "read_timeout_ms", "read_hedge_ms", "write_timeout_ms",
+                "send_queue_bytes",
                 "history_writes",
                 "history_bytes", "startup_wait_ms", "metrics_port", "busy_poll_us",
                 "busy_poll_light_us"):

@@ -101,6 +101,7 @@ class Coordinator:
 
     def stop(self) -> None:
         self.monitor.stop()
+        self.reads.stop()
         self.recovery.stop()
         if self.server:
             self.server.close()

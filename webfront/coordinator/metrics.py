@@ -50,12 +50,13 @@ class Stats:
         self.write_errors = 0  # refused or failed (no majority, fenced, starting)
         self.reads = 0
         self.read_errors = 0  # no live replica, timed out
+        self.read_hedges = 0  # reads also sent to a second replica (reads.py)
         self.write_latency = Buckets()
         self.read_latency = Buckets()
 
     def snapshot(self) -> dict[str, Any]:
         return {"writes": self.writes, "write_errors": self.write_errors, "reads": self.reads,
-                "read_errors": self.read_errors,
+                "read_errors": self.read_errors, "read_hedges": self.read_hedges,
                 "write_latency": self.write_latency.snapshot(),
                 "read_latency": self.read_latency.snapshot()}
 
@@ -100,6 +101,9 @@ def families(status: dict[str, Any]) -> Iterator[Any]:
                                   value=stats["reads"])
         yield CounterMetricFamily("webfront_read_errors", "Reads failed (no replica, timeout).",
                                   value=stats["read_errors"])
+        yield CounterMetricFamily("webfront_read_hedges",
+                                  "Reads sent to a second replica after read_hedge_ms unanswered.",
+                                  value=stats["read_hedges"])
         yield _histogram("webfront_write_latency_seconds",
                          "Write latency at the coordinator: request in to reply out.",
                          stats["write_latency"])

@@ -4,6 +4,13 @@ The replica answers once it has applied `min` (the committed seq for linearizabl
 caller's own seq for session reads). Replicas that already acked `min` are preferred, in round
 robin; on `behind`, a timeout or a lost replica the read is tried on another one, within the
 read's deadline.
+
+A read unanswered after `read_hedge_ms` by a replica that has gone quiet (sent nothing for half
+that long) is also sent to another replica, and the first answer wins (a hedged read). A replica
+that hangs (a pause, a stalled disk) is noticed by the heartbeats only after one to two
+intervals; until then its reads would wait, and with them the web workers that asked, and the
+writes queued behind those workers. A replica that is merely busy keeps sending acks, so an
+overloaded cluster does not get every slow read twice.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class PendingRead:
-    __slots__ = ("a", "cid", "conn", "deadline", "id", "link", "min", "q", "tried")
+    __slots__ = ("a", "cid", "conn", "deadline", "id", "links", "min", "q", "sent", "tried")
 
     def __init__(self, rid: int, conn: Any, cid: Any, q: str, a: dict, min_seq: int,
                  deadline: float) -> None:
@@ -31,7 +38,8 @@ class PendingRead:
         self.a = a
         self.min = min_seq
         self.deadline = deadline
-        self.link: ReplicaLink | None = None
+        self.links: list[ReplicaLink] = []  # sent there, not answered yet (two once hedged)
+        self.sent = 0.0  # monotonic time of the last dispatch
         self.tried: list[str] = []
 
 
@@ -41,6 +49,11 @@ class ReadRouter:
         self.pending: dict[int, PendingRead] = {}
         self._ids = itertools.count(1)
         self._rr = 0
+        self._hedge_timer: Any = None
+        self._rx_seen: dict[str, int] = {}  # replica id -> its rx_bytes at the last hedge tick
+        # Replicas a read was hedged away from, until they send something again: like a suspect
+        # one, they get no new reads while another replica can serve them.
+        self._quiet: set[str] = set()
 
     def submit(self, conn: Any, cid: Any, q: str, a: dict, min_seq: int) -> None:
         timeout = self.c.config.read_timeout_ms / 1000.0
@@ -49,12 +62,14 @@ class ReadRouter:
         self._send(read)
 
     def _choose(self, read: PendingRead) -> ReplicaLink | None:
-        live = [link for link in self.c.links if link.is_open and link.receives_writes]
+        """Where to send `read` next: never a replica it is already waiting on."""
+        live = [link for link in self.c.links
+                if link.is_open and link.receives_writes and link not in read.links]
         if not live:
             return None
         # A suspect replica (a heartbeat went unanswered: paused, cut off) gets no new reads
         # while another one can serve: a read sent there would wait for it to be declared down.
-        healthy = [link for link in live if link.state != SUSPECT]
+        healthy = [link for link in live if link.state != SUSPECT and link.id not in self._quiet]
         if healthy:
             live = healthy
         fresh = [link for link in live if link.acked_seq >= read.min and link.id not in read.tried]
@@ -83,8 +98,12 @@ class ReadRouter:
         self._dispatch(read, link)
 
     def _dispatch(self, read: PendingRead, link: ReplicaLink) -> None:
-        read.link = link
+        read.links.append(link)
         read.tried.append(link.id)
+        read.sent = time.monotonic()
+        if self._hedge_timer is None and self.c.config.read_hedge_ms > 0:
+            self._hedge_timer = self.c.loop.call_later(self.c.config.read_hedge_ms / 1000.0,
+                                                       self._hedge)
         remaining_ms = int((read.deadline - time.monotonic()) * 1000)
         wait = max(1, min(self.c.config.read_wait_ms, remaining_ms, 5000))
         link.queue(encode_frame(
@@ -93,10 +112,13 @@ class ReadRouter:
 
     def on_reply(self, link: ReplicaLink, body: dict) -> None:
         read = self.pending.get(body.get("id"))
-        if read is None or read.link is not link:
+        if read is None or link not in read.links:
             return
         reply = body.get("r")
         if isinstance(reply, dict) and reply.get("ok") is False and reply.get("code") == "behind":
+            read.links.remove(link)
+            if read.links:  # hedged: the other replica may still answer
+                return
             if time.monotonic() < read.deadline:
                 self._send(read)
                 return
@@ -113,16 +135,47 @@ class ReadRouter:
         read.conn.send_frame({"t": "crr", "id": read.cid, "s": body.get("s", 0), "r": reply})
 
     def on_link_down(self, link: ReplicaLink) -> None:
-        for read in [r for r in self.pending.values() if r.link is link]:
-            self._send(read)
+        for read in [r for r in self.pending.values() if link in r.links]:
+            read.links.remove(link)
+            if not read.links:
+                self._send(read)
 
     def on_link_suspect(self, link: ReplicaLink) -> None:
         """The replica missed a heartbeat: send its unanswered reads to another replica now
         rather than when it is declared down (a late reply from it is ignored)."""
-        for read in [r for r in self.pending.values() if r.link is link]:
+        for read in [r for r in self.pending.values() if link in r.links and len(r.links) == 1]:
             other = self._choose(read)
-            if other is not None and other is not link:
+            if other is not None:
                 self._dispatch(read, other)
+
+    def _hedge(self) -> None:
+        """Every read waiting for `read_hedge_ms` on one replica that has sent nothing since the
+        last tick is sent to another as well. Runs every half hedge interval while reads are
+        pending."""
+        self._hedge_timer = None
+        seen, self._rx_seen = self._rx_seen, {link.id: link.rx_bytes for link in self.c.links}
+        now_seen = self._rx_seen
+        self._quiet = {rid for rid in self._quiet if rid in now_seen and seen.get(rid) == now_seen[rid]}
+        if not self.pending:
+            return
+        delay = self.c.config.read_hedge_ms / 1000.0
+        due = time.monotonic() - delay
+        for read in [r for r in self.pending.values() if len(r.links) == 1 and r.sent <= due]:
+            link = read.links[0]
+            if seen.get(link.id) != link.rx_bytes:  # still talking: busy, not hung
+                continue
+            other = self._choose(read)
+            if other is not None:
+                self.c.stats.read_hedges += 1
+                self._quiet.add(link.id)
+                self._dispatch(read, other)
+        if (self.pending or self._quiet) and self._hedge_timer is None:
+            self._hedge_timer = self.c.loop.call_later(delay / 2, self._hedge)
+
+    def stop(self) -> None:
+        if self._hedge_timer is not None:
+            self._hedge_timer.cancel()
+            self._hedge_timer = None
 
     def expire(self) -> None:
         now = time.monotonic()

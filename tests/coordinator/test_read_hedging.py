@@ -1,0 +1,157 @@
+"""Hedged reads (coordinator/reads.py), driven in-process: a real Coordinator whose replica
+connections record what is sent to them, replies fed as a replica would send them.
+
+The process-level effect (a paused replica no longer holds reads, and the writes of the clients
+behind them, until the heartbeats notice) is tested in test_cluster.py; these pin the rules:
+who gets hedged, who does not, and which answer the client gets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from webfront.coordinator.broadcaster import UP
+from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
+from webfront.coordinator.core import Coordinator
+from webfront.protocol import FrameDecoder
+
+HEDGE_MS = 20
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+        self._decoder = FrameDecoder()
+
+    def write(self, data: bytes) -> None:
+        self.frames += self._decoder.feed(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class Connection:
+    """Stands in for a replica connection: open, and keeps the frames sent to it."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.transport = Transport()
+
+
+class Client:
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+
+    def send_frame(self, body: dict) -> None:
+        self.frames.append(body)
+
+    def send_error(self, cid, code: str, msg: str) -> None:
+        self.frames.append({"t": "err", "id": cid, "code": code})
+
+
+@pytest.fixture
+def coordinator(tmp_path):
+    loop = asyncio.new_event_loop()
+    config = CoordinatorConfig(
+        replicas=[ReplicaConfig(str(i), "127.0.0.1", 1 + i) for i in range(1, 4)],
+        insecure=True, state_dir=str(tmp_path), read_hedge_ms=HEDGE_MS)
+    c = Coordinator(config, loop)
+    c.started = True
+    for link in c.links:
+        link.state, link.receives_writes, link.conn = UP, True, Connection()
+    yield c
+    c.reads.stop()
+    c.monitor.stop()
+    loop.close()
+
+
+def run(c: Coordinator, seconds: float, talking=()) -> None:
+    """Runs the loop for `seconds`; the replicas in `talking` send something every 2 ms (as a
+    busy replica's acks would)."""
+
+    async def chatter() -> None:
+        while True:
+            for link in talking:
+                link.rx_bytes += 100
+            await asyncio.sleep(0.002)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(chatter())
+        await asyncio.sleep(seconds)
+        task.cancel()
+
+    c.loop.run_until_complete(main())
+
+
+def reads_sent(c: Coordinator) -> dict[str, list[int]]:
+    """Replica id -> the ids of the read frames it was sent."""
+    return {link.id: [f["id"] for f in link.conn.transport.frames if f["t"] == "r"]
+            for link in c.links}
+
+
+def read(c: Coordinator, client: Client, cid: int) -> str:
+    """Submits a read; returns the id of the replica it went to."""
+    c.reads.submit(client, cid, "user", {"username": "ann"}, 0)
+    run(c, 0.001)
+    return next(rid for rid, ids in reads_sent(c).items() if ids and ids[-1] == max(c.reads.pending))
+
+
+def link(c: Coordinator, rid: str):
+    return next(x for x in c.links if x.id == rid)
+
+
+def test_a_read_on_a_quiet_replica_goes_to_a_second_one_and_the_first_answer_wins(coordinator):
+    c, client = coordinator, Client()
+    first = read(c, client, 7)
+    (rid,) = c.reads.pending
+    run(c, 3 * HEDGE_MS / 1000)
+    sent = reads_sent(c)
+    second = [r for r, ids in sent.items() if rid in ids and r != first]
+    assert len(second) == 1, sent  # hedged once, to one other replica
+    assert c.stats.read_hedges == 1
+    c.reads.on_reply(link(c, second[0]), {"t": "rr", "id": rid, "s": 5, "r": {"ok": True, "n": 2}})
+    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 5, "r": {"ok": True, "n": 1}})
+    assert client.frames == [{"t": "crr", "id": 7, "s": 5, "r": {"ok": True, "n": 2}}]
+
+
+def test_a_replica_that_keeps_sending_is_busy_not_hung_and_is_not_hedged(coordinator):
+    c, client = coordinator, Client()
+    first = read(c, client, 1)
+    run(c, 5 * HEDGE_MS / 1000, talking=[link(c, first)])
+    assert c.stats.read_hedges == 0
+    assert sum(len(ids) for ids in reads_sent(c).values()) == 1
+
+
+def test_a_replica_hedged_away_from_gets_no_new_reads_until_it_sends_again(coordinator):
+    c, client = coordinator, Client()
+    quiet = read(c, client, 1)
+    run(c, 3 * HEDGE_MS / 1000)
+    assert c.stats.read_hedges == 1
+    before = len(reads_sent(c)[quiet])
+    for cid in range(2, 8):
+        assert read(c, client, cid) != quiet
+    assert len(reads_sent(c)[quiet]) == before
+    run(c, 2 * HEDGE_MS / 1000, talking=[link(c, quiet)])  # it answers again
+    assert quiet in {read(c, client, cid) for cid in range(10, 16)}
+
+
+def test_behind_from_one_of_two_replicas_waits_for_the_other(coordinator):
+    c, client = coordinator, Client()
+    first = read(c, client, 3)
+    (rid,) = c.reads.pending
+    run(c, 3 * HEDGE_MS / 1000)
+    second = next(r for r, ids in reads_sent(c).items() if rid in ids and r != first)
+    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "r": {"ok": False, "code": "behind"}})
+    assert client.frames == [] and rid in c.reads.pending
+    c.reads.on_reply(link(c, second), {"t": "rr", "id": rid, "s": 9, "r": {"ok": True}})
+    assert client.frames == [{"t": "crr", "id": 3, "s": 9, "r": {"ok": True}}]
+
+
+def test_hedging_off(coordinator):
+    c, client = coordinator, Client()
+    c.config.read_hedge_ms = 0
+    read(c, client, 1)
+    run(c, 5 * HEDGE_MS / 1000)
+    assert c.stats.read_hedges == 0
+    assert sum(len(ids) for ids in reads_sent(c).values()) == 1
