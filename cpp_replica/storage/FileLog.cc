@@ -193,7 +193,8 @@ FileLog::FileLog(std::string dataDir, FsyncPolicy policy,
 FileLog::~FileLog() {
     if (fd_ >= 0) {
         try {
-            closeSegment();
+            if (failure_.empty()) closeSegment();
+            else ::close(fd_);  // nothing more is written after a failure (failure_)
         } catch (const StorageError&) {
             // Nothing to report to in a destructor; recovery cuts a torn tail or zeros.
             ::close(fd_);
@@ -298,6 +299,7 @@ void FileLog::append(std::int64_t seq, std::string_view body) {
 }
 
 void FileLog::writeOut() {
+    if (!failure_.empty()) throw StorageError("log unusable after an earlier failure: " + failure_);
     const char* p = buffer_.data();
     std::size_t left = buffer_.size();
     while (left > 0) {
@@ -305,7 +307,8 @@ void FileLog::writeOut() {
         ssize_t n = ::pwrite(fd_, p, left, off_t(written_));
         if (n < 0) {
             if (errno == EINTR) continue;
-            throw StorageError("log write failed: " + std::string(std::strerror(errno)));
+            failure_ = "log write failed: " + std::string(std::strerror(errno));
+            throw StorageError(failure_);
         }
         p += n;
         left -= std::size_t(n);
@@ -324,8 +327,10 @@ void FileLog::sync() {
     dirty_ = false;
     if (policy_ == FsyncPolicy::Never) return;
     // fdatasync: the file size is metadata it does flush, which is all appends need.
-    if (::fdatasync(fd_) != 0)
-        throw StorageError("log fsync failed: " + std::string(std::strerror(errno)));
+    if (::fdatasync(fd_) != 0) {
+        failure_ = "log fsync failed: " + std::string(std::strerror(errno));
+        throw StorageError(failure_);
+    }
 }
 
 void FileLog::replay(std::int64_t after,

@@ -88,6 +88,11 @@ private:
     int fd_ = -1;  // the newest segment, open for writing at written_
     std::uint64_t written_ = 0;  // bytes of it on disk (records; zeros follow in a spare)
     bool dirty_ = false;     // written since the last fdatasync
+    // Why a write or an fdatasync failed (a full disk, EIO), empty if none has. After one the
+    // log writes nothing more: a partly written buffer would be written again after its own
+    // first bytes, and a failed fdatasync may have dropped the pages it was to flush, so a
+    // later one succeeding proves nothing. The replica stops; a restart cuts the torn tail.
+    std::string failure_;
     std::int64_t lastSeq_ = 0;
     // Appended records not yet written: with `batch` and `never` one write() per loop turn
     // (in sync()) instead of one per record.

@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from tests.conftest import ask_replica
+from tests.durability.load import wait_converged
 from webfront.client import ClusterClient, NotFound, Unavailable
 from webfront.cluster import LocalCluster
 
@@ -25,19 +26,6 @@ pytestmark = pytest.mark.timeout(90)
 
 def replica_entries(cluster: LocalCluster) -> dict[str, dict]:
     return {r["id"]: r for r in cluster.status()["replicas"]}
-
-
-def wait_converged(cluster: LocalCluster, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = cluster.status()
-        reps = status["replicas"]
-        if all(r["state"] == "up" and r["applied_seq"] == status["last_seq"] for r in reps) \
-                and len({r["digest"] for r in reps}) == 1:
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not converged: {status}")
-        time.sleep(0.05)
 
 
 class Writers:
