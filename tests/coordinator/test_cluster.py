@@ -135,6 +135,26 @@ def test_sigstop_replica_then_resume_catches_up(cluster):
     wait_converged(cluster)
 
 
+def pause_each(cluster: LocalCluster, loop, seconds: float, settle: float) -> tuple[list, list]:
+    """SIGSTOPs replicas 2 and 3 in turn for `seconds` each under `loop` (a ReadWriteLoop);
+    returns, per pause, the longest write gap and the slowest read started during it (measured
+    once the replica is up again and `settle` seconds more have let stuck reads finish)."""
+    gaps, slow_reads = [], []
+    for rid in (2, 3):
+        t0 = time.monotonic()
+        cluster.signal_replica(rid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            cluster.signal_replica(rid, signal.SIGCONT)
+        t1 = time.monotonic()
+        cluster.wait_state(rid, "up", timeout=10.0)
+        time.sleep(settle)
+        gaps.append(loop.write_gap(t0, t1))
+        slow_reads.append(loop.slowest_read(t0, t1))
+    return gaps, slow_reads
+
+
 def test_reads_leave_a_paused_replica_at_once_so_writes_keep_flowing(cluster_factory):
     """Issue 6 (write gap under one replica fault): clients that read and write in turn must
     not stall behind a read sent to a paused replica. Down is made slow on purpose (10 missed
@@ -143,20 +163,9 @@ def test_reads_leave_a_paused_replica_at_once_so_writes_keep_flowing(cluster_fac
     from tests.durability.load import ReadWriteLoop
 
     cluster = cluster_factory(coordinator_args=["--miss-threshold", "10"])
-    gaps, slow_reads = [], []
     with ReadWriteLoop(cluster, threads=6) as loop:
         time.sleep(0.5)
-        for rid in (2, 3):
-            t0 = time.monotonic()
-            cluster.signal_replica(rid, signal.SIGSTOP)
-            try:
-                time.sleep(1.5)
-            finally:
-                cluster.signal_replica(rid, signal.SIGCONT)
-            gaps.append(loop.write_gap(t0, time.monotonic()))
-            slow_reads.append(loop.slowest_read(t0, time.monotonic()))
-            cluster.wait_state(rid, "up", timeout=10.0)
-            time.sleep(0.3)
+        gaps, slow_reads = pause_each(cluster, loop, seconds=1.5, settle=0.3)
     print(f"write gaps {gaps}, slowest reads {slow_reads}")
     assert not loop.errors, loop.errors[:3]
     assert max(gaps) < 0.6, gaps  # was ~1 s: reads waited for `down`
@@ -173,28 +182,15 @@ def test_reads_are_hedged_away_from_a_hung_replica_before_the_heartbeats_notice(
 
     cluster = cluster_factory(coordinator_args=["--heartbeat-ms", "1000", "--miss-threshold", "10",
                                                 "--read-hedge-ms", "20"])
-    gaps, slow_reads = [], []
     with ReadWriteLoop(cluster, threads=6) as loop:
         time.sleep(0.5)
-        for rid in (2, 3):
-            t0 = time.monotonic()
-            cluster.signal_replica(rid, signal.SIGSTOP)
-            try:
-                time.sleep(1.0)
-            finally:
-                cluster.signal_replica(rid, signal.SIGCONT)
-            t1 = time.monotonic()
-            time.sleep(0.5)  # reads started in the pause and still waiting finish (or fail)
-            gaps.append(loop.write_gap(t0, t1))
-            slow_reads.append(loop.slowest_read(t0, t1))
+        gaps, slow_reads = pause_each(cluster, loop, seconds=1.0, settle=0.5)
     hedges = cluster.status()["metrics"]["read_hedges"]
     print(f"write gaps {gaps}, slowest reads {slow_reads}, hedged reads {hedges}")
     assert not loop.errors, loop.errors[:3]
     assert max(slow_reads) < 0.4, slow_reads  # ~1 s without hedging: until the replica ran again
     assert max(gaps) < 0.4, gaps
     assert hedges >= 2  # at least one read per pause went to a second replica
-    for rid in (2, 3):
-        cluster.wait_state(rid, "up", timeout=10.0)
     wait_converged(cluster)
 
 

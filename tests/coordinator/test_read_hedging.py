@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 
+from tests.coordinator.test_ack_counting import Client
 from webfront.coordinator.broadcaster import UP
 from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
 from webfront.coordinator.core import Coordinator
@@ -37,17 +38,6 @@ class Connection:
     def __init__(self) -> None:
         self.open = True
         self.transport = Transport()
-
-
-class Client:
-    def __init__(self) -> None:
-        self.frames: list[dict] = []
-
-    def send_frame(self, body: dict) -> None:
-        self.frames.append(body)
-
-    def send_error(self, cid, code: str, msg: str) -> None:
-        self.frames.append({"t": "err", "id": cid, "code": code})
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ class ReadRouter:
         if self._hedge_timer is None and self.c.config.read_hedge_ms > 0:
             self._hedge_timer = self.c.loop.call_later(self.c.config.read_hedge_ms / 1000.0,
                                                        self._hedge)
-        remaining_ms = int((read.deadline - time.monotonic()) * 1000)
+        remaining_ms = int((read.deadline - read.sent) * 1000)
         wait = max(1, min(self.c.config.read_wait_ms, remaining_ms, 5000))
         link.queue(encode_frame(
             {"t": "r", "id": read.id, "min": read.min, "q": read.q, "a": read.a, "wait": wait}
@@ -153,11 +153,9 @@ class ReadRouter:
         last tick is sent to another as well. Runs every half hedge interval while reads are
         pending."""
         self._hedge_timer = None
-        seen, self._rx_seen = self._rx_seen, {link.id: link.rx_bytes for link in self.c.links}
-        now_seen = self._rx_seen
-        self._quiet = {rid for rid in self._quiet if rid in now_seen and seen.get(rid) == now_seen[rid]}
-        if not self.pending:
-            return
+        seen, now = self._rx_seen, {link.id: link.rx_bytes for link in self.c.links}
+        self._rx_seen = now
+        self._quiet = {rid for rid in self._quiet if rid in now and seen.get(rid) == now[rid]}
         delay = self.c.config.read_hedge_ms / 1000.0
         due = time.monotonic() - delay
         for read in [r for r in self.pending.values() if len(r.links) == 1 and r.sent <= due]:
