@@ -17,6 +17,22 @@ from pathlib import Path
 from webfront.cluster import RUN_FILE, LocalCluster, Proc, free_port
 
 
+class RestartBackoff:
+    """How long to wait before starting a process again: nothing the first time, then 0.1 s
+    doubling up to 5 s while each run ends within 10 s of its start (a coordinator whose state
+    dir is full exits at once, every time, until space is freed)."""
+
+    def __init__(self, first: float = 0.1, most: float = 5.0, lasted: float = 10.0) -> None:
+        self.first, self.most, self.lasted = first, most, lasted
+        self.quick_exits = 0
+
+    def delay(self, ran_for: float) -> float:
+        self.quick_exits = self.quick_exits + 1 if ran_for < self.lasted else 0
+        if self.quick_exits < 2:
+            return 0.0
+        return min(self.most, self.first * 2 ** (self.quick_exits - 2))
+
+
 def _cmd_cluster_up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -52,16 +68,25 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
         print("web front end: not available yet (webfront.web missing)")
     print(f"coordinator metrics: http://{host}:{cluster.metrics_port}/metrics")
     print(f"run file {data_dir / RUN_FILE}; Ctrl-C stops everything", flush=True)
+    backoff = RestartBackoff()
+    started_at = time.monotonic()
+    restart_at: float | None = None
     try:
         while not stopping:
             time.sleep(0.05)
             coordinator = cluster.procs["coordinator"]
-            if not coordinator.alive():
-                # at once and on the same ports: clients retry with their request ids
+            now = time.monotonic()
+            if restart_at is None and not coordinator.alive():
+                # at once and on the same ports (clients retry with their request ids); later
+                # and later while it keeps exiting soon after its start (a full state dir)
+                delay = backoff.delay(ran_for=now - started_at)
                 print(f"coordinator (pid {coordinator.pid}) exited with "
                       f"{coordinator.popen.returncode if coordinator.popen else '?'}: "
-                      "restarting it", flush=True)
+                      f"restarting it" + (f" in {delay:.1f} s" if delay else ""), flush=True)
+                restart_at = now + delay
+            if restart_at is not None and now >= restart_at:
                 cluster.start_coordinator()
+                started_at, restart_at = now, None
             try:
                 entries = [p for p in json.loads((data_dir / RUN_FILE).read_text())["processes"]
                            if p["role"] == "replica"]

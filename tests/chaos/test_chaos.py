@@ -1,7 +1,7 @@
 """Chaos runs against a real local cluster: the checker must pass under faults.
 
-Four seeds of 60 s each (CHAOS_DURATION overrides, e.g. 20 for a quick look): kills and pauses
-on loopback replicas, coordinator kills, and partitions with replicas in their own network namespaces where root
+Five seeds of 60 s each (CHAOS_DURATION overrides, e.g. 20 for a quick look): kills and pauses
+on loopback replicas (one seed with five replicas, two of them faulty at once), coordinator kills, and partitions with replicas in their own network namespaces where root
 and `ip netns` are available (marked `netns`; skipped with the reason otherwise); one seed
 runs under the reply policy `first`. Each run's
 history, final state and summary stay under pytest's tmp_path (or $CHAOS_OUT, for CI
@@ -40,13 +40,14 @@ def _need_netns() -> None:
 
 
 def _run(tmp_path, seed: int, faults: tuple[str, ...], use_netns: bool,
-         policy: str = "majority") -> dict:
+         policy: str = "majority", replicas: int = 3) -> dict:
     from webfront.chaos.run import run
 
     lines: list[str] = []
     root = Path(os.environ["CHAOS_OUT"]) if os.environ.get("CHAOS_OUT") else tmp_path
     summary = run(root / f"seed{seed}", duration=DURATION, seed=seed, faults=faults,
-                  use_netns=use_netns, log=lines.append, policy=policy)
+                  use_netns=use_netns, log=lines.append, policy=policy, replicas=replicas)
+    summary["out"] = root / f"seed{seed}"
     report = "\n".join(lines)
     print(report)
     assert summary["valid"], report + "\n" + json.dumps(summary["violations"][:10], indent=1)
@@ -82,6 +83,23 @@ def test_policy_first_kill_and_pause_seed_4(tmp_path):
     _need_cluster()
     summary = _run(tmp_path, 4, ("kill", "pause"), use_netns=False, policy="first")
     assert sum(summary["faults"].values()) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(DURATION + 120)
+def test_five_replicas_two_faults_at_once_seed_51(tmp_path):
+    """Five members: the nemesis may hold two replicas faulty at once (kills and pauses), the
+    most a majority survives. The run must really have had two at once."""
+    from webfront.chaos.history import read_history
+
+    _need_cluster()
+    summary = _run(tmp_path, 51, ("kill", "pause"), use_netns=False, replicas=5)
+    _ops, faults = read_history(summary["out"] / "history.jsonl")
+    faulty, most = 0, 0
+    for fault in sorted(faults, key=lambda f: (f.time, f.phase == "start")):  # ends first
+        faulty += 1 if fault.phase == "start" else -1
+        most = max(most, faulty)
+    assert most == 2, f"never two faults at once: {[(f.kind, f.phase) for f in faults]}"
 
 
 @pytest.mark.slow

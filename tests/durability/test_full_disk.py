@@ -7,48 +7,25 @@ is freed and it is started again it must catch up to the same state, nothing los
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ask_replica, replica_command
+from tests.durability.disk import fill, tmpfs
 from tests.durability.load import wait_converged
 from webfront.client import ClusterClient, ClusterError
 from webfront.cluster import LocalCluster
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A 16 MiB tmpfs at tmp_path/replica-2 (where LocalCluster puts replica 2's data)."""
-    mount = tmp_path / "replica-2"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                          check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Writes a file into `directory` until the filesystem has no byte left."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\1" * 4096)
-    except OSError as exc:
-        assert exc.errno == 28, exc  # ENOSPC
-    finally:
-        os.close(fd)
-    return filler
+    with tmpfs(tmp_path / "replica-2", "16m") as mount:
+        yield mount
 
 
 class PostWriters:

@@ -36,16 +36,24 @@ async def serve(config: CoordinatorConfig) -> int:
 
 
 def run(config: CoordinatorConfig) -> int:
-    """Run the coordinator until SIGINT/SIGTERM (0) or until fenced by a newer one (3), on
-    uvloop when it is installed."""
+    """Run the coordinator until SIGINT/SIGTERM (0), until fenced by a newer one (3), or until
+    its state dir cannot store an epoch (4); 2 when its state dir cannot be read. On uvloop
+    when it is installed."""
+    from webfront.coordinator.events import event
+    from webfront.coordinator.state_files import StateDirError
+
     try:
         import uvloop
 
         factory = uvloop.new_event_loop
     except ImportError:  # stock asyncio works, a little slower
         factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(serve(config))
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(serve(config))
+    except StateDirError as exc:
+        event("fatal", "error", reason=str(exc), msg=f"cannot start: {exc}")
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from webfront.coordinator.reads import ReadRouter
 from webfront.coordinator.recovery import Recovery, RecoveryError, rpc
 from webfront.coordinator.sequencer import Sequencer, skewed_clock
 from webfront.coordinator.server import ClientConnection
+from webfront.coordinator.state_files import StateDirError
 from webfront.coordinator.status import build_status
 from webfront.core._core import write_frame
 from webfront.protocol import (
@@ -127,7 +128,11 @@ class Coordinator:
             return
         seen = [r.get("e", 0) for r in self._readies.values()] + [x.epoch for x in self.links]
         self.new_epoch = max([self.epochs.epoch] + seen) + 1
-        self.epochs.claim(self.new_epoch)
+        try:
+            self.epochs.claim(self.new_epoch)
+        except StateDirError as exc:
+            self.halt(f"cannot claim epoch {self.new_epoch}: {exc}")
+            return
         self.phase = "fencing"
         event("epoch_claim", epoch=self.new_epoch, answered=count, members=len(self.links),
               msg=f"claiming epoch {self.new_epoch}")
@@ -210,7 +215,11 @@ class Coordinator:
             self.loop.create_task(self._learn_time_floor(best, last_seq))
             return
         epoch = self.new_epoch
-        self.epochs.begin(epoch, last_seq + 1)
+        try:
+            self.epochs.begin(epoch, last_seq + 1)
+        except StateDirError as exc:
+            self.halt(f"cannot record where epoch {epoch} begins: {exc}")
+            return
         self.epoch_start = last_seq + 1
         self.sequencer.restart(epoch, last_seq)
         self.history.reset(last_seq)
@@ -250,20 +259,31 @@ class Coordinator:
 
     def fence(self, reason: str) -> None:
         """Another coordinator has a newer epoch: fail every unanswered write (never
-        acknowledge it), stop sequencing and exit."""
+        acknowledge it), stop sequencing and exit (3)."""
+        self._stop_sequencing("fenced", reason, 3, "coordinator fenced by a newer epoch",
+                              "FENCED: superseded by a newer coordinator; failing unanswered "
+                              "writes, no longer sequencing, exiting")
+
+    def halt(self, reason: str) -> None:
+        """Its state dir cannot record an epoch (a full or failing disk): sequencing on would
+        leave no record of it for the next coordinator. Fail every unanswered write and exit
+        (4); the supervisor starts it again, and it sequences once the dir takes writes."""
+        self._stop_sequencing("fatal", reason, 4, "coordinator cannot store its state",
+                              f"cannot store the coordinator's state, exiting: {reason}")
+
+    def _stop_sequencing(self, kind: str, reason: str, code: int, refusal: str,
+                         msg: str) -> None:
         if self.fenced:
             return
         self.fenced = True
         self.started = False
         self.phase = "fenced"
-        event("fenced", "error", epoch=self.sequencer.epoch, reason=reason,
-              unanswered=len(self.broadcaster.unanswered()),
-              msg="FENCED: superseded by a newer coordinator; failing unanswered writes, "
-              "no longer sequencing, exiting")
-        self.alarms.append(f"fenced: {reason}")
+        event(kind, "error", epoch=self.sequencer.epoch, reason=reason,
+              unanswered=len(self.broadcaster.unanswered()), msg=msg)
+        self.alarms.append(f"{kind}: {reason}")
         for p in self.broadcaster.unanswered():
-            self._fail(p, "unavailable", "coordinator fenced by a newer epoch")
-        self.exit_code = 3
+            self._fail(p, "unavailable", refusal)
+        self.exit_code = code
         if self.on_fatal is not None:
             self.loop.call_later(0.05, self.on_fatal)
 
@@ -305,6 +325,7 @@ class Coordinator:
             raise ValueError(f"replica id {replica.id} is already a member")
         if any(x.config.address == replica.address for x in self.links):
             raise ValueError(f"{replica.host}:{replica.port} is already a member")
+        self.membership.save([x.config for x in self.links] + [replica])  # first: may fail
         link = self._new_link(replica)
         self.links.append(link)
         self._members_changed()
@@ -319,6 +340,7 @@ class Coordinator:
             raise ValueError(f"no replica {replica_id}")
         if len(self.links) == 1:
             raise ValueError("cannot remove the last replica")
+        self.membership.save([x.config for x in self.links if x is not link])  # first: may fail
         link.removed = True
         self.links.remove(link)
         self._members_changed()
@@ -334,7 +356,6 @@ class Coordinator:
 
     def _members_changed(self) -> None:
         self.broadcaster.majority = len(self.links) // 2 + 1
-        self.membership.save([x.config for x in self.links])
 
     def on_lost(self, link: ReplicaLink, exc: Exception | None) -> None:
         self._readies.pop(link.id, None)

@@ -11,57 +11,44 @@ that no majority ever acknowledged and must be rebuilt by state transfer.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-
-def write_json_durably(path: Path, data: object) -> None:
-    """Write, fsync and rename, then fsync the directory: the file is old or new, never torn."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from webfront.coordinator.state_files import StateDirError, read_state_file, write_state_file
 
 
 class EpochStore:
-    """Current epoch and epoch history; in memory only when state_dir is None."""
+    """Current epoch and epoch history; in memory only when state_dir is None.
+
+    Both changes are stored before they are made in memory: a store that fails (StateDirError,
+    e.g. a full disk) leaves the epoch and the history as they were."""
 
     def __init__(self, state_dir: str | None) -> None:
         self.path = Path(state_dir) / "epoch.json" if state_dir else None
         self.epoch = 0
         self.history: list[tuple[int, int]] = []  # (epoch, first seq), oldest first
-        if self.path is not None:
+        data = read_state_file(self.path) if self.path is not None else None
+        if data is not None:
             try:
-                data = json.loads(self.path.read_text())
                 self.epoch = int(data["epoch"])
                 self.history = [(int(e), int(s)) for e, s in data.get("history", [])]
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StateDirError(f"{self.path} is corrupt (bad field: {exc!r})") from exc
 
     def claim(self, epoch: int) -> None:
         """Store `epoch` as ours before any replica hears of it (never reused after a crash)."""
         assert epoch > self.epoch, (epoch, self.epoch)
-        self.epoch = epoch
-        if self.path is not None:
-            write_json_durably(self.path, {"epoch": epoch, "history": self.history})
+        self._store(epoch, self.history)
 
     def begin(self, epoch: int, first_seq: int) -> None:
         """Record that `epoch` sequences from `first_seq` on, durably."""
         assert epoch >= self.epoch, (epoch, self.epoch)
-        self.epoch = epoch
-        self.history = [(e, s) for e, s in self.history if e < epoch][-999:]
-        self.history.append((epoch, first_seq))
+        history = [(e, s) for e, s in self.history if e < epoch][-999:]
+        self._store(epoch, history + [(epoch, first_seq)])
+
+    def _store(self, epoch: int, history: list[tuple[int, int]]) -> None:
         if self.path is not None:
-            write_json_durably(self.path, {"epoch": epoch, "history": self.history})
+            write_state_file(self.path, {"epoch": epoch, "history": history})
+        self.epoch, self.history = epoch, history
 
     def owner(self, seq: int) -> int | None:
         """The epoch whose write is the one that counts at seq (None: unknown, e.g. seq 0)."""

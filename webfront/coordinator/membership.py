@@ -8,12 +8,11 @@ The majority is counted over all members, live or not.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 
 from webfront.coordinator.config import ReplicaConfig
-from webfront.coordinator.epochs import write_json_durably
+from webfront.coordinator.state_files import StateDirError, read_state_file, write_state_file
 from webfront.protocol import (
     NONCE_BYTES,
     FrameDecoder,
@@ -58,17 +57,18 @@ class MembershipStore:
 
     def load(self, configured: list[ReplicaConfig]) -> list[ReplicaConfig]:
         """The stored membership, or the configured one (then stored) the first time."""
-        if self.path is not None:
-            try:
-                data = json.loads(self.path.read_text())
-                return [ReplicaConfig(str(r["id"]), r["host"], int(r["port"]))
-                        for r in data["replicas"]]
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-        self.save(configured)
-        return list(configured)
+        data = read_state_file(self.path) if self.path is not None else None
+        if data is None:
+            self.save(configured)
+            return list(configured)
+        try:
+            return [ReplicaConfig(str(r["id"]), r["host"], int(r["port"]))
+                    for r in data["replicas"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateDirError(f"{self.path} is corrupt (bad field: {exc!r})") from exc
 
     def save(self, members: list[ReplicaConfig]) -> None:
+        """Raises StateDirError when it cannot be stored: the caller then changes nothing."""
         if self.path is not None:
-            write_json_durably(self.path, {"replicas": [
+            write_state_file(self.path, {"replicas": [
                 {"id": r.id, "host": r.host, "port": r.port} for r in members]})

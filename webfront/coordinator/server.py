@@ -14,6 +14,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+from webfront.coordinator.state_files import StateDirError
 from webfront.core._core import ClientIntake, FrameError
 from webfront.protocol import (
     MAX_FRAME_BYTES,
@@ -153,6 +154,9 @@ class ClientConnection(asyncio.Protocol):
                         c.remove_member(str(replica))
                     except ValueError as exc:
                         self.send_error(body.get("id"), "invalid", str(exc))
+                    except StateDirError as exc:
+                        self.send_error(body.get("id"), "unavailable",
+                                        f"membership unchanged: {exc}")
                     else:
                         self.send_frame({"t": "mr", "id": body.get("id"), "replica": replica})
                 else:
@@ -173,6 +177,9 @@ class ClientConnection(asyncio.Protocol):
             self.c.add_member(ReplicaConfig(replica_id, host, port))
         except (TimeoutError, OSError, ValueError, ProtocolError) as exc:
             self.send_error(cid, "invalid", f"cannot add {addr}: {exc}")
+            return
+        except StateDirError as exc:
+            self.send_error(cid, "unavailable", f"cannot add {addr}, membership unchanged: {exc}")
             return
         self.send_frame({"t": "mr", "id": cid, "replica": replica_id})
 
