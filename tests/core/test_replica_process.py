@@ -240,6 +240,25 @@ def test_corrupt_middle_refuses_start(replica_binary: str, tmp_path: Path) -> No
     assert str(segment) in str(info.value) and "offset 0" in str(info.value)
 
 
+@pytest.mark.parametrize("where, expected", [(-20, "checksum mismatch"), (2, "bad header")])
+def test_corrupt_snapshot_refuses_start_and_is_left_as_it_is(
+        replica_binary: str, tmp_path: Path, where: int, expected: str) -> None:
+    """A damaged snapshot is named, with what is wrong, and nothing is restored from it (the
+    log before it is gone: guessing would lose acknowledged writes)."""
+    data = tmp_path / "r1"
+    proc = start_replica(replica_binary, data_dir=data, extra_args=["--snapshot-every", "7"])
+    seed(connect(proc), 20)
+    proc.stop()
+    (snapshot,) = data.glob("snapshot-*.snap")
+    raw = bytearray(snapshot.read_bytes())
+    raw[where] ^= 0xFF
+    snapshot.write_bytes(bytes(raw))
+    with pytest.raises(RuntimeError) as info:
+        start_replica(replica_binary, data_dir=data)
+    assert f"corrupt snapshot {snapshot}" in str(info.value) and expected in str(info.value)
+    assert snapshot.read_bytes() == bytes(raw)
+
+
 def test_stale_epoch_refused(launch, tmp_path: Path) -> None:
     proc = launch(data_dir=tmp_path / "r1")
     sock = connect(proc)
