@@ -111,7 +111,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 @contextmanager
 def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
                 web_port: int | None = None, replica_args: list[str] | None = None,
-                coordinator_args: list[str] | None = None) -> Iterator[Any]:
+                coordinator_args: list[str] | None = None,
+                standby: bool = False) -> Iterator[Any]:
     """A LocalCluster of real replica_server processes with one user, bench1, created.
 
     With BENCH_KEEP_LOGS=DIR the processes' logs are copied under DIR when it stops."""
@@ -123,7 +124,8 @@ def our_cluster(replicas: int, policy: str = "majority", fsync: str = "batch",
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         cluster = LocalCluster(Path(tmp), replicas=replicas, policy=policy, web_port=web_port,
                                replica_cmd=[binary, "--fsync", fsync, *(replica_args or [])],
-                               coordinator_args=list(coordinator_args or []))
+                               coordinator_args=list(coordinator_args or []),
+                               standby=standby)
         cluster.start()
         try:
             client = cluster.client(timeout=10.0)

@@ -8,7 +8,8 @@ window around it (the issue's target: within 3x), and a timeline in 100 ms bucke
 `python -m bench plots`).
 
 Then, on a fresh cluster, the coordinator itself is killed -9 after a third of the run and
-started again at once (as the cluster supervisor does). That part uses bench/retryload.py, a
+started again at once, as the cluster supervisor does: by promoting its warm standby
+(`--no-standby`: a new process, a cold start). That part uses bench/retryload.py, a
 Python generator whose clients reconnect and resend their write in flight with the same request
 id, so it runs at a lower rate than the C generator; it reports the same figures.
 
@@ -65,7 +66,7 @@ def analyse(samples: loadgen.Samples, kill_us: int, restart_us: int | None, seco
 
 def coordinator_kill(args, seconds: float) -> dict:
     """kill -9 the coordinator under load, start it again at once; clients reconnect."""
-    with common.our_cluster(3, "majority", "batch") as cluster:
+    with common.our_cluster(3, "majority", "batch", standby=args.standby) as cluster:
         def kill_and_start() -> None:
             cluster.kill_coordinator()
             cluster.start_coordinator()
@@ -92,6 +93,7 @@ def coordinator_kill(args, seconds: float) -> dict:
                      min(30_000_000, int((kill_at - skip) * 1e6)))
     errors = sum(1 for _, _, ok in raw if not ok)
     result.update(clients=args.clients, seconds=measured, reconnects=reconnects,
+                  standby=args.standby,
                   summary={"clients": args.clients, "requests": len(raw), "errors": errors,
                            "writes_per_s": round((len(raw) - errors) / measured),
                            **loadgen.percentiles([x for x, ok in zip(samples.lat_ns,
@@ -111,6 +113,8 @@ def report(label: str, result: dict) -> None:
 def main(argv: list[str]) -> int:
     p = common.parser("failover", __doc__)
     p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--no-standby", dest="standby", action="store_false",
+                   help="restart the killed coordinator cold, without a warm standby")
     args = p.parse_args(argv)
     user_duration = args.duration
     common.settle(args)

@@ -46,7 +46,7 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
     cluster = LocalCluster(data_dir, replicas=args.replicas, policy=args.policy,
                            web_port=args.web_port, insecure=args.insecure_no_auth,
                            replica_cmd=shlex.split(args.replica_command)
-                           if args.replica_command else None)
+                           if args.replica_command else None, standby=True)
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:

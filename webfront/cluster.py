@@ -27,6 +27,7 @@ from typing import Any
 from webfront.replica_process import find_binary
 
 RUN_FILE = "cluster.json"
+_ROOT = str(Path(__file__).resolve().parent.parent)  # on the PYTHONPATH of every process
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -74,6 +75,7 @@ class Proc:
     pid: int | None = None
     external: bool = False  # started by `webfront replica start`, adopted by the supervisor
     env: dict[str, str] = field(default_factory=dict)  # added to the supervisor's environment
+    spawned_env: dict[str, str] | None = None  # the whole environment it was started with
 
     def alive(self) -> bool:
         if self.external and self.pid:
@@ -106,6 +108,7 @@ class LocalCluster:
     secret_file: Path | None = None
     placements: dict[str, Placement] = field(default_factory=dict)  # by replica id; default:
     # `host`, no prefix. Ports are picked free on `host` (a fresh network namespace has all free).
+    standby: bool = False  # keep a warm coordinator (`--standby`) for start_coordinator
     _ports: set[int] = field(default_factory=set, init=False, repr=False)  # every port handed out
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -141,6 +144,7 @@ class LocalCluster:
             for proc in self.procs.values():
                 self._spawn(proc)
             self.wait_writable(timeout)
+            self._start_standby()
         except BaseException:
             self.stop()
             raise
@@ -191,16 +195,19 @@ class LocalCluster:
             return ["--insecure-no-auth"]
         return ["--secret-file", str(self.secret_file)]
 
-    def _spawn(self, proc: Proc) -> None:
-        name = f"replica-{proc.id}.log" if proc.role == "replica" else f"{proc.role}.log"
-        log = open(self.data_dir / name, "ab")
+    def _env(self, proc: Proc) -> dict[str, str]:
         env = dict(os.environ, **proc.env)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
-                                    else "")
+        env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                     else "")
+        return env
+
+    def _spawn(self, proc: Proc, stdin: int = subprocess.DEVNULL) -> None:
+        name = f"replica-{proc.id}.log" if proc.role == "replica" else f"{proc.id}.log"
+        log = open(self.data_dir / name, "ab")
+        proc.spawned_env = self._env(proc)
         proc.popen = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True,
-                                      cwd=root, env=env)
+                                      stdin=stdin, start_new_session=True,
+                                      cwd=_ROOT, env=proc.spawned_env)
         log.close()
         proc.pid = proc.popen.pid
         self.write_run_file()
@@ -221,8 +228,8 @@ class LocalCluster:
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM every process by pid (web, coordinator, then replicas), SIGKILL stragglers."""
-        order = sorted(self.procs.values(),
-                       key=lambda p: {"web": 0, "coordinator": 1, "replica": 2}[p.role])
+        order = sorted(self.procs.values(), key=lambda p: {
+            "web": 0, "coordinator": 1, "standby": 1, "replica": 2}[p.role])
         for proc in order:
             if proc.alive():
                 try:
@@ -335,8 +342,42 @@ class LocalCluster:
         return self._kill(self.procs["coordinator"])
 
     def start_coordinator(self) -> None:
-        """Start the coordinator again with the same flags and ports (without waiting)."""
-        self._spawn(self.procs["coordinator"])
+        """Start the coordinator again with the same flags and ports (without waiting): the
+        warm standby, if there is one started the same way (command line and environment),
+        else a new process."""
+        coordinator = self.procs["coordinator"]
+        standby = self.procs.pop("standby", None)
+        if standby is not None and not self._promote(standby, coordinator):
+            self._kill(standby)
+            self._spawn(coordinator)
+        elif standby is None:
+            self._spawn(coordinator)
+        self._start_standby()
+
+    def _start_standby(self) -> None:
+        if self.standby:
+            coordinator = self.procs["coordinator"]
+            proc = Proc("standby", coordinator.id, [*coordinator.argv, "--standby"],
+                        coordinator.address, coordinator.data_dir, env=dict(coordinator.env))
+            self.procs["standby"] = proc
+            self._spawn(proc, stdin=subprocess.PIPE)
+
+    def _promote(self, standby: Proc, coordinator: Proc) -> bool:
+        """Tell the standby to run as the coordinator; False if it cannot be (gone, or started
+        with another command line or environment than a new coordinator would be now)."""
+        if not standby.alive() or standby.argv != [*coordinator.argv, "--standby"] \
+                or standby.spawned_env != self._env(coordinator):
+            return False
+        try:
+            standby.popen.stdin.write(b"go\n")
+            standby.popen.stdin.close()
+        except OSError:  # it died just now
+            return False
+        # From now on it is the coordinator; a later cold start runs the plain command line.
+        standby.role, standby.argv = "coordinator", coordinator.argv
+        self.procs["coordinator"] = standby
+        self.write_run_file()
+        return True
 
     def kill_all(self) -> None:
         """kill -9 every replica and the coordinator at once (web front end untouched)."""
@@ -355,7 +396,7 @@ class LocalCluster:
         if proc.alive():
             os.kill(proc.pid, signal.SIGTERM)
             proc.popen.wait(5)
-        self._spawn(proc)
+        self.start_coordinator()
         if timeout is not None:
             self.wait_writable(timeout)
 
@@ -388,7 +429,7 @@ class LocalCluster:
         while time.monotonic() < deadline:
             for proc in self.procs.values():
                 if proc.popen is not None and proc.popen.poll() is not None and \
-                        proc.role != "replica":
+                        proc.role in ("coordinator", "web"):
                     raise RuntimeError(f"{proc.role} exited with {proc.popen.returncode}; "
                                        f"see logs in {self.data_dir}")
             try:

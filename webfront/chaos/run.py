@@ -58,7 +58,7 @@ def run(out: str | Path, duration: float = 60.0, seed: int = 1, replicas: int = 
     if history_path.exists():
         history_path.unlink()
     with ChaosCluster(out / "cluster", replicas=replicas, policy=policy, netns=use_netns,
-                      replica_cmd=replica_cmd) as cluster, \
+                      replica_cmd=replica_cmd, standby=True) as cluster, \
             HistoryWriter(history_path) as history:
         log(f"chaos: seed {seed}, {duration:.0f} s, {replicas} replicas, policy {policy}, faults "
             f"{', '.join(kinds) or 'none'}, web {cluster.web_url}")
