@@ -104,8 +104,9 @@ class RetryClient:
         reply = write_reply(body) if body.get("t") == "cwr" else None
         ok = isinstance(reply, dict) and reply.get("ok")
         if not ok and body.get("code") in ("unavailable", "timeout") and \
-                "starting" in str(body.get("msg", "")):
-            # A coordinator that is still choosing its epoch: not an answer, ask again.
+                (body.get("retry") or "starting" in str(body.get("msg", ""))):
+            # A coordinator still choosing its epoch, or its replicas still catching up: not
+            # an answer, ask again.
             asyncio.get_running_loop().call_later(0.005, self._resend)
             return
         self.sink.append((now, now - self.t0, bool(ok)))

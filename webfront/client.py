@@ -174,8 +174,8 @@ class ClusterClient:
                 continue
             if body.get("t") == "err":
                 code = str(body.get("code", "error"))
-                if code == "timeout" or (code == "unavailable" and
-                                         "starting" in str(body.get("msg", ""))):
+                if code == "timeout" or (code == "unavailable" and (
+                        body.get("retry") or "starting" in str(body.get("msg", "")))):
                     last_error = f"{code}: {body.get('msg', '')}"
                     time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                     delay = min(delay * 2, RETRY_DELAY_MAX)

@@ -24,8 +24,9 @@ class Client:
     def send_frame(self, body: dict) -> None:
         self.frames.append(body)
 
-    def send_error(self, cid, code: str, msg: str) -> None:
-        self.frames.append({"t": "err", "id": cid, "code": code})
+    def send_error(self, cid, code: str, msg: str, retry: bool = False) -> None:
+        self.frames.append({"t": "err", "id": cid, "code": code, **({"retry": True} if retry
+                                                                    else {})})
 
 
 @pytest.fixture

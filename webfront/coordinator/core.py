@@ -16,6 +16,7 @@ import msgpack
 from webfront.coordinator.acks import AckCounter
 from webfront.coordinator.broadcaster import (
     DOWN,
+    RECOVERING,
     Broadcaster,
     PendingWrite,
     ReplicaLink,
@@ -463,9 +464,8 @@ class Coordinator:
         needed = self.broadcaster.needed() if self.started else 0
         if not needed:
             self.stats.write_errors += 1
-            conn.send_error(cid, "unavailable", "no majority of replicas is up" if self.started
-                            else "coordinator fenced by a newer epoch" if self.fenced
-                            else "coordinator is starting")
+            wanted = 1 if self._answers_first else self.broadcaster.majority
+            conn.send_error(cid, "unavailable", *self.refusal(wanted))
             return
         seq, ts = seq_.next()
         self._write_t0[seq] = time.perf_counter()
@@ -475,6 +475,22 @@ class Coordinator:
                          self.broadcaster.settle_count() if self._answers_first else 0)
         seq_.begin(rid, p)
         self.broadcaster.broadcast(p, frame)
+
+    def refusal(self, wanted: int) -> tuple[str, bool]:
+        """Why a request needing `wanted` replicas that receive writes cannot be served now,
+        and whether that is a moment the client should wait out (retry): a coordinator still
+        choosing its epoch, or enough replicas connected but some still being caught up (just
+        after a takeover, those that missed the last writes of the old coordinator get them
+        first). Fewer replicas connected than wanted is an outage, answered as such."""
+        if self.fenced:
+            return "coordinator fenced by a newer epoch", False
+        if not self.started:
+            return "coordinator is starting", True
+        connected = sum(1 for x in self.links if x.receives_writes
+                        or (x.state == RECOVERING and x.is_open))
+        if connected >= wanted:
+            return "replicas are catching up", True
+        return ("no majority of replicas is up" if wanted > 1 else "no live replica"), False
 
     def _answer(self, p: PendingWrite) -> None:
         p.done = True

@@ -89,11 +89,9 @@ class ReadRouter:
         if link is None:
             self.pending.pop(read.id, None)
             self.c.stats.read_errors += 1
-            # A coordinator still claiming its epoch has no replica admitted yet: "starting"
-            # makes the client retry (webfront/client.py) instead of failing the read.
-            starting = not self.c.started and not self.c.fenced
-            read.conn.send_error(read.cid, "unavailable",
-                                 "coordinator is starting" if starting else "no live replica")
+            # A coordinator still claiming its epoch, or replicas still catching up: `retry`
+            # makes the client ask again (webfront/client.py) instead of failing the read.
+            read.conn.send_error(read.cid, "unavailable", *self.c.refusal(1))
             return
         self._dispatch(read, link)
 

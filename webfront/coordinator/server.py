@@ -85,8 +85,12 @@ class ClientConnection(asyncio.Protocol):
         packed = packb(body)  # encode_frame, inlined: every client reply passes here
         self.out.append(pack_length(len(packed)) + packed)
 
-    def send_error(self, cid: Any, code: str, msg: str) -> None:
-        self.send_frame({"t": "err", "id": cid, "code": code, "msg": msg})
+    def send_error(self, cid: Any, code: str, msg: str, retry: bool = False) -> None:
+        """An error reply; `retry` marks a refusal of the moment that the client resends."""
+        body = {"t": "err", "id": cid, "code": code, "msg": msg}
+        if retry:
+            body["retry"] = True
+        self.send_frame(body)
 
     def flush(self) -> None:
         out = self.out
