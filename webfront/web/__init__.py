@@ -13,7 +13,18 @@ from typing import Any
 
 from flask import Flask, Response
 
-from . import admin, api, auth, cluster_access, errors, metrics, profiles, request_ids, timeline
+from . import (
+    admin,
+    api,
+    auth,
+    cluster_access,
+    errors,
+    inputs,
+    metrics,
+    profiles,
+    request_ids,
+    timeline,
+)
 from .forms import csrf
 from .limits import limiter
 from .timefmt import init_app as init_time_filters
@@ -64,6 +75,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "no session key: set WEBFRONT_SECRET_KEY or pass SECRET_KEY (see webfront web --help)"
         )
 
+    inputs.init_app(app)  # first: a truncated chunked body must be refused before any reads it
     csrf.init_app(app)
     limiter.init_app(app)
     cluster_access.init_app(app)

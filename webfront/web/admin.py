@@ -45,9 +45,9 @@ def cluster_status() -> dict:
 
 def _require_admin() -> None:
     if g.user is None:
-        abort(401)
+        abort(401, "log in as an administrator first")
     if not is_admin():
-        abort(403)
+        abort(403, "administrators only")
 
 
 @bp.route("/cluster")

@@ -6,11 +6,14 @@ token (itsdangerous, keyed by the app's secret) naming the user. Reads are linea
 Errors are `{"error": {"code", "message"}}`.
 
 Writes (POST and DELETE) take an optional `Idempotency-Key` header: the same key from the same
-user is the same request, applied once, and a retry gets the first result (request_ids.py).
+user on the same operation with the same arguments is the same request, applied once, and a
+retry gets the first result (request_ids.py). The arguments are part of the request id, so a
+key sent again with another body or path is another request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -21,10 +24,18 @@ from webfront.client import Conflict
 from . import auth, cluster_access
 from .admin import cluster_status
 from .errors import error_response
-from .forms import MAX_POST_CHARS, username_problem
+from .forms import username_problem
+from .inputs import (
+    INT64_MAX,
+    InvalidInput,
+    display_name,
+    json_object,
+    post_text,
+    query_int,
+)
 from .limits import login_limits
 from .openapi import openapi_document
-from .request_ids import KEY_RULE, request_id, valid_key
+from .request_ids import KEY_RULE, request_id, secret_digest, valid_key
 from .timefmt import iso
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -73,9 +84,7 @@ def token_user() -> str:
 
 def json_body(required: dict[str, type], optional: dict[str, type] | None = None) -> dict:
     """The request's JSON object with the named fields of the named types, or 400."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid", "the body must be a JSON object")
+    body = json_object()
     for name, kind in required.items():
         if name not in body:
             raise ApiError(400, "invalid", f"missing field {name!r}")
@@ -86,19 +95,17 @@ def json_body(required: dict[str, type], optional: dict[str, type] | None = None
     return body
 
 
-def query_int(name: str, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, "invalid", f"query parameter {name!r} must be an integer "
-                       f"from {low} to {high}")
-    return int(raw)
+def checked(field: str, rule: Callable[[str], Any], value: str) -> Any:
+    """`rule(value)` (a rule of inputs.py), its InvalidInput as a 400 naming `field`."""
+    try:
+        return rule(value)
+    except InvalidInput as exc:
+        raise ApiError(400, "invalid", f"{field}: {exc}") from None
 
 
 def page_args() -> dict:
     args: dict[str, Any] = {}
-    before = query_int("before", 0, 2**63 - 1)
+    before = query_int("before", 0, INT64_MAX)
     limit = query_int("limit", 1, 200)
     if before is not None:
         args["before"] = before
@@ -107,9 +114,11 @@ def page_args() -> dict:
     return args
 
 
-def idempotent_request_id(actor: str, op: str) -> str | None:
-    """The request id named by the request's Idempotency-Key header for `actor` and `op`, or
-    None (a fresh id) without one; 400 if the key is malformed."""
+def idempotent_request_id(actor: str, op: str, *arguments: str) -> str | None:
+    """The request id named by the request's Idempotency-Key header for `actor`, `op` and the
+    operation's `arguments`, or None (a fresh id) without one; 400 if the key is malformed.
+    With the arguments in the id, a key reused with another body or path is a new request
+    rather than a replay of the first answer for a write that was never applied."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -118,7 +127,7 @@ def idempotent_request_id(actor: str, op: str) -> str | None:
         key = key[1:-1]  # the IETF draft sends it as a quoted structured-field string
     if not valid_key(key):
         raise ApiError(400, "invalid", f"Idempotency-Key: {KEY_RULE}")
-    return request_id("api", actor, op, key)
+    return request_id("api", actor, op, key, *arguments)
 
 
 def post_json(post: dict) -> dict:
@@ -182,13 +191,15 @@ def create_user():
         raise ApiError(400, "invalid", f"username: {problem}")
     if not 8 <= len(body["password"]) <= 200:
         raise ApiError(400, "invalid", "password: 8 to 200 characters")
-    if len(body.get("display_name", "")) > 50:
-        raise ApiError(400, "invalid", "display_name: at most 50 characters")
-    # No user yet: the key is scoped to the name being signed up for.
-    rid = idempotent_request_id(body["username"], "create_user")
+    shown = checked("display_name", display_name, body.get("display_name"))
+    # No user yet: the key is scoped to the name being signed up for. The password goes into
+    # the id keyed by the app's secret: a client's key may be guessable, and the id must not
+    # let anyone who sees it test password guesses.
+    rid = idempotent_request_id(body["username"], "create_user", shown or "",
+                                secret_digest(body["password"]))
     args = {"username": body["username"], "password_hash": auth.hash_password(body["password"])}
-    if body.get("display_name"):
-        args["display_name"] = body["display_name"].strip()
+    if shown is not None:  # None: the username is shown
+        args["display_name"] = shown
     try:
         result = _write("create_user", args, rid)
     except Conflict:
@@ -228,12 +239,9 @@ def delete_user(username: str):
 @bp.post("/posts")
 def create_post():
     actor = token_user()
-    body = json_body({"text": str})
-    text = body["text"].strip()
-    if not 1 <= len(text) <= MAX_POST_CHARS:
-        raise ApiError(400, "invalid", f"text: 1 to {MAX_POST_CHARS} characters")
+    text = checked("text", post_text, json_body({"text": str})["text"])
     result = _write("create_post", {"actor": actor, "text": text},
-                    idempotent_request_id(actor, "create_post"))
+                    idempotent_request_id(actor, "create_post", text))
     response = jsonify(post_json(result.reply["post"]))
     response.status_code = 201
     return response
@@ -242,10 +250,10 @@ def create_post():
 @bp.delete("/posts/<int:post_id>")
 def delete_post(post_id: int):
     actor = token_user()
-    if post_id >= 2**63:  # ids are int64 seqs; a larger one cannot exist (and cannot be encoded)
+    if post_id > INT64_MAX:  # ids are int64 seqs; a larger one cannot exist (nor be encoded)
         raise ApiError(404, "not_found", "no such post")
     _write("delete_post", {"actor": actor, "id": post_id},
-           idempotent_request_id(actor, "delete_post"))
+           idempotent_request_id(actor, "delete_post", str(post_id)))
     return no_content()
 
 
@@ -271,17 +279,27 @@ def public_timeline():
 def follow():
     actor = token_user()
     body = json_body({"username": str})
-    target = _username_arg(body["username"])
-    _write("follow", {"actor": actor, "target": target}, idempotent_request_id(actor, "follow"))
+    target = _follow_target(actor, body["username"], "you cannot follow yourself")
+    _write("follow", {"actor": actor, "target": target},
+           idempotent_request_id(actor, "follow", target.lower()))
     return no_content()
 
 
 @bp.delete("/follows/<username>")
 def unfollow(username: str):
     actor = token_user()
-    _write("unfollow", {"actor": actor, "target": _username_arg(username)},
-           idempotent_request_id(actor, "unfollow"))
+    target = _follow_target(actor, username, "you cannot unfollow yourself")
+    _write("unfollow", {"actor": actor, "target": target},
+           idempotent_request_id(actor, "unfollow", target.lower()))
     return no_content()
+
+
+def _follow_target(actor: str, username: str, self_message: str) -> str:
+    # The cluster refuses oneself too, but only after giving the write a seq.
+    target = _username_arg(username)
+    if target.lower() == actor.lower():
+        raise ApiError(403, "forbidden", self_message)
+    return target
 
 
 def _people(username: str, which: str):

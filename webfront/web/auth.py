@@ -24,7 +24,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from webfront.client import Conflict, NotFound
 
 from . import cluster_access
-from .forms import DeleteAccountForm, LoginForm, RegisterForm
+from .forms import USERNAME_RE, DeleteAccountForm, LoginForm, RegisterForm
+from .inputs import display_name, local_target
 from .limits import login_limits
 from .request_ids import write_form
 
@@ -39,12 +40,21 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
 
+MAX_PASSWORD_CHARS = 200
+
+
 def check_credentials(username: str, password: str, *, linearizable: bool = False) -> dict | None:
     """The user record if `password` is right for `username`, else None."""
     read = cluster_access.read_linearizable if linearizable else cluster_access.read
-    try:
-        user = read("user", {"username": username})["user"]
-    except NotFound:
+    user = None
+    # A name no account can have is not looked up: a 5000-character one broke the protocol's
+    # frame limits (a 400 naming them) instead of being wrong credentials.
+    if USERNAME_RE.fullmatch(username) and len(password) <= MAX_PASSWORD_CHARS:
+        try:
+            user = read("user", {"username": username})["user"]
+        except NotFound:
+            pass
+    if user is None:
         check_password_hash(_DUMMY_HASH, password)
         return None
     stored = user.get("password_hash") or ""
@@ -90,12 +100,6 @@ def _log_in(username: str) -> None:
     session.permanent = True
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("timeline.home")
-
-
 @bp.route("/register", methods=("GET", "POST"))
 def register():
     if g.user:
@@ -103,13 +107,14 @@ def register():
     form = RegisterForm()
     if form.validate_on_submit():
         args = {"username": form.username.data, "password_hash": hash_password(form.password.data)}
-        if form.display_name.data:
-            args["display_name"] = form.display_name.data.strip()
+        shown = display_name(form.display_name.data)  # None: the username is shown
+        if shown is not None:
+            args["display_name"] = shown
         # No user yet: the name asked for is the actor. The password is part of the request,
         # so a form sent again with another one cannot log in to the account made with the first.
         try:
             result = write_form(form, "create_user", args, form.username.data,
-                                args.get("display_name", ""), form.password.data)
+                                shown or "", form.password.data)
         except Conflict:
             form.username.errors.append("This name is taken.")
         else:
@@ -131,7 +136,7 @@ def login():
         if user is not None:
             _log_in(user["username"])
             flash(f"Logged in as {user['username']}.")
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(local_target(request.args.get("next"), url_for("timeline.home")))
         form.password.errors.append("Wrong username or password.")
     status = 401 if request.method == "POST" else 200
     return render_template("login.html", form=form), status

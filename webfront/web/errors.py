@@ -1,6 +1,7 @@
 """Error pages and JSON errors, and the mapping from cluster errors to HTTP statuses.
 
-Pages under /api/ get `{"error": {"code", "message"}}`; everything else gets an HTML page.
+Pages under /api/ and other JSON endpoints (`*.json`, polled by scripts) get
+`{"error": {"code", "message"}}`; everything else gets an HTML page.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from webfront.client import ClusterError, Conflict, Forbidden, Invalid, NotFound, Unavailable
+
+from .inputs import InvalidInput
 
 STATUS_BY_ERROR: list[tuple[type[ClusterError], int, str]] = [
     (Unavailable, 503, "unavailable"),
@@ -41,7 +44,7 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith("/api/") or request.path.endswith(".json")
 
 
 HEADINGS = {404: "Not found", 429: "Slow down", 503: "Cannot save changes right now"}
@@ -92,6 +95,10 @@ def _csrf_error(exc: CSRFError):
                           "Go back, reload the page and try again.")
 
 
+def _invalid_input(exc: InvalidInput):
+    return error_response(400, "invalid", str(exc))
+
+
 def _rate_limited(exc: RateLimitExceeded):
     return error_response(429, "rate_limited", EXPLANATIONS[429])
 
@@ -99,5 +106,6 @@ def _rate_limited(exc: RateLimitExceeded):
 def init_app(app: Flask) -> None:
     app.register_error_handler(ClusterError, _cluster_error)
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(InvalidInput, _invalid_input)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     app.register_error_handler(HTTPException, _http_error)

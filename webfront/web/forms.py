@@ -7,14 +7,15 @@ import re
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect
 from wtforms import HiddenField, PasswordField, StringField, TextAreaField
-from wtforms.validators import EqualTo, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
 
+from .inputs import MAX_DISPLAY_NAME_CHARS, InvalidInput, display_name, post_text
 from .request_ids import new_token, valid_key
 
 csrf = CSRFProtect()
 
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{3,20}$")
-MAX_POST_CHARS = 280
+# Always with fullmatch: with match, "$" also matches before a trailing newline ("carol\n").
+USERNAME_RE = re.compile(r"[A-Za-z0-9_]{3,20}")
 
 # Names that are, or may one day be, paths of the site itself (`/<username>` shares the root).
 RESERVED_NAMES = frozenset(
@@ -24,7 +25,7 @@ RESERVED_NAMES = frozenset(
 
 def username_problem(name: str) -> str | None:
     """Why `name` cannot be registered, or None."""
-    if not USERNAME_RE.match(name):
+    if not USERNAME_RE.fullmatch(name):
         return "3 to 20 letters, digits or underscores."
     if name.lower() in RESERVED_NAMES:
         return "This name is reserved."
@@ -37,12 +38,14 @@ def _valid_username(form, field) -> None:
         raise ValidationError(problem)
 
 
-def _post_text(form, field) -> None:
-    text = (field.data or "").strip()
-    if not text:
-        raise ValidationError("Write something first.")
-    if len(text) > MAX_POST_CHARS:
-        raise ValidationError(f"At most {MAX_POST_CHARS} characters ({len(text)} now).")
+def _rule(check):
+    """A WTForms validator from one of inputs.py's rules (the API applies the same ones)."""
+    def validate(form, field) -> None:
+        try:
+            check(field.data or "")
+        except InvalidInput as exc:
+            raise ValidationError(str(exc)) from None
+    return validate
 
 
 def _request_token(form, field) -> None:
@@ -61,7 +64,8 @@ class WriteForm(FlaskForm):
 
 class RegisterForm(WriteForm):
     username = StringField("Username", validators=[InputRequired(), _valid_username])
-    display_name = StringField("Display name (optional)", validators=[Optional(), Length(max=50)])
+    display_name = StringField("Display name (optional)", validators=[_rule(display_name)],
+                               render_kw={"maxlength": MAX_DISPLAY_NAME_CHARS})
     password = PasswordField("Password", validators=[InputRequired(), Length(min=8, max=200)])
     confirm = PasswordField(
         "Repeat password",
@@ -75,7 +79,7 @@ class LoginForm(FlaskForm):
 
 
 class PostForm(WriteForm):
-    text = TextAreaField("What's happening?", validators=[_post_text])
+    text = TextAreaField("What's happening?", validators=[_rule(post_text)])
 
 
 class DeleteAccountForm(FlaskForm):

@@ -13,6 +13,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from . import limit_store  # noqa: F401  (registers the sqlite:// storage scheme)
+from .inputs import InvalidInput, json_object
 
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
@@ -20,8 +21,11 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 def _account_key() -> str:
     name = request.form.get("username")
     if name is None:
-        body = request.get_json(silent=True)
-        if isinstance(body, dict) and isinstance(body.get("username"), str):
+        try:  # a body too deep or not UTF-8 counts under "" here; the view answers 400
+            body = json_object()
+        except InvalidInput:
+            body = {}
+        if isinstance(body.get("username"), str):
             name = body["username"]
     return "account:" + (name or "").strip().lower()
 

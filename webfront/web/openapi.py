@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .inputs import INT64_MAX
 from .request_ids import KEY_RE, KEY_RULE
 
 
@@ -20,8 +21,10 @@ def _err(status: str, text: str) -> tuple[str, dict]:
 
 
 ERRORS = {
-    "400": ("Malformed JSON, a missing field, a field of the wrong type or a malformed "
-            "Idempotency-Key; nothing changed."),
+    "400": ("Malformed or too deeply nested JSON, a string that is not valid UTF-8, a missing "
+            "field, a field of the wrong type or against its rules (control characters, "
+            "text-direction overrides, length), a query parameter that is not a number in "
+            "range, or a malformed Idempotency-Key; nothing changed."),
     "401": "Missing, invalid or expired bearer token.",
     "403": "Not allowed for this user.",
     "404": "No such user or post.",
@@ -42,7 +45,8 @@ def _responses(ok: dict, *errors: str) -> dict:
 USERNAME = {"name": "username", "in": "path", "required": True,
             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_]{3,20}$"}}
 PAGING = [
-    {"name": "before", "in": "query", "required": False, "schema": {"type": "integer"},
+    {"name": "before", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 0, "maximum": INT64_MAX},
      "description": "Only items strictly older than this id / seq (the `next` of a page)."},
     {"name": "limit", "in": "query", "required": False,
      "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
@@ -53,11 +57,12 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "pattern": f"^{KEY_RE.pattern}$"},
     "description": (
         f"Makes a retry safe: {KEY_RULE}, bare or as a quoted string. The same key from the "
-        "same user (for POST /users: the same username) on the same operation is one request: "
-        "it is applied once and every retry gets the first result, also after a 503 whose "
-        "outcome was open (a DELETE retried with its key answers 204 again, not 404). Use a "
-        "new key (a UUID) per request; a key sent again with another body or path still gets "
-        "the first result. The cluster remembers the last 100,000 requests."),
+        "same user (for POST /users: the same username) on the same operation with the same "
+        "body and path is one request: it is applied once and every retry gets the first "
+        "result, also after a 503 whose outcome was open (a DELETE retried with its key "
+        "answers 204 again, not 404). The same key with another body or path (another text, "
+        "password or post id) is another request, applied on its own. Use a new key (a UUID) "
+        "per request. The cluster remembers the last 100,000 requests."),
 }
 
 
@@ -182,7 +187,7 @@ def openapi_document() -> dict[str, Any]:
             "/follows/{username}": {"delete": {
                 "summary": "Stop following a user.", "security": BEARER,
                 "parameters": [USERNAME, IDEMPOTENCY_KEY],
-                "responses": _responses(no_content, "400", "401", "404", "503")}},
+                "responses": _responses(no_content, "400", "401", "403", "404", "503")}},
             "/cluster": {"get": {
                 "summary": "The cluster's status (administrators only).", "security": BEARER,
                 "responses": _responses({"200": {"description": "Every replica's state.",

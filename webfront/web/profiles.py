@@ -15,7 +15,7 @@ bp = Blueprint("profiles", __name__)
 @bp.url_value_preprocessor
 def _plausible_username(endpoint, values) -> None:
     # `/favicon.ico`, `/wp-login.php` and friends are not users: answer 404 without asking.
-    if values and "username" in values and not USERNAME_RE.match(values["username"]):
+    if values and "username" in values and not USERNAME_RE.fullmatch(values["username"]):
         abort(404)
 
 
@@ -66,9 +66,16 @@ def following(username: str):
     return _people(username, "following")
 
 
+def _not_self(username: str) -> None:
+    # The cluster refuses it too, but only after giving the write a seq.
+    if username.lower() == g.user.lower():
+        abort(403)
+
+
 @bp.route("/<username>/follow", methods=("POST",))
 @login_required
 def follow(username: str):
+    _not_self(username)
     result = cluster_access.write("follow", {"actor": g.user, "target": username})
     if result.reply.get("changed", True):
         flash(f"You now follow {username}.")
@@ -78,6 +85,10 @@ def follow(username: str):
 @bp.route("/<username>/unfollow", methods=("POST",))
 @login_required
 def unfollow(username: str):
-    cluster_access.write("unfollow", {"actor": g.user, "target": username})
-    flash(f"You no longer follow {username}.")
+    _not_self(username)
+    result = cluster_access.write("unfollow", {"actor": g.user, "target": username})
+    if result.reply.get("changed", True):
+        flash(f"You no longer follow {username}.")
+    else:
+        flash(f"You did not follow {username}.")
     return redirect(url_for("profiles.profile", username=username))

@@ -8,19 +8,22 @@ id must come from the page or the API client, not from a fresh uuid per call:
 - every write form carries `request_token`, a random token made when the form is rendered;
 - an API client may send an `Idempotency-Key` header.
 
-The id is a hash over the acting user, the operation and the token or key, so one user's key
-can never answer another user's write (nor a post's key a follow), and it fits the protocol's
-64 bytes whatever the parts are. Without a token or key a write gets a fresh id, as before.
+The id is a hash over the acting user, the operation, the token or key and what the write
+does (the text, the post id, the followed name, a sign-up's display name and password), so one
+user's key can never answer another user's write (nor a post's key a follow, nor one text's key
+another text), and it fits the protocol's 64 bytes whatever the parts are. Without a token or
+key a write gets a fresh id, as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from typing import Any
 
-from flask import Flask, abort, request
+from flask import Flask, abort, current_app, request
 
 from webfront.client import Unavailable, WriteResult
 
@@ -45,16 +48,27 @@ def valid_key(key: str) -> bool:
 def request_id(source: str, actor: str, op: str, key: str, *content: str) -> str:
     """`source:` and 48 hex digits (52 bytes) naming one write of `actor`.
 
-    `content` binds the id to what the form sent, for forms whose content can change under
-    one token (text edited after a 503, a page the browser restored): a changed form is a new
-    request. A password among it is safe: the hash also covers the form's token, 128 random
-    bits that are stored nowhere, so the id cannot be used to test guesses.
+    `content` binds the id to what the form or API call sent, whose content can change under
+    one token or key (text edited after a 503, a page the browser restored, a client reusing
+    a key): a changed request is a new request. A password from a form among it is safe: the
+    hash also covers the form's token, 128 random bits that are stored nowhere, so the id
+    cannot be used to test guesses. An API key may be guessable: the API passes a password
+    through `secret_digest`.
     """
     digest = hashlib.blake2b(digest_size=24, person=b"webfront-rid")
     for part in (source, actor.lower(), op, key, *content):
         data = part.encode()
         digest.update(len(data).to_bytes(4, "big") + data)  # length first: parts cannot blur
     return f"{source}:{digest.hexdigest()}"
+
+
+def secret_digest(value: str) -> str:
+    """`value` (a password) as an HMAC under the app's session key, for the content of an API
+    request id: an Idempotency-Key is the client's choice and may be guessable, unlike a form's
+    token, so a password must not go into the id in a form a guess can be checked against."""
+    key = current_app.secret_key
+    key = key.encode() if isinstance(key, str) else bytes(key)
+    return hmac.new(key, b"request-id-content\0" + value.encode(), hashlib.sha256).hexdigest()
 
 
 def form_request_id(actor: str, op: str, token: str | None, *content: str) -> str | None:

@@ -17,17 +17,19 @@ from flask import (
 from . import cluster_access
 from .auth import login_required
 from .forms import PostForm
+from .inputs import INT64_MAX, local_target, post_text, query_int
 from .request_ids import form_request_id, posted_token, write_form
 
 bp = Blueprint("timeline", __name__)
 
 
 def page_args() -> dict:
-    """`before` from the query string (for "older posts"), and the page size."""
+    """`before` from the query string (for "older posts"), and the page size; 400 if `before`
+    is not a number the API would take either."""
     args: dict = {"limit": current_app.config["PAGE_SIZE"]}
-    before = request.args.get("before", "")
-    if before.isdigit():
-        args["before"] = int(before)
+    before = query_int("before", 0, INT64_MAX)
+    if before is not None:
+        args["before"] = before
     return args
 
 
@@ -57,7 +59,7 @@ def public():
 def compose():
     form = PostForm()
     if form.validate_on_submit():
-        text = form.text.data.strip()
+        text = post_text(form.text.data)  # as validated: CRLF as LF, stripped
         # The text is part of the request: an edited text under the same token is a new post.
         if write_form(form, "create_post", {"actor": g.user, "text": text}, g.user, text):
             flash("Your post is published.")
@@ -84,12 +86,9 @@ def delete_post_url(post_id: int) -> str:
 @login_required
 def delete_post(post_id: int):
     # CSRFProtect has checked the token before we get here.
-    if post_id >= 2**63:  # ids are int64 seqs; a larger one cannot exist (and cannot be encoded)
+    if post_id > INT64_MAX:  # ids are int64 seqs; a larger one cannot exist (and cannot be encoded)
         abort(404)
     rid = form_request_id(g.user, "delete_post", posted_token(), str(post_id))
     cluster_access.write("delete_post", {"actor": g.user, "id": post_id}, request_id=rid)
     flash("Post deleted.")
-    target = request.form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("timeline.home")
-    return redirect(target)
+    return redirect(local_target(request.form.get("next"), url_for("timeline.home")))
