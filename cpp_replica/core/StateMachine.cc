@@ -66,6 +66,20 @@ std::optional<std::string_view> strArg(const msgpack::object& a, std::string_vie
     return s;
 }
 
+// A session or API token names the account it was issued for by that account's created_at
+// (`actor_since`, optional): a name deleted and signed up for again is another account, and a
+// write for the old one must not act as the new one.
+bool otherAccount(std::int64_t createdAt, const msgpack::object& a) {
+    const msgpack::object* since = arg(a, "actor_since");
+    if (since == nullptr || since->type == msgpack::type::NIL) return false;
+    auto v = asInt(*since);
+    return !v || *v != createdAt;
+}
+
+std::string accountReplaced() {
+    return error("forbidden", "the account this session or token was issued for was deleted");
+}
+
 // `limit` (1..200, default 50) and `before` (int, default none) of list queries.
 bool pageArgs(const msgpack::object* a, std::int64_t& before, std::int64_t& limit,
               std::string& err) {
@@ -248,6 +262,7 @@ void StateMachine::deleteUser(const msgpack::object& a) {
     if (!actor) return setReply(invalid("actor must be a string"));
     User* u = findUser(*actor);
     if (u == nullptr) return setReply(error("not_found", "no such user"));
+    if (otherAccount(u->createdAt, a)) return setReply(accountReplaced());
     // Copy the edge lists first: removeFollow edits them.
     std::vector<User*> followers, following;
     for (auto& [since, f] : u->followersBySince) followers.push_back(f);
@@ -273,6 +288,7 @@ void StateMachine::createPost(const msgpack::object& a, std::int64_t seq,
     if (n < 1 || n > 280) return setReply(invalid("text must be 1 to 280 characters"));
     User* u = findUser(*actor);
     if (u == nullptr) return setReply(error("not_found", "no such user"));
+    if (otherAccount(u->createdAt, a)) return setReply(accountReplaced());
     assert(u->posts.empty() || u->posts.back() < seq);  // ids grow with seq
     assert(posts_.empty() || posts_.rbegin()->first < seq);
     // Ids grow with seq, so the new post goes at the end: the hint makes the insert O(1).
@@ -331,6 +347,7 @@ void StateMachine::deletePost(const msgpack::object& a) {
     if (!id) return setReply(invalid("id must be an integer"));
     User* u = findUser(*actor);
     if (u == nullptr) return setReply(error("not_found", "no such user"));
+    if (otherAccount(u->createdAt, a)) return setReply(accountReplaced());
     auto it = posts_.find(*id);
     if (it == posts_.end()) return setReply(error("not_found", "no such post"));
     if (it->second.author != u) return setReply(error("forbidden", "not the author"));
@@ -363,6 +380,7 @@ void StateMachine::follow(const msgpack::object& a, std::int64_t seq, bool on) {
     if (!target) return setReply(invalid("target must be a string"));
     User* from = findUser(*actor);
     if (from == nullptr) return setReply(error("not_found", "no such user"));
+    if (otherAccount(from->createdAt, a)) return setReply(accountReplaced());
     User* to = findUser(*target);
     if (to == nullptr) return setReply(error("not_found", "no such target user"));
     if (from == to) return setReply(error("forbidden", "cannot follow yourself"));

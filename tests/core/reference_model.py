@@ -30,6 +30,15 @@ def err(code: str) -> dict[str, Any]:
     return {"ok": False, "code": code}
 
 
+def _other_account(u: Any, a: dict) -> bool:
+    """`actor_since` given (not nil) and not the acting account's created_at: the session or
+    token was for a deleted account whose name was taken again."""
+    since = a.get("actor_since")
+    if since is None:
+        return False
+    return not isinstance(since, int) or isinstance(since, bool) or since != u.created_at
+
+
 @dataclass
 class User:
     name: str
@@ -120,6 +129,8 @@ class Model:
             u = self._user(a["actor"])
             if u is None:
                 return err("not_found")
+            if _other_account(u, a):
+                return err("forbidden")
             key = u.name.lower()
             for f in list(u.followers):
                 del self.users[f].following[key]
@@ -140,6 +151,8 @@ class Model:
             u = self._user(a["actor"])
             if u is None:
                 return err("not_found")
+            if _other_account(u, a):
+                return err("forbidden")
             p = Post(seq, u.name.lower(), text, ts)
             self.posts[seq] = p
             return {"ok": True, "post": self._post_rec(p)}
@@ -152,6 +165,8 @@ class Model:
             u = self._user(a["actor"])
             if u is None:
                 return err("not_found")
+            if _other_account(u, a):
+                return err("forbidden")
             p = self.posts.get(pid)
             if p is None:
                 return err("not_found")
@@ -165,6 +180,8 @@ class Model:
             src = self._user(a["actor"])
             if src is None:
                 return err("not_found")
+            if _other_account(src, a):
+                return err("forbidden")
             dst = self._user(a["target"])
             if dst is None:
                 return err("not_found")

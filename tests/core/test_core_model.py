@@ -59,6 +59,17 @@ class ReplicaVsModel(RuleBasedStateMachine):
         for i in range(data.draw(st.integers(1, 5))):
             self.write("create_post", {"actor": name, "text": f"post {i}"})
 
+    @rule(name=names, op=st.sampled_from(["create_post", "delete_post", "follow", "delete_user"]),
+          stale=st.sampled_from([False, True, None]))
+    def as_account(self, name: str, op: str, stale: bool | None) -> None:
+        """A write naming its account by created_at (`actor_since`): the current one, an older
+        one (the name deleted and taken again), or a mistyped value."""
+        user = self.model._user(name)
+        since = (user.created_at if user else 1) - (1000 if stale else 0) if stale is not None \
+            else "x"
+        args = {"actor": name, "actor_since": since, "text": "hi", "id": 1, "target": "bob"}
+        self.write(op, args)
+
     @rule(name=names, pid=ints)
     def delete_post(self, name: str, pid: int) -> None:
         self.write("delete_post", {"actor": name, "id": pid})

@@ -75,7 +75,7 @@ def test_coordinator_unreachable():
     r = c.get("/api/v1/public")
     assert r.status_code == 503 and r.get_json()["error"]["code"] == "unavailable"
     with c.session_transaction() as session:
-        session["username"] = admin
+        session["username"], session["since"] = admin, 1  # no cluster to log in through
     page = c.get("/admin/cluster")
     assert page.status_code == 200
     assert "coordinator cannot be reached" in page.get_data(as_text=True)

@@ -59,8 +59,10 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.secret_key, salt="webfront-api-token")
 
 
-def issue_token(username: str) -> str:
-    return _serializer().dumps({"u": username})
+def issue_token(user: dict) -> str:
+    """A token for this account: its name, and its created_at, which tells it apart from an
+    account that takes the name after this one is deleted (`actor_since`, docs/protocol.md)."""
+    return _serializer().dumps({"u": user["username"], "c": user["created_at"]})
 
 
 def token_user() -> str:
@@ -76,9 +78,10 @@ def token_user() -> str:
         raise ApiError(401, "token_expired", "the token has expired; get a new one") from None
     except BadSignature:
         raise ApiError(401, "unauthorized", "invalid token") from None
-    if not isinstance(data, dict) or not isinstance(data.get("u"), str):
-        raise ApiError(401, "unauthorized", "invalid token")
-    g.api_user = data["u"]
+    if not isinstance(data, dict) or not isinstance(data.get("u"), str) \
+            or type(data.get("c")) is not int:  # a token from before accounts were told apart
+        raise ApiError(401, "unauthorized", "invalid token; get a new one")
+    g.api_user, g.user_since = data["u"], data["c"]
     return data["u"]
 
 
@@ -217,7 +220,7 @@ def create_token():
     user = auth.check_credentials(body["username"], body["password"], linearizable=True)
     if user is None:
         raise ApiError(401, "unauthorized", "wrong username or password")
-    return jsonify(token=issue_token(user["username"]), username=user["username"],
+    return jsonify(token=issue_token(user), username=user["username"],
                    expires_in=current_app.config["API_TOKEN_MAX_AGE"])
 
 
@@ -331,6 +334,7 @@ def cluster():
 
 
 def _write(op: str, args: dict, rid: str | None = None):
-    result = cluster_access.get_cluster().write(op, args, request_id=rid)
+    result = cluster_access.get_cluster().write(op, cluster_access.as_account(args),
+                                                request_id=rid)
     cluster_access._check(result.reply)
     return result

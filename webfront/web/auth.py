@@ -69,6 +69,11 @@ def check_credentials(username: str, password: str, *, linearizable: bool = Fals
 @bp.before_app_request
 def load_logged_in_user() -> None:
     g.user = session.get("username")
+    g.user_since = session.get("since")
+    if g.user is not None and type(g.user_since) is not int:
+        # A session from before accounts were told apart by created_at: log in again.
+        session.clear()
+        g.user = g.user_since = None
 
 
 @bp.app_context_processor
@@ -92,10 +97,12 @@ def login_required(view):
     return wrapped
 
 
-def _log_in(username: str) -> None:
+def _log_in(user: dict) -> None:
+    """The session is for this account: its name and its created_at (see as_account)."""
     last_seq = session.get("last_seq", 0)
     session.clear()  # a new session id's worth of state; no fixation
-    session["username"] = username
+    session["username"] = user["username"]
+    session["since"] = user["created_at"]
     session["last_seq"] = last_seq
     session.permanent = True
 
@@ -119,7 +126,7 @@ def register():
             form.username.errors.append("This name is taken.")
         else:
             if result is not None:
-                _log_in(result.reply["user"]["username"])
+                _log_in(result.reply["user"])
                 flash("Welcome! Your account is ready.")
                 return redirect(url_for("timeline.home"))
             return render_template("register.html", form=form), 503, {"Retry-After": "1"}
@@ -134,7 +141,7 @@ def login():
     if form.validate_on_submit():
         user = check_credentials(form.username.data.strip(), form.password.data)
         if user is not None:
-            _log_in(user["username"])
+            _log_in(user)
             flash(f"Logged in as {user['username']}.")
             return redirect(local_target(request.args.get("next"), url_for("timeline.home")))
         form.password.errors.append("Wrong username or password.")

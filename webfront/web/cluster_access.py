@@ -113,9 +113,19 @@ def remember_seq(seq: int) -> None:
         session["last_seq"] = int(seq)
 
 
+def as_account(args: dict[str, Any]) -> dict[str, Any]:
+    """A write's args naming the account the session or token was issued for (`actor_since`:
+    its created_at), so that the replicas refuse it if that account was deleted and its name
+    taken by another (docs/protocol.md)."""
+    since = g.get("user_since")
+    if since is not None and "actor" in args:
+        return {**args, "actor_since": since}
+    return args
+
+
 def write(op: str, args: dict[str, Any], *, request_id: str | None = None) -> WriteResult:
     """A write on behalf of the browser session; its seq is kept for read-your-writes."""
-    result = get_cluster().write(op, args, request_id=request_id)
+    result = get_cluster().write(op, as_account(args), request_id=request_id)
     _check(result.reply)
     remember_seq(result.seq)
     return result
