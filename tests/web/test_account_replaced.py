@@ -51,9 +51,9 @@ def test_an_old_browser_session_cannot_write_for_the_new_owner_of_the_name(app, 
     assert posts_of(api, name) == 0
 
 
-def test_a_session_or_token_from_before_accounts_were_told_apart_must_log_in_again(app, api):
+def test_a_session_from_before_accounts_were_told_apart_must_log_in_again(app):
     browser = app.test_client()
-    name, _ = AuthActions(browser).register(unique("s"))
+    AuthActions(browser).register(unique("s"))
     with browser.session_transaction() as session:
         del session["since"]  # what a session made by the previous version holds
     assert browser.get("/").status_code == 302  # to the login page
