@@ -59,3 +59,13 @@ def test_a_session_from_before_accounts_were_told_apart_must_log_in_again(app):
     assert browser.get("/").status_code == 302  # to the login page
     with browser.session_transaction() as session:
         assert "username" not in session
+
+
+def test_a_token_from_before_accounts_were_told_apart_gets_401_and_writes_nothing(app, api):
+    from itsdangerous import URLSafeTimedSerializer
+
+    name, _ = api.signup()
+    old = URLSafeTimedSerializer(app.secret_key, salt="webfront-api-token").dumps({"u": name})
+    r = api.call("POST", "/posts", old, json={"text": "hello"})
+    assert r.status_code == 401 and "get a new one" in r.get_json()["error"]["message"]
+    assert posts_of(api, name) == 0
