@@ -87,6 +87,7 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
             if restart_at is not None and now >= restart_at:
                 cluster.start_coordinator()
                 started_at, restart_at = now, None
+            cluster.ensure_standby()
             try:
                 entries = [p for p in json.loads((data_dir / RUN_FILE).read_text())["processes"]
                            if p["role"] == "replica"]

@@ -66,7 +66,7 @@ class Placement:
 
 @dataclass
 class Proc:
-    role: str  # replica | coordinator | web
+    role: str  # replica | coordinator | standby | web
     id: str
     argv: list[str]
     address: str
@@ -361,6 +361,13 @@ class LocalCluster:
                         coordinator.address, coordinator.data_dir, env=dict(coordinator.env))
             self.procs["standby"] = proc
             self._spawn(proc, stdin=subprocess.PIPE)
+
+    def ensure_standby(self) -> None:
+        """Replace a standby that died while waiting (the supervisor calls this often)."""
+        proc = self.procs.get("standby")
+        if self.standby and proc is not None and not proc.alive():
+            self._kill(proc)  # reaped
+            self._start_standby()
 
     def _promote(self, standby: Proc, coordinator: Proc) -> bool:
         """Tell the standby to run as the coordinator; False if it cannot be (gone, or started

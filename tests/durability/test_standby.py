@@ -43,9 +43,12 @@ def test_a_killed_coordinator_is_replaced_by_its_idle_standby(tmp_path):
         spare = cluster.procs["standby"]
         assert spare.pid != standby.pid and spare.alive()  # the next one is ready
 
-        # Its supervisor gone (the pipe closed), a standby exits rather than linger.
+        # Its supervisor gone (the pipe closed), a standby exits rather than linger; the
+        # supervisor's loop (ensure_standby) starts another.
         spare.popen.stdin.close()
         assert spare.popen.wait(10) == 0
+        cluster.ensure_standby()
+        assert cluster.procs["standby"].pid != spare.pid and cluster.procs["standby"].alive()
     finally:
         cluster.stop()
 
