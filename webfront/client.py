@@ -52,9 +52,16 @@ class Forbidden(ClusterError):
     code = "forbidden"
 
 
-_BY_CODE: dict[str, type[ClusterError]] = {
+class AccountReplaced(Forbidden):
+    """The write was for an account that was deleted, its name since taken by another
+    (`actor_since`, docs/protocol.md): the session or token that sent it is void."""
+
+    code = "account_replaced"
+
+
+BY_CODE: dict[str, type[ClusterError]] = {
     "invalid": Invalid, "conflict": Conflict, "not_found": NotFound, "forbidden": Forbidden,
-    "unavailable": Unavailable, "timeout": Unavailable,
+    "account_replaced": AccountReplaced, "unavailable": Unavailable, "timeout": Unavailable,
 }
 
 
@@ -80,7 +87,7 @@ def _parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
 def _raise_for_reply(reply: Any) -> None:
     if isinstance(reply, dict) and reply.get("ok") is False:
         code = str(reply.get("code", "error"))
-        cls = _BY_CODE.get(code, ClusterError)
+        cls = BY_CODE.get(code, ClusterError)
         raise cls(str(reply.get("msg", code)), code)
 
 
@@ -180,7 +187,7 @@ class ClusterClient:
                     time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                     delay = min(delay * 2, RETRY_DELAY_MAX)
                     continue
-                cls = _BY_CODE.get(code, ClusterError)
+                cls = BY_CODE.get(code, ClusterError)
                 raise cls(str(body.get("msg", code)), code)
             return body
 

@@ -77,7 +77,8 @@ bool otherAccount(std::int64_t createdAt, const msgpack::object& a) {
 }
 
 std::string accountReplaced() {
-    return error("forbidden", "the account this session or token was issued for was deleted");
+    return error("account_replaced",
+                 "the account this session or token was issued for was deleted");
 }
 
 // `limit` (1..200, default 50) and `before` (int, default none) of list queries.

@@ -130,7 +130,7 @@ class Model:
             if u is None:
                 return err("not_found")
             if _other_account(u, a):
-                return err("forbidden")
+                return err("account_replaced")
             key = u.name.lower()
             for f in list(u.followers):
                 del self.users[f].following[key]
@@ -152,7 +152,7 @@ class Model:
             if u is None:
                 return err("not_found")
             if _other_account(u, a):
-                return err("forbidden")
+                return err("account_replaced")
             p = Post(seq, u.name.lower(), text, ts)
             self.posts[seq] = p
             return {"ok": True, "post": self._post_rec(p)}
@@ -166,7 +166,7 @@ class Model:
             if u is None:
                 return err("not_found")
             if _other_account(u, a):
-                return err("forbidden")
+                return err("account_replaced")
             p = self.posts.get(pid)
             if p is None:
                 return err("not_found")
@@ -181,7 +181,7 @@ class Model:
             if src is None:
                 return err("not_found")
             if _other_account(src, a):
-                return err("forbidden")
+                return err("account_replaced")
             dst = self._user(a["target"])
             if dst is None:
                 return err("not_found")

@@ -28,12 +28,13 @@ def test_an_old_token_cannot_write_for_the_new_owner_of_the_name(api):
     new = replace_account(api, name, old)
 
     r = api.call("POST", "/posts", old, json={"text": "from the deleted account"})
-    assert r.status_code == 403, r.get_json()
+    assert r.status_code == 401, r.get_json()
+    assert r.get_json()["error"]["code"] == "account_replaced"
     assert "deleted" in r.get_json()["error"]["message"]
     other, _ = api.signup()
     for method, path, body in (("POST", "/follows", {"username": other}),
                                ("DELETE", f"/users/{name}", None)):
-        assert api.call(method, path, old, json=body).status_code == 403
+        assert api.call(method, path, old, json=body).status_code == 401
     assert posts_of(api, name) == 0
     assert api.call("GET", f"/users/{other}").get_json()["followers"] == 0
 
@@ -47,8 +48,13 @@ def test_an_old_browser_session_cannot_write_for_the_new_owner_of_the_name(app, 
     r = api.call("POST", "/tokens", json={"username": name, "password": PASSWORD})
     replace_account(api, name, r.get_json()["token"])
 
-    AuthActions(browser).post("from the deleted account")
+    r = AuthActions(browser).post("from the deleted account")
     assert posts_of(api, name) == 0
+    # The session is void: logged out and sent to log in, with a word why.
+    assert r.status_code == 302 and r.headers["Location"].endswith("/login")
+    with browser.session_transaction() as session:
+        assert "username" not in session
+    assert "was deleted" in browser.get("/login").get_data(as_text=True)
 
 
 def test_a_session_from_before_accounts_were_told_apart_must_log_in_again(app):

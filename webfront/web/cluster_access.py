@@ -93,11 +93,9 @@ def init_app(app: Flask) -> None:
 def _check(reply: dict) -> dict:
     """Raise the client's exception for an error reply (the client may already have)."""
     if isinstance(reply, dict) and reply.get("ok") is False:
-        from webfront import client as c
+        from webfront.client import BY_CODE
 
-        kinds = {"invalid": c.Invalid, "conflict": c.Conflict, "not_found": c.NotFound,
-                 "forbidden": c.Forbidden, "unavailable": c.Unavailable}
-        kind = kinds.get(reply.get("code"), c.ClusterError)
+        kind = BY_CODE.get(reply.get("code"), ClusterError)
         raise _make_error(kind, reply.get("code", "error"), reply.get("msg", ""))
     return reply
 

@@ -6,12 +6,20 @@ Pages under /api/ and other JSON endpoints (`*.json`, polled by scripts) get
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from webfront.client import ClusterError, Conflict, Forbidden, Invalid, NotFound, Unavailable
+from webfront.client import (
+    AccountReplaced,
+    ClusterError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
 
 from .inputs import InvalidInput
 
@@ -95,6 +103,17 @@ def _csrf_error(exc: CSRFError):
                           "Go back, reload the page and try again.")
 
 
+def _account_replaced(exc: AccountReplaced):
+    """The session's or token's account was deleted and its name taken again: the credential
+    is void. A token gets 401; a browser is logged out and sent to the login page."""
+    if wants_json():
+        return error_response(401, "account_replaced",
+                              "the account this token was issued for was deleted; get a new token")
+    session.clear()
+    flash("The account you were logged in to was deleted. Log in again.")
+    return redirect(url_for("auth.login"))
+
+
 def _invalid_input(exc: InvalidInput):
     return error_response(400, "invalid", str(exc))
 
@@ -104,6 +123,7 @@ def _rate_limited(exc: RateLimitExceeded):
 
 
 def init_app(app: Flask) -> None:
+    app.register_error_handler(AccountReplaced, _account_replaced)
     app.register_error_handler(ClusterError, _cluster_error)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(InvalidInput, _invalid_input)
