@@ -149,6 +149,13 @@ def login():
     return render_template("login.html", form=form), status
 
 
+@bp.get("/logout")
+def logout_page():
+    """Logging out is a POST with a CSRF token (a link could log anyone out); a GET here goes
+    home, logged in as before (it would otherwise reach the profile route: "no such user")."""
+    return redirect(url_for("timeline.home"))
+
+
 @bp.route("/logout", methods=("POST",))
 def logout():
     # CSRFProtect has checked the token before we get here.

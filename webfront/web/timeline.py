@@ -54,6 +54,13 @@ def public():
                            form=PostForm() if g.user else None)
 
 
+@bp.get("/compose")
+def compose_page():
+    """The compose form lives on the home page (a GET here would otherwise reach the profile
+    route and answer "no such user")."""
+    return redirect(url_for("timeline.home"))
+
+
 @bp.route("/compose", methods=("POST",))
 @login_required
 def compose():
