@@ -25,7 +25,8 @@ ERRORS = {
             "field, a field of the wrong type or against its rules (control characters, "
             "text-direction overrides, length), a query parameter that is not a number in "
             "range, or a malformed Idempotency-Key; nothing changed."),
-    "401": "Missing, invalid or expired bearer token.",
+    "401": "Missing, invalid or expired bearer token, or one issued for an account that was "
+           "deleted (error code `account_replaced`): get a new token.",
     "403": "Not allowed for this user.",
     "404": "No such user or post.",
     "409": "Username taken.",
