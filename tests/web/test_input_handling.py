@@ -417,11 +417,12 @@ def test_admin_cluster_json_answers_errors_in_json(backend, client, auth):
     assert r.status_code == 200 and r.is_json and "replicas" in r.get_json()
 
 
-def test_get_on_the_post_only_pages_goes_home_and_changes_nothing(client, auth):
+def test_get_on_the_post_only_pages_is_405_and_changes_nothing(client, auth):
     """GET /compose and GET /logout reached the profile route ("no such user", 404)."""
     auth.register()
     for path in ("/compose", "/logout"):
         r = client.get(path)
-        assert r.status_code == 302 and r.headers["Location"] == "/", (path, r.status_code)
+        assert r.status_code == 405 and r.headers["Allow"] == "POST", (path, r.status_code)
+        assert "no such user" not in r.get_data(as_text=True)
     with client.session_transaction() as session:
         assert session.get("username")  # still logged in: a GET does not log out

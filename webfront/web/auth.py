@@ -10,6 +10,7 @@ import functools
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     g,
@@ -151,9 +152,9 @@ def login():
 
 @bp.get("/logout")
 def logout_page():
-    """Logging out is a POST with a CSRF token (a link could log anyone out); a GET here goes
-    home, logged in as before (it would otherwise reach the profile route: "no such user")."""
-    return redirect(url_for("timeline.home"))
+    """405, not the profile route's "no such user" that a GET here would otherwise reach:
+    logging out is a POST with a CSRF token (a link could log anyone out)."""
+    abort(405, valid_methods=["POST"])
 
 
 @bp.route("/logout", methods=("POST",))

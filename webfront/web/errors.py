@@ -6,10 +6,20 @@ Pages under /api/ and other JSON endpoints (`*.json`, polled by scripts) get
 
 from __future__ import annotations
 
-from flask import Flask, flash, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    flash,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from webfront.client import (
     AccountReplaced,
@@ -95,7 +105,10 @@ def _http_error(exc: HTTPException):
     code = HTTP_CODES.get(status, "error")
     message = exc.description if wants_json() and exc.description else EXPLANATIONS.get(
         status, exc.description or "Something went wrong.")
-    return error_response(status, code, message)
+    response = make_response(error_response(status, code, message))
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # HTTP requires it with 405
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
 
 
 def _csrf_error(exc: CSRFError):

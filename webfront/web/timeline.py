@@ -56,9 +56,9 @@ def public():
 
 @bp.get("/compose")
 def compose_page():
-    """The compose form lives on the home page (a GET here would otherwise reach the profile
-    route and answer "no such user")."""
-    return redirect(url_for("timeline.home"))
+    """405, not the profile route's "no such user" that a GET here would otherwise reach: the
+    compose form lives on the home page and posts here."""
+    abort(405, valid_methods=["POST"])
 
 
 @bp.route("/compose", methods=("POST",))
