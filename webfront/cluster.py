@@ -30,6 +30,10 @@ RUN_FILE = "cluster.json"
 _ROOT = str(Path(__file__).resolve().parent.parent)  # on the PYTHONPATH of every process
 
 
+def _standby_argv(coordinator: Proc) -> list[str]:
+    return [*coordinator.argv, "--standby"]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -357,7 +361,7 @@ class LocalCluster:
     def _start_standby(self) -> None:
         if self.standby:
             coordinator = self.procs["coordinator"]
-            proc = Proc("standby", coordinator.id, [*coordinator.argv, "--standby"],
+            proc = Proc("standby", coordinator.id, _standby_argv(coordinator),
                         coordinator.address, coordinator.data_dir, env=dict(coordinator.env))
             self.procs["standby"] = proc
             self._spawn(proc, stdin=subprocess.PIPE)
@@ -365,14 +369,13 @@ class LocalCluster:
     def ensure_standby(self) -> None:
         """Replace a standby that died while waiting (the supervisor calls this often)."""
         proc = self.procs.get("standby")
-        if self.standby and proc is not None and not proc.alive():
-            self._kill(proc)  # reaped
+        if self.standby and proc is not None and not proc.alive():  # alive() reaped it
             self._start_standby()
 
     def _promote(self, standby: Proc, coordinator: Proc) -> bool:
         """Tell the standby to run as the coordinator; False if it cannot be (gone, or started
         with another command line or environment than a new coordinator would be now)."""
-        if not standby.alive() or standby.argv != [*coordinator.argv, "--standby"] \
+        if not standby.alive() or standby.argv != _standby_argv(coordinator) \
                 or standby.spawned_env != self._env(coordinator):
             return False
         try:

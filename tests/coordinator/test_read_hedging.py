@@ -8,6 +8,9 @@ who gets hedged, who does not, and which answer the client gets."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -40,20 +43,28 @@ class Connection:
         self.transport = Transport()
 
 
-@pytest.fixture
-def coordinator(tmp_path):
+@contextmanager
+def started_coordinator(tmp_path, **config: Any) -> Iterator[Coordinator]:
+    """A sequencing Coordinator of three replicas, all up, behind recording connections."""
     loop = asyncio.new_event_loop()
-    config = CoordinatorConfig(
+    c = Coordinator(CoordinatorConfig(
         replicas=[ReplicaConfig(str(i), "127.0.0.1", 1 + i) for i in range(1, 4)],
-        insecure=True, state_dir=str(tmp_path), read_hedge_ms=HEDGE_MS)
-    c = Coordinator(config, loop)
+        insecure=True, state_dir=str(tmp_path), **config), loop)
     c.started = True
     for link in c.links:
         link.state, link.receives_writes, link.conn = UP, True, Connection()
-    yield c
-    c.reads.stop()
-    c.monitor.stop()
-    loop.close()
+    try:
+        yield c
+    finally:
+        c.reads.stop()
+        c.monitor.stop()
+        loop.close()
+
+
+@pytest.fixture
+def coordinator(tmp_path):
+    with started_coordinator(tmp_path, read_hedge_ms=HEDGE_MS) as c:
+        yield c
 
 
 def run(c: Coordinator, seconds: float, talking=()) -> None:

@@ -9,31 +9,18 @@ of being retried."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from tests.coordinator.test_ack_counting import Client
-from tests.coordinator.test_read_hedging import Connection
-from webfront.coordinator.broadcaster import DOWN, RECOVERING, UP
-from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
+from tests.coordinator.test_read_hedging import started_coordinator
+from webfront.coordinator.broadcaster import DOWN, RECOVERING
 from webfront.coordinator.core import Coordinator
 
 
 @pytest.fixture
 def coordinator(tmp_path):
-    loop = asyncio.new_event_loop()
-    config = CoordinatorConfig(
-        replicas=[ReplicaConfig(str(i), "127.0.0.1", 1 + i) for i in range(1, 4)],
-        insecure=True, state_dir=str(tmp_path))
-    c = Coordinator(config, loop)
-    c.started = True
-    for link in c.links:
-        link.state, link.receives_writes, link.conn = UP, True, Connection()
-    yield c
-    c.reads.stop()
-    c.monitor.stop()
-    loop.close()
+    with started_coordinator(tmp_path) as c:
+        yield c
 
 
 def catching_up(c: Coordinator, *ids: str) -> None:
