@@ -497,6 +497,8 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         if (!pageArgs(args, before, limit, err)) return err;
         const User* u;
         if (!userArg(u)) return out;
+        // A home timeline is read for the session's or token's own account (`actor_since`).
+        if (q == "home" && otherAccount(u->createdAt, *args)) return accountReplaced();
         std::vector<std::int64_t> ids;
         if (q == "user_posts") {
             newestFirst(u->posts.begin(), std::lower_bound(u->posts.begin(), u->posts.end(), before),
@@ -603,6 +605,7 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         if (!target) return invalid("target must be a string");
         const User* from = findUser(*actor);
         if (from == nullptr) return error("not_found", "no such user");
+        if (otherAccount(from->createdAt, *args)) return accountReplaced();
         const User* to = findUser(*target);
         if (to == nullptr) return error("not_found", "no such target user");
         p.mapHeader(3);

@@ -246,7 +246,11 @@ class Model:
             if not isinstance(actor, str) or not isinstance(target, str):
                 return err("invalid")
             src, dst = self._user(actor), self._user(target)
-            if src is None or dst is None:
+            if src is None:
+                return err("not_found")
+            if _other_account(src, a):
+                return err("account_replaced")
+            if dst is None:
                 return err("not_found")
             return {"ok": True, "following": dst.name.lower() in src.following,
                     "followed_by": dst.name.lower() in src.followers}
@@ -271,6 +275,8 @@ class Model:
         if q == "user_posts":
             return self._posts_page([i for i, p in self.posts.items() if p.author == key], *page)
         if q == "home":
+            if _other_account(u, a):
+                return err("account_replaced")
             authors = {key, *u.following}
             return self._posts_page([i for i, p in self.posts.items() if p.author in authors],
                                     *page)

@@ -59,16 +59,29 @@ class ReplicaVsModel(RuleBasedStateMachine):
         for i in range(data.draw(st.integers(1, 5))):
             self.write("create_post", {"actor": name, "text": f"post {i}"})
 
+    def since_of(self, name: str, stale: bool | None) -> object:
+        """An `actor_since` for `name`: its account's created_at, an older one (the name deleted
+        and taken again) when stale, a mistyped value when None."""
+        if stale is None:
+            return "x"
+        user = self.model._user(name)
+        return (user.created_at if user else 1) - (1000 if stale else 0)
+
     @rule(name=names, op=st.sampled_from(["create_post", "delete_post", "follow", "delete_user"]),
           stale=st.sampled_from([False, True, None]))
     def as_account(self, name: str, op: str, stale: bool | None) -> None:
-        """A write naming its account by created_at (`actor_since`): the current one, an older
-        one (the name deleted and taken again), or a mistyped value."""
-        user = self.model._user(name)
-        since = (user.created_at if user else 1) - (1000 if stale else 0) if stale is not None \
-            else "x"
+        """A write naming its account by created_at (`actor_since`)."""
+        since = self.since_of(name, stale)
         args = {"actor": name, "actor_since": since, "text": "hi", "id": 1, "target": "bob"}
         self.write(op, args)
+
+    @rule(name=names, q=st.sampled_from(["home", "relation"]),
+          stale=st.sampled_from([False, True, None]))
+    def read_as_account(self, name: str, q: str, stale: bool | None) -> None:
+        """A read for the session's own account (home timeline, relation) with `actor_since`."""
+        since = self.since_of(name, stale)
+        key = "username" if q == "home" else "actor"
+        self.read(q, {key: name, "actor_since": since, "target": "bob"})
 
     @rule(name=names, pid=ints)
     def delete_post(self, name: str, pid: int) -> None:

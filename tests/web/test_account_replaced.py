@@ -57,6 +57,34 @@ def test_an_old_browser_session_cannot_write_for_the_new_owner_of_the_name(app, 
     assert "was deleted" in browser.get("/login").get_data(as_text=True)
 
 
+def test_an_old_token_cannot_read_the_new_owners_home_timeline(api):
+    name, old = api.signup()
+    new = replace_account(api, name, old)
+    assert api.call("POST", "/posts", new, json={"text": "only for me to see here"}).status_code \
+        == 201
+
+    r = api.call("GET", "/timeline", old)
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "account_replaced"
+    r = api.call("GET", "/timeline", new)
+    assert r.status_code == 200
+    assert [p["text"] for p in r.get_json()["posts"]] == ["only for me to see here"]
+
+
+def test_an_old_browser_session_is_logged_out_when_it_reads(app, api):
+    """The home page and a profile (its follow button reads the session's own follows)."""
+    other, _ = api.signup()
+    for path in ("/", f"/{other}"):
+        browser = app.test_client()
+        name, _ = AuthActions(browser).register(unique("s"))
+        r = api.call("POST", "/tokens", json={"username": name, "password": PASSWORD})
+        replace_account(api, name, r.get_json()["token"])
+
+        r = browser.get(path)
+        assert r.status_code == 302 and r.headers["Location"].endswith("/login"), path
+        with browser.session_transaction() as session:
+            assert "username" not in session
+
+
 def test_a_session_from_before_accounts_were_told_apart_must_log_in_again(app):
     browser = app.test_client()
     AuthActions(browser).register(unique("s"))

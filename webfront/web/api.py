@@ -269,8 +269,8 @@ def user_posts(username: str):
 @bp.get("/timeline")
 def home_timeline():
     actor = token_user()
-    return posts_page(cluster_access.read_linearizable("home", {"username": actor,
-                                                                **page_args()}))
+    args = cluster_access.as_account({"username": actor, **page_args()}, "username")
+    return posts_page(cluster_access.read_linearizable("home", args))
 
 
 @bp.get("/public")

@@ -111,12 +111,13 @@ def remember_seq(seq: int) -> None:
         session["last_seq"] = int(seq)
 
 
-def as_account(args: dict[str, Any]) -> dict[str, Any]:
-    """A write's args naming the account the session or token was issued for (`actor_since`:
-    its created_at), so that the replicas refuse it if that account was deleted and its name
-    taken by another (docs/protocol.md)."""
+def as_account(args: dict[str, Any], key: str = "actor") -> dict[str, Any]:
+    """Args naming the account the session or token was issued for (`actor_since`: its
+    created_at), so that the replicas refuse the request if that account was deleted and its
+    name taken by another (docs/protocol.md). `key` is the argument that names the session's own
+    user: `actor` for writes and `relation`, `username` for the home timeline."""
     since = g.get("user_since")
-    if since is not None and "actor" in args:
+    if since is not None and key in args:
         return {**args, "actor_since": since}
     return args
 

@@ -34,7 +34,8 @@ def _is_following(target: str) -> bool:
     """Whether the logged-in user follows `target` (one `relation` query)."""
     if not g.user or g.user.lower() == target.lower():
         return False
-    return cluster_access.read("relation", {"actor": g.user, "target": target})["following"]
+    args = cluster_access.as_account({"actor": g.user, "target": target})
+    return cluster_access.read("relation", args)["following"]
 
 
 @bp.route("/<username>")

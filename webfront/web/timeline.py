@@ -34,7 +34,8 @@ def page_args() -> dict:
 
 
 def home_page(form: PostForm):
-    page = cluster_access.read("home", {"username": g.user, **page_args()})
+    args = cluster_access.as_account({"username": g.user, **page_args()}, "username")
+    page = cluster_access.read("home", args)
     return render_template("timeline.html", kind="home", title="Your timeline",
                            posts=page["posts"], next=page.get("next"), form=form)
 
