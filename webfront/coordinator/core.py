@@ -142,15 +142,26 @@ class Coordinator:
             if link.is_open and link.id in self._readies:
                 self._send_epoch(link, self._readies[link.id])
 
+    def _rank(self, info: dict) -> tuple[int, int]:
+        """How much of the agreed history a replica holds, from its `ready` or `epoch_ok`: the
+        epoch of its last write, then its seq (Raft's rule: a replica written by a newer epoch
+        holds everything an older one got acknowledged). A replica whose last writes a newer
+        epoch overwrote (`stale_suffix`: a suffix no majority acknowledged) ranks below all:
+        taking its seq as H would wedge the cluster on a state no one else can match."""
+        seq, last_epoch = info.get("s", 0), info.get("le", 0)
+        if self.epochs.stale_suffix(seq, last_epoch):
+            return (-1, -1)
+        return (last_epoch, seq)
+
     def _most_advanced(self) -> list[ReplicaLink]:
-        """Every replica at the highest seq, then the most advanced others until a majority.
+        """Every replica of the highest rank, then the most advanced others until a majority.
         Sequencing waits for their `epoch_ok` (while they stay connected), so H, the seq this
         epoch continues after, is as high as the handshakes showed (a write acknowledged under
         policy `first` may be on one replica only)."""
         open_ = [x for x in self.links if x.is_open and x.id in self._readies]
-        open_.sort(key=lambda x: -self._readies[x.id].get("s", 0))
-        top = self._readies[open_[0].id].get("s", 0) if open_ else 0
-        chosen = [x for x in open_ if self._readies[x.id].get("s", 0) == top]
+        open_.sort(key=lambda x: self._rank(self._readies[x.id]), reverse=True)
+        top = self._rank(self._readies[open_[0].id]) if open_ else None
+        chosen = [x for x in open_ if self._rank(self._readies[x.id]) == top]
         for x in open_:
             if len(chosen) >= self.broadcaster.majority:
                 break
@@ -208,8 +219,8 @@ class Coordinator:
 
     def _begin(self, fenced: list[ReplicaLink]) -> None:
         """A majority stored our epoch: no older coordinator can complete a write now. The
-        highest seq among them bounds every acknowledged write; sequence after it."""
-        best = max(fenced, key=lambda x: x.fence_reply.get("s", 0))
+        highest ranked among them holds every acknowledged write; sequence after its seq."""
+        best = max(fenced, key=lambda x: self._rank(x.fence_reply))
         last_seq = best.fence_reply.get("s", 0)
         if last_seq and not self._time_floor_known:
             self.phase = "timing"

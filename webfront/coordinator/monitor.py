@@ -194,15 +194,16 @@ class Monitor:
         known = c.history.digests.get(applied)
         if link.diverged:
             c.recovery.start(link, True, "diverged earlier: rebuilding by state transfer")
+        elif c.epochs.stale_suffix(applied, link.last_epoch):
+            # Before the digest check: another digest at this seq is expected, not an alarm.
+            c.recovery.start(link, True, f"its writes up to {applied} are of epoch "
+                             f"{link.last_epoch}, overwritten by epoch "
+                             f"{c.epochs.owner(applied)}; state transfer")
         elif known is not None and known != link.digest:
             c.divergence(link, applied, "digest at its applied seq differs")
         elif applied > last:
             c.recovery.start(link, True, f"applied {applied} is ahead of the cluster ({last}): "
                              "an unacknowledged suffix of an old epoch; state transfer")
-        elif c.epochs.stale_suffix(applied, link.last_epoch):
-            c.recovery.start(link, True, f"its writes up to {applied} are of epoch "
-                             f"{link.last_epoch}, overwritten by epoch "
-                             f"{c.epochs.owner(applied)}; state transfer")
         elif applied == last or c.history.covers_after(applied):
             c.acks.credit_lost(link, applied, link.digest)
             self.hand_over(link, applied)

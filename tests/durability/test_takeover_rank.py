@@ -1,0 +1,80 @@
+"""Which replica a new coordinator continues from (H) after two takeovers in a row.
+
+Coordinator 1 dies just after its write at seq N+1 reached replica 1 only. Coordinator 2
+fences replicas 2 and 3, records that its epoch begins at N+1 and dies, with or without a write
+of its own at N+1 acknowledged by 2 and 3. Coordinator 3 then sees all three. Replica 1's seq
+is the highest, but its last write was overwritten by epoch 2: it must not be H. Taking it
+wedged the cluster for good (replica 1 sent to state transfer with no replica up to copy
+from) and called 2 and 3, the holders of the acknowledged write, diverged.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import post_texts, wait_for
+from tests.durability.load import wait_converged
+from tests.durability.test_divergence import divergences, events, rogue_write, write_history
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def listened(cluster, rid: str) -> int:
+    """How many times replica rid has started listening (its log survives restarts)."""
+    log = (cluster.data_dir / f"replica-{rid}.log").read_text(errors="replace")
+    return log.count("event=listening")
+
+
+def two_takeovers(cluster, epoch_two_writes: bool) -> int | None:
+    """The scenario of the module docstring up to coordinator 3's start; returns the seq of
+    coordinator 2's acknowledged write, if it made one."""
+    seq = write_history(cluster, "alice", ["one", "two"])
+    wait_converged(cluster, timeout=10)
+    first_epoch = cluster.status()["epoch"]
+    cluster.kill_coordinator()
+    rogue_write(cluster, "1", first_epoch, seq + 1, "create_post",
+                {"actor": "alice", "text": "never acknowledged"})
+    cluster.kill_replica(1)
+    cluster.start_coordinator()
+    wait_for(lambda: cluster.status()["writable"], timeout=15, what="epoch 2 writable")
+    assert cluster.status()["epoch"] == first_epoch + 1
+    acked = None
+    if epoch_two_writes:
+        with cluster.client() as client:
+            r = client.write("create_post", {"actor": "alice", "text": "acknowledged"})
+        assert r.reply["ok"] and r.seq == seq + 1, (r.reply, r.seq)
+        acked = r.seq
+        wait_for(lambda: all(post_texts(cluster, rid, "alice")[0] == "acknowledged"
+                             for rid in ("2", "3")), timeout=5, what="2 and 3 applied it")
+    cluster.kill_coordinator()
+    cluster.restart_replica(1)
+    wait_for(lambda: listened(cluster, "1") >= 2, timeout=10, what="replica 1 restarted")
+    cluster.start_coordinator()
+    return acked
+
+
+@pytest.mark.parametrize("epoch_two_writes", [False, True], ids=["epoch2-silent",
+                                                                 "epoch2-acked"])
+def test_a_replica_holding_an_overwritten_suffix_is_not_taken_as_h(cluster_factory,
+                                                                  epoch_two_writes):
+    cluster = cluster_factory()
+    acked = two_takeovers(cluster, epoch_two_writes)
+
+    status = wait_converged(cluster, timeout=20)  # every replica up, one digest
+    assert status["writable"]
+    begin = events(cluster, "epoch_begin")[-1]
+    assert int(begin["after_seq"]) == (acked or acked_seq_before(cluster))
+    assert divergences(cluster) == []  # a stale suffix is expected, not an alarm
+    # Replica 1 was rebuilt from the others; the write no majority saw is gone everywhere.
+    assert [e for e in events(cluster, "state_transfer_end", "1")]
+    want = (["acknowledged"] if acked else []) + ["two", "one"]
+    for rid in ("1", "2", "3"):
+        assert post_texts(cluster, rid, "alice") == want, rid
+    with cluster.client() as client:
+        assert client.write("create_post", {"actor": "alice", "text": "after"}).reply["ok"]
+
+
+def acked_seq_before(cluster) -> int:
+    """The seq of the last write every coordinator agreed on when epoch 2 wrote nothing: the
+    seq epoch 2 continued after."""
+    return int(events(cluster, "epoch_begin")[-2]["after_seq"])
