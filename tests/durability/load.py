@@ -97,6 +97,12 @@ class Load(ClientThreads):
 
 
 
+def times_listened(cluster: LocalCluster, rid: str) -> int:
+    """How many times replica rid has started listening (its log file survives restarts)."""
+    path = cluster.data_dir / f"replica-{rid}.log"
+    return path.read_text(errors="replace").count("event=listening") if path.exists() else 0
+
+
 def wait_converged(cluster: LocalCluster, timeout: float = 20.0) -> dict:
     """Every member up, at the head seq, with one digest."""
     deadline = time.monotonic() + timeout

@@ -13,16 +13,10 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import post_texts, wait_for
-from tests.durability.load import wait_converged
+from tests.durability.load import times_listened, wait_converged
 from tests.durability.test_divergence import divergences, events, rogue_write, write_history
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def listened(cluster, rid: str) -> int:
-    """How many times replica rid has started listening (its log survives restarts)."""
-    log = (cluster.data_dir / f"replica-{rid}.log").read_text(errors="replace")
-    return log.count("event=listening")
 
 
 def two_takeovers(cluster, epoch_two_writes: bool) -> int | None:
@@ -48,7 +42,7 @@ def two_takeovers(cluster, epoch_two_writes: bool) -> int | None:
                              for rid in ("2", "3")), timeout=5, what="2 and 3 applied it")
     cluster.kill_coordinator()
     cluster.restart_replica(1)
-    wait_for(lambda: listened(cluster, "1") >= 2, timeout=10, what="replica 1 restarted")
+    wait_for(lambda: times_listened(cluster, "1") >= 2, timeout=10, what="replica 1 restarted")
     cluster.start_coordinator()
     return acked
 

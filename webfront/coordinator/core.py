@@ -17,6 +17,7 @@ from webfront.coordinator.acks import AckCounter
 from webfront.coordinator.broadcaster import (
     DOWN,
     RECOVERING,
+    UP,
     Broadcaster,
     PendingWrite,
     ReplicaLink,
@@ -27,7 +28,7 @@ from webfront.coordinator.epochs import EpochStore
 from webfront.coordinator.events import event, transition
 from webfront.coordinator.flush import Flusher
 from webfront.coordinator.history import History
-from webfront.coordinator.membership import MembershipStore
+from webfront.coordinator.membership import MembershipStore, MembershipUnsafe
 from webfront.coordinator.metrics import Stats
 from webfront.coordinator.monitor import Monitor
 from webfront.coordinator.reads import ReadRouter
@@ -331,6 +332,38 @@ class Coordinator:
         self._send_epoch(link, ready)
 
     # Membership -----------------------------------------------------------------------------
+
+    async def until_held(self, members: list[ReplicaLink], size: int,
+                         timeout: float = 2.0) -> None:
+        """Before a membership change to `size` replicas, of which `members` are there now: a
+        majority of the new membership must hold every acknowledged write, or a coordinator
+        taking over could fence a majority that lacks one (two removals while a replica is down
+        lost an acknowledged write). Waits for the acks of writes in flight, then refuses
+        (MembershipUnsafe); the caller changes the membership with no await in between."""
+        seq = self.broadcaster.committed_seq
+        need = size // 2 + 1
+        deadline = self.loop.time() + timeout
+        while True:
+            holders = [x.id for x in members if x.state == UP and x.acked_seq >= seq]
+            if len(holders) >= need:
+                return
+            if self.loop.time() >= deadline:
+                raise MembershipUnsafe(
+                    f"membership unchanged: after the change {need} of its {size} replicas "
+                    f"must hold every acknowledged write (up to seq {seq}), and only "
+                    f"{len(holders)} do ({', '.join(holders) or 'none'}); bring the others up "
+                    "(webfront status) and try again")
+            await asyncio.sleep(0.02)
+
+    async def add_member_safely(self, replica: ReplicaConfig) -> ReplicaLink:
+        await self.until_held(list(self.links), len(self.links) + 1)
+        return self.add_member(replica)
+
+    async def remove_member_safely(self, replica_id: str) -> None:
+        remaining = [x for x in self.links if x.id != replica_id]
+        if len(remaining) < len(self.links) and remaining:  # else remove_member says why
+            await self.until_held(remaining, len(remaining))
+        self.remove_member(replica_id)
 
     def add_member(self, replica: ReplicaConfig) -> ReplicaLink:
         if any(x.id == replica.id for x in self.links):

@@ -51,6 +51,11 @@ async def probe_replica_id(address: tuple[str, int], secret: bytes,
         writer.close()
 
 
+class MembershipUnsafe(Exception):
+    """A membership change refused: too few of the new members would hold every acknowledged
+    write (Coordinator.until_held)."""
+
+
 class MembershipStore:
     def __init__(self, state_dir: str | None) -> None:
         self.path = Path(state_dir) / "members.json" if state_dir else None

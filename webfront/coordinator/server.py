@@ -14,6 +14,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+from webfront.coordinator.membership import MembershipUnsafe, probe_replica_id
 from webfront.coordinator.state_files import StateDirError
 from webfront.core._core import ClientIntake, FrameError
 from webfront.protocol import (
@@ -153,16 +154,7 @@ class ClientConnection(asyncio.Protocol):
                         raise ProtocolError("bad madd addr")
                     c.loop.create_task(self._add_member(body.get("id"), addr))
                 elif t == "mrm":
-                    replica = body["replica"]
-                    try:
-                        c.remove_member(str(replica))
-                    except ValueError as exc:
-                        self.send_error(body.get("id"), "invalid", str(exc))
-                    except StateDirError as exc:
-                        self.send_error(body.get("id"), "unavailable",
-                                        f"membership unchanged: {exc}")
-                    else:
-                        self.send_frame({"t": "mr", "id": body.get("id"), "replica": replica})
+                    c.loop.create_task(self._remove_member(body.get("id"), body["replica"]))
                 else:
                     raise ProtocolError(f"unknown frame type {t!r}")
             except (KeyError, ProtocolError) as exc:
@@ -173,19 +165,35 @@ class ClientConnection(asyncio.Protocol):
         """madd: learn the replica's id from its handshake, add it (it then recovers by state
         transfer like any replica that is behind) and answer `mr`."""
         from webfront.coordinator.config import ReplicaConfig, parse_address
-        from webfront.coordinator.membership import probe_replica_id
 
         try:
             host, port = parse_address(addr)
             replica_id = await probe_replica_id((host, port), self.c.secret)
-            self.c.add_member(ReplicaConfig(replica_id, host, port))
+            await self.c.add_member_safely(ReplicaConfig(replica_id, host, port))
         except (TimeoutError, OSError, ValueError, ProtocolError) as exc:
             self.send_error(cid, "invalid", f"cannot add {addr}: {exc}")
+            return
+        except MembershipUnsafe as exc:
+            self.send_error(cid, "unavailable", f"cannot add {addr}: {exc}")
             return
         except StateDirError as exc:
             self.send_error(cid, "unavailable", f"cannot add {addr}, membership unchanged: {exc}")
             return
         self.send_frame({"t": "mr", "id": cid, "replica": replica_id})
+
+    async def _remove_member(self, cid: Any, replica: Any) -> None:
+        """mrm: remove the replica from the membership and answer `mr`."""
+
+        try:
+            await self.c.remove_member_safely(str(replica))
+        except ValueError as exc:
+            self.send_error(cid, "invalid", str(exc))
+        except MembershipUnsafe as exc:
+            self.send_error(cid, "unavailable", str(exc))
+        except StateDirError as exc:
+            self.send_error(cid, "unavailable", f"membership unchanged: {exc}")
+        else:
+            self.send_frame({"t": "mr", "id": cid, "replica": replica})
 
     def _handshake(self, body: dict) -> None:
         t = body["t"]
