@@ -64,6 +64,7 @@ def started_coordinator(tmp_path, **config: Any) -> Iterator[Coordinator]:
 @pytest.fixture
 def coordinator(tmp_path):
     with started_coordinator(tmp_path, read_hedge_ms=HEDGE_MS) as c:
+        c.broadcaster.committed_seq = 9  # the replies below saw acknowledged writes only
         yield c
 
 
@@ -156,3 +157,26 @@ def test_hedging_off(coordinator):
     run(c, 5 * HEDGE_MS / 1000)
     assert c.stats.read_hedges == 0
     assert sum(len(ids) for ids in reads_sent(c).values()) == 1
+
+
+def test_an_answer_that_saw_unacknowledged_writes_waits_for_their_acknowledgement(coordinator):
+    c, client = coordinator, Client()
+    first = read(c, client, 4)
+    (rid,) = c.reads.pending
+    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
+    c.reads.on_committed(11)
+    assert client.frames == []
+    c.reads.on_committed(12)
+    assert client.frames == [{"t": "crr", "id": 4, "s": 12, "r": {"ok": True}}]
+
+
+def test_without_a_majority_answers_are_passed_on_as_they_are(coordinator):
+    """Reads stay served from the live replicas when writes cannot be acknowledged at all."""
+    c, client = coordinator, Client()
+    first = read(c, client, 5)
+    (rid,) = c.reads.pending
+    for other in c.links:
+        if other.id != first:
+            other.receives_writes = False
+    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
+    assert client.frames == [{"t": "crr", "id": 5, "s": 12, "r": {"ok": True}}]

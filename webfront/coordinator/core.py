@@ -546,6 +546,8 @@ class Coordinator:
             stats.writes += 1
             stats.write_latency.observe(time.perf_counter() - t0)
         self.broadcaster.committed_seq = max(self.broadcaster.committed_seq, p.seq)
+        if self.reads.held:
+            self.reads.on_committed(self.broadcaster.committed_seq)
         self.sequencer.finish(p.rid, p.seq, p.reply)
         for conn, cid in p.waiters:
             conn.send_frame({"t": "cwr", "id": cid, "s": p.seq, "rb": p.reply})

@@ -5,6 +5,13 @@ caller's own seq for session reads). Replicas that already acked `min` are prefe
 robin; on `behind`, a timeout or a lost replica the read is tried on another one, within the
 read's deadline.
 
+A replica applies writes as they come, before a majority has acknowledged them, so its answer
+may show a write that a takeover later drops (it reached a minority only), and whose seq (a
+post's id) then goes to another write. So an answer that saw more than the committed seq (its
+`s`) is held until the writes up to `s` are acknowledged, and times out if they never are. Only
+while writes cannot be acknowledged at all (no majority) are answers passed on as they are: the
+design keeps reads served from the live replicas then (docs/replication.md, "Reads").
+
 A read unanswered after `read_hedge_ms` by a replica that has gone quiet (sent nothing for half
 that long) is also sent to another replica, and the first answer wins (a hedged read). A replica
 that hangs (a pause, a stalled disk) is noticed by the heartbeats only after one to two
@@ -15,6 +22,7 @@ overloaded cluster does not get every slow read twice.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import time
 from typing import TYPE_CHECKING, Any
@@ -54,6 +62,8 @@ class ReadRouter:
         # Replicas a read was hedged away from, until they send something again: like a suspect
         # one, they get no new reads while another replica can serve them.
         self._quiet: set[str] = set()
+        # Answers that saw writes not yet acknowledged: (their seq, order, read, frame body).
+        self.held: list[tuple[int, int, PendingRead, dict]] = []
 
     def submit(self, conn: Any, cid: Any, q: str, a: dict, min_seq: int) -> None:
         timeout = self.c.config.read_timeout_ms / 1000.0
@@ -125,12 +135,27 @@ class ReadRouter:
             read.conn.send_error(read.cid, "timeout", "no replica reached the requested seq")
             return
         del self.pending[read.id]
+        seen = body.get("s", 0)
+        if seen > self.c.broadcaster.committed_seq and self.c.broadcaster.needed():
+            heapq.heappush(self.held, (seen, read.id, read, body))
+            return
+        self._answer(read, body)
+
+    def _answer(self, read: PendingRead, body: dict) -> None:
         stats = self.c.stats
         stats.reads += 1
         # arrival = deadline - read timeout (no extra field per read)
         stats.read_latency.observe(time.monotonic() - read.deadline
                                    + self.c.config.read_timeout_ms / 1000.0)
-        read.conn.send_frame({"t": "crr", "id": read.cid, "s": body.get("s", 0), "r": reply})
+        read.conn.send_frame({"t": "crr", "id": read.cid, "s": body.get("s", 0),
+                              "r": body.get("r")})
+
+    def on_committed(self, seq: int) -> None:
+        """Writes up to `seq` are acknowledged: pass on the answers that saw no more."""
+        held = self.held
+        while held and held[0][0] <= seq:
+            _, _, read, body = heapq.heappop(held)
+            self._answer(read, body)
 
     def on_link_down(self, link: ReplicaLink) -> None:
         for read in [r for r in self.pending.values() if link in r.links]:
@@ -179,3 +204,16 @@ class ReadRouter:
             del self.pending[read.id]
             self.c.stats.read_errors += 1
             read.conn.send_error(read.cid, "timeout", "read timed out")
+        if self.held and not self.c.broadcaster.needed():  # no majority: serve as they are
+            self.on_committed(max(seen for seen, *_ in self.held))
+        kept = []
+        for item in self.held:
+            if item[2].deadline < now:
+                self.c.stats.read_errors += 1
+                item[2].conn.send_error(item[2].cid, "timeout", "read timed out: the writes "
+                                        "it saw were not acknowledged")
+            else:
+                kept.append(item)
+        if len(kept) < len(self.held):
+            heapq.heapify(kept)
+            self.held = kept

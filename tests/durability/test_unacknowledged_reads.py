@@ -1,0 +1,104 @@
+"""No read shows a write before a majority has acknowledged it.
+
+Replicas apply a write as it comes, before it is acknowledged. A write that reaches one replica
+only, while the others hang, may be dropped by the next coordinator, and its seq (the post's id)
+given to another write: a read that showed it would have shown something that never happened.
+The coordinator holds such an answer until the writes it saw are acknowledged."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.durability.load import wait_converged
+from tests.durability.test_divergence import write_history
+from webfront.client import ClusterError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def texts(result) -> list[str]:
+    return [p["text"] for p in result.reply["posts"]]
+
+
+def in_thread(call) -> tuple[threading.Thread, dict]:
+    """Runs call() in a thread; the dict gets its result or error and when it came."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["result"] = call()
+        except ClusterError as exc:
+            out["error"] = exc
+        out["at"] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.parametrize("mode", ["linearizable", "session"])
+def test_a_read_waits_for_the_writes_it_saw_to_be_acknowledged(cluster_factory, mode):
+    # 2 and 3 stay `suspect` while paused, so the write is sequenced and sent, and waits.
+    cluster = cluster_factory(coordinator_args=["--miss-threshold", "1000"])
+    write_history(cluster, "alice", ["one"])
+    wait_converged(cluster, timeout=10)
+    for rid in (2, 3):
+        cluster.signal_replica(rid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: all(r["state"] == "suspect" for r in cluster.status()["replicas"]
+                             if r["id"] != "1"), timeout=5, what="2 and 3 suspect")
+
+        def write():
+            with cluster.client(timeout=10) as client:
+                return client.write("create_post", {"actor": "alice", "text": "pending"})
+
+        def read():
+            with cluster.client(timeout=10) as client:
+                return client.read("user_posts", {"username": "alice"},
+                                   min_seq=0 if mode == "session" else None)
+
+        writer, wrote = in_thread(write)
+        time.sleep(0.3)  # applied by replica 1, unacknowledged
+        reader, seen = in_thread(read)
+        reader.join(1.0)
+        assert not seen, f"answered before the write it saw was acknowledged: {seen}"
+    finally:
+        for rid in (2, 3):
+            cluster.signal_replica(rid, signal.SIGCONT)
+    writer.join(10)
+    reader.join(10)
+    assert wrote["result"].reply["ok"], wrote
+    assert texts(seen["result"]) == ["pending", "one"]
+    assert seen["at"] >= wrote["at"] - 0.05  # not before the write's own answer (give or take)
+
+
+def test_a_read_of_a_write_that_is_never_acknowledged_is_not_answered(cluster_factory):
+    cluster = cluster_factory(coordinator_args=["--miss-threshold", "1000",
+                                                "--read-timeout-ms", "500"])
+    write_history(cluster, "alice", ["one"])
+    wait_converged(cluster, timeout=10)
+    for rid in (2, 3):
+        cluster.signal_replica(rid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: all(r["state"] == "suspect" for r in cluster.status()["replicas"]
+                             if r["id"] != "1"), timeout=5, what="2 and 3 suspect")
+
+        def write():
+            with cluster.client(timeout=3) as client:
+                return client.write("create_post", {"actor": "alice", "text": "pending"})
+
+        writer, _ = in_thread(write)
+        time.sleep(0.3)
+        # The coordinator answers `timeout` after 500 ms ("the writes it saw were not
+        # acknowledged"); the client asks again until its own deadline, then gives up.
+        with cluster.client(timeout=1.5) as client, pytest.raises(ClusterError):
+            client.read("user_posts", {"username": "alice"})
+    finally:
+        for rid in (2, 3):
+            cluster.signal_replica(rid, signal.SIGCONT)
+    writer.join(10)
