@@ -81,6 +81,14 @@ std::string accountReplaced() {
                  "the account this session or token was issued for was deleted");
 }
 
+// The acting user does not exist. With `actor_since` the request names the account its
+// session or token was issued for, so that account was deleted: the credential is void.
+std::string missingActor(const msgpack::object* a) {
+    const msgpack::object* since = a != nullptr ? arg(*a, "actor_since") : nullptr;
+    if (since != nullptr && since->type != msgpack::type::NIL) return accountReplaced();
+    return error("not_found", "no such user");
+}
+
 // `limit` (1..200, default 50) and `before` (int, default none) of list queries.
 bool pageArgs(const msgpack::object* a, std::int64_t& before, std::int64_t& limit,
               std::string& err) {
@@ -262,7 +270,7 @@ void StateMachine::deleteUser(const msgpack::object& a) {
     auto actor = strArg(a, "actor");
     if (!actor) return setReply(invalid("actor must be a string"));
     User* u = findUser(*actor);
-    if (u == nullptr) return setReply(error("not_found", "no such user"));
+    if (u == nullptr) return setReply(missingActor(&a));
     if (otherAccount(u->createdAt, a)) return setReply(accountReplaced());
     // Copy the edge lists first: removeFollow edits them.
     std::vector<User*> followers, following;
@@ -288,7 +296,7 @@ void StateMachine::createPost(const msgpack::object& a, std::int64_t seq,
     std::size_t n = *Text::codePoints(text);
     if (n < 1 || n > 280) return setReply(invalid("text must be 1 to 280 characters"));
     User* u = findUser(*actor);
-    if (u == nullptr) return setReply(error("not_found", "no such user"));
+    if (u == nullptr) return setReply(missingActor(&a));
     if (otherAccount(u->createdAt, a)) return setReply(accountReplaced());
     assert(u->posts.empty() || u->posts.back() < seq);  // ids grow with seq
     assert(posts_.empty() || posts_.rbegin()->first < seq);
@@ -347,7 +355,7 @@ void StateMachine::deletePost(const msgpack::object& a) {
     auto id = ido ? asInt(*ido) : std::nullopt;
     if (!id) return setReply(invalid("id must be an integer"));
     User* u = findUser(*actor);
-    if (u == nullptr) return setReply(error("not_found", "no such user"));
+    if (u == nullptr) return setReply(missingActor(&a));
     if (otherAccount(u->createdAt, a)) return setReply(accountReplaced());
     auto it = posts_.find(*id);
     if (it == posts_.end()) return setReply(error("not_found", "no such post"));
@@ -380,7 +388,7 @@ void StateMachine::follow(const msgpack::object& a, std::int64_t seq, bool on) {
     auto target = strArg(a, "target");
     if (!target) return setReply(invalid("target must be a string"));
     User* from = findUser(*actor);
-    if (from == nullptr) return setReply(error("not_found", "no such user"));
+    if (from == nullptr) return setReply(missingActor(&a));
     if (otherAccount(from->createdAt, a)) return setReply(accountReplaced());
     User* to = findUser(*target);
     if (to == nullptr) return setReply(error("not_found", "no such target user"));
@@ -468,7 +476,8 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         else
             p.nil();
     };
-    auto userArg = [&](const User*& u) -> bool {
+    // `asActor`: the query is made for the session's or token's own account (home).
+    auto userArg = [&](const User*& u, bool asActor = false) -> bool {
         auto name = args ? strArg(*args, "username") : std::nullopt;
         if (!name) {
             out = invalid("username must be a string");
@@ -476,7 +485,7 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         }
         u = findUser(*name);
         if (u == nullptr) {
-            out = error("not_found", "no such user");
+            out = asActor ? missingActor(args) : error("not_found", "no such user");
             return false;
         }
         return true;
@@ -496,7 +505,7 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
     if (q == "user_posts" || q == "home") {
         if (!pageArgs(args, before, limit, err)) return err;
         const User* u;
-        if (!userArg(u)) return out;
+        if (!userArg(u, q == "home")) return out;
         // A home timeline is read for the session's or token's own account (`actor_since`).
         if (q == "home" && otherAccount(u->createdAt, *args)) return accountReplaced();
         std::vector<std::int64_t> ids;
@@ -604,7 +613,7 @@ std::string StateMachine::query(std::string_view q, const msgpack::object* args)
         auto target = strArg(*args, "target");
         if (!target) return invalid("target must be a string");
         const User* from = findUser(*actor);
-        if (from == nullptr) return error("not_found", "no such user");
+        if (from == nullptr) return missingActor(args);
         if (otherAccount(from->createdAt, *args)) return accountReplaced();
         const User* to = findUser(*target);
         if (to == nullptr) return error("not_found", "no such target user");

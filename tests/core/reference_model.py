@@ -30,13 +30,17 @@ def err(code: str) -> dict[str, Any]:
     return {"ok": False, "code": code}
 
 
-def _other_account(u: Any, a: dict) -> bool:
-    """`actor_since` given (not nil) and not the acting account's created_at: the session or
-    token was for a deleted account whose name was taken again."""
+def _refuse_actor(u: Any, a: dict) -> dict[str, Any] | None:
+    """The refusal for acting as `u` (None: no such user), if any. With `actor_since` (not nil)
+    the request names the account its session or token was issued for: gone, or another one
+    with the same name (deleted and signed up for again), it is `account_replaced`."""
     since = a.get("actor_since")
-    if since is None:
-        return False
-    return not isinstance(since, int) or isinstance(since, bool) or since != u.created_at
+    if u is None:
+        return err("not_found" if since is None else "account_replaced")
+    if since is not None and (not isinstance(since, int) or isinstance(since, bool)
+                              or since != u.created_at):
+        return err("account_replaced")
+    return None
 
 
 @dataclass
@@ -127,10 +131,8 @@ class Model:
             if not isinstance(a.get("actor"), str):
                 return err("invalid")
             u = self._user(a["actor"])
-            if u is None:
-                return err("not_found")
-            if _other_account(u, a):
-                return err("account_replaced")
+            if (refusal := _refuse_actor(u, a)) is not None:
+                return refusal
             key = u.name.lower()
             for f in list(u.followers):
                 del self.users[f].following[key]
@@ -149,10 +151,8 @@ class Model:
             if not 1 <= len(text) <= 280:
                 return err("invalid")
             u = self._user(a["actor"])
-            if u is None:
-                return err("not_found")
-            if _other_account(u, a):
-                return err("account_replaced")
+            if (refusal := _refuse_actor(u, a)) is not None:
+                return refusal
             p = Post(seq, u.name.lower(), text, ts)
             self.posts[seq] = p
             return {"ok": True, "post": self._post_rec(p)}
@@ -163,10 +163,8 @@ class Model:
             if not isinstance(pid, int) or isinstance(pid, bool):
                 return err("invalid")
             u = self._user(a["actor"])
-            if u is None:
-                return err("not_found")
-            if _other_account(u, a):
-                return err("account_replaced")
+            if (refusal := _refuse_actor(u, a)) is not None:
+                return refusal
             p = self.posts.get(pid)
             if p is None:
                 return err("not_found")
@@ -178,10 +176,8 @@ class Model:
             if not isinstance(a.get("actor"), str) or not isinstance(a.get("target"), str):
                 return err("invalid")
             src = self._user(a["actor"])
-            if src is None:
-                return err("not_found")
-            if _other_account(src, a):
-                return err("account_replaced")
+            if (refusal := _refuse_actor(src, a)) is not None:
+                return refusal
             dst = self._user(a["target"])
             if dst is None:
                 return err("not_found")
@@ -246,10 +242,8 @@ class Model:
             if not isinstance(actor, str) or not isinstance(target, str):
                 return err("invalid")
             src, dst = self._user(actor), self._user(target)
-            if src is None:
-                return err("not_found")
-            if _other_account(src, a):
-                return err("account_replaced")
+            if (refusal := _refuse_actor(src, a)) is not None:
+                return refusal
             if dst is None:
                 return err("not_found")
             return {"ok": True, "following": dst.name.lower() in src.following,
@@ -267,6 +261,8 @@ class Model:
         if not isinstance(a.get("username"), str):
             return err("invalid")
         u = self._user(a["username"])
+        if q == "home" and (refusal := _refuse_actor(u, a)) is not None:
+            return refusal
         if u is None:
             return err("not_found")
         key = u.name.lower()
@@ -275,8 +271,6 @@ class Model:
         if q == "user_posts":
             return self._posts_page([i for i, p in self.posts.items() if p.author == key], *page)
         if q == "home":
-            if _other_account(u, a):
-                return err("account_replaced")
             authors = {key, *u.following}
             return self._posts_page([i for i, p in self.posts.items() if p.author in authors],
                                     *page)

@@ -57,6 +57,18 @@ def test_an_old_browser_session_cannot_write_for_the_new_owner_of_the_name(app, 
     assert "was deleted" in browser.get("/login").get_data(as_text=True)
 
 
+def test_a_token_of_a_deleted_account_is_void_before_the_name_is_taken_again(api):
+    name, old = api.signup()
+    other, _ = api.signup()
+    assert api.call("DELETE", f"/users/{name}", old).status_code == 204
+    for method, path, body in (("GET", "/timeline", None),
+                               ("POST", "/posts", {"text": "from the deleted account"}),
+                               ("POST", "/follows", {"username": other})):
+        r = api.call(method, path, old, json=body)
+        assert r.status_code == 401, (path, r.get_json())
+        assert r.get_json()["error"]["code"] == "account_replaced", path
+
+
 def test_an_old_token_cannot_read_the_new_owners_home_timeline(api):
     name, old = api.signup()
     new = replace_account(api, name, old)
