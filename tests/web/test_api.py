@@ -218,6 +218,12 @@ def test_health(client):
     assert body["status"] == "ok" and body["writes_possible"] is True
 
 
+def test_metrics_content_type_names_its_charset_once(client):
+    r = client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].count("charset") == 1, r.headers["Content-Type"]
+
+
 def test_unknown_route_and_method_are_json(client):
     r = client.get("/api/v1/nothing")
     assert r.status_code == 404 and error_code(r) == "not_found"

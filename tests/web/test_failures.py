@@ -79,3 +79,18 @@ def test_coordinator_unreachable():
     page = c.get("/admin/cluster")
     assert page.status_code == 200
     assert "coordinator cannot be reached" in page.get_data(as_text=True)
+
+
+def test_health_says_what_the_coordinator_says(cluster_factory):
+    """Under policy `all` with one replica of three down the coordinator still takes writes
+    (every replica that receives them must ack, at least a majority): health agrees. It used to
+    count `up` replicas itself and said no."""
+    cluster = cluster_factory(policy="all")
+    cluster.kill_replica(3)
+    cluster.wait_state(3, "down")
+    app = create_app(make_config(cluster, CLUSTER_TIMEOUT=2.0))
+    c = app.test_client()
+    health = c.get("/api/v1/health").get_json()
+    assert health["writes_possible"] is True and health["replicas_up"] == 2
+    r = c.post("/api/v1/users", json={"username": unique(), "password": PASSWORD})
+    assert r.status_code == 201

@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def running_web(cluster, workdir: Path, admins: str = "", workers: int = 2
-                ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start gunicorn against `cluster`'s coordinator; yield (base URL, the master process)."""
+def running_web(cluster, workdir: Path, admins: str = "", workers: int = 2,
+                env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start gunicorn against `cluster`'s coordinator (with `env` added to the environment);
+    yield (base URL, the master process)."""
     from webfront.cluster import free_port
 
     port = free_port()
@@ -33,7 +34,7 @@ def running_web(cluster, workdir: Path, admins: str = "", workers: int = 2
         argv += ["--secret-file", str(cluster.secret_file)]
     with open(workdir / "web.log", "wb") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20

@@ -168,19 +168,13 @@ def openapi():
 
 @bp.get("/health")
 def health():
-    """Liveness of this web worker, and whether the cluster can take writes now."""
+    """Liveness of this web worker, and whether the cluster can take writes now (the
+    coordinator's own answer: it alone knows which replicas count, e.g. suspect ones do)."""
     status = cluster_status()
     replicas = status.get("replicas", [])
     up = sum(1 for r in replicas if r.get("state") == "up")
     policy = status.get("policy", "majority")
-    if not status.get("reachable"):
-        writable = False
-    elif policy == "all":
-        writable = bool(replicas) and up == len(replicas)
-    elif policy == "first":
-        writable = up >= 1
-    else:
-        writable = up * 2 > len(replicas)
+    writable = bool(status.get("reachable") and status.get("writable"))
     return jsonify(status="ok", cluster_reachable=bool(status.get("reachable")),
                    writes_possible=writable, policy=policy, replicas_up=up,
                    replicas=len(replicas), committed_seq=status.get("committed_seq"))

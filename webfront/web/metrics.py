@@ -102,4 +102,4 @@ def init_app(app: Flask) -> None:
             cluster = CollectorRegistry()
             cluster.register(StatusCollector(cluster_status))
             data += generate_latest(cluster)
-        return Response(data, mimetype=CONTENT_TYPE_LATEST)
+        return Response(data, content_type=CONTENT_TYPE_LATEST)  # it carries its charset

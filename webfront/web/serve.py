@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                 "accesslog": "-",
                 "proc_name": "webfront-web",
                 "child_exit": _child_exit,
+                # One fixed path per user (~/.gunicorn/gunicorn.ctl) by default: a second web
+                # front end would take it over, and stopping either would delete it.
+                "control_socket_disable": True,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
