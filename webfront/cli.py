@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from webfront.cluster import RUN_FILE, LocalCluster, Proc, free_port
+from webfront.cluster import RUN_FILE, LocalCluster, Proc, describe_exit, free_port
 
 
 class RestartBackoff:
@@ -33,6 +33,32 @@ class RestartBackoff:
         return min(self.most, self.first * 2 ** (self.quick_exits - 2))
 
 
+class _Restarter:
+    """Restarts one supervised process (the coordinator, the web front end) whenever it dies,
+    with RestartBackoff between quick deaths, and says so on stdout."""
+
+    def __init__(self, cluster: LocalCluster, role: str, label: str, start) -> None:
+        self.cluster, self.role, self.label, self.start = cluster, role, label, start
+        self.backoff = RestartBackoff()
+        self.started_at = time.monotonic()
+        self.restart_at: float | None = None
+
+    def check(self, now: float) -> None:
+        proc = self.cluster.procs[self.role]
+        if self.restart_at is None and not proc.alive():
+            # at once and on the same ports (clients retry); later and later while it keeps
+            # exiting soon after its start (a full state dir, a port taken)
+            delay = self.backoff.delay(ran_for=now - self.started_at)
+            print(f"{self.cluster.exit_report(proc, self.label)}: restarting it"
+                  + (f" in {delay:.1f} s" if delay else ""), flush=True)
+            self.restart_at = now + delay
+        if self.restart_at is not None and now >= self.restart_at:
+            self.start()
+            self.started_at, self.restart_at = now, None
+            print(f"{self.label} restarted (pid {self.cluster.procs[self.role].pid})",
+                  flush=True)
+
+
 def _cmd_cluster_up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +69,7 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
         print(f"webfront: a cluster is already running on {data_dir} (lock {lock.name} is held);"
               " stop it first (Ctrl-C in its terminal)", file=sys.stderr)
         return 2
-    cluster = LocalCluster(data_dir, replicas=args.replicas, policy=args.policy,
+    cluster = LocalCluster(data_dir, replicas=args.replicas or 3, policy=args.policy,
                            web_port=args.web_port, insecure=args.insecure_no_auth,
                            replica_cmd=shlex.split(args.replica_command)
                            if args.replica_command else None, standby=True)
@@ -60,67 +86,66 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
     except (RuntimeError, TimeoutError) as exc:
         print(f"webfront: cluster did not start: {exc}", file=sys.stderr)
         return 1
+    for rid, (old, new) in cluster.moved.items():
+        print(f"replica {rid}: its port {old} is taken by another process; it listens on {new} "
+              "now (stored membership updated)")
+    count = len(cluster.replica_procs())
+    if args.replicas is not None and args.replicas != count:
+        print(f"note: {data_dir} holds a cluster of {count} replicas; --replicas only sizes a "
+              "new cluster (`webfront replica new`, `webfront replicas remove` change this one)")
     host, port = cluster.coordinator_address
-    print(f"coordinator {host}:{port}, {args.replicas} replicas, policy {args.policy}")
+    print(f"coordinator {host}:{port}, {count} replicas, policy {args.policy}")
     if "web" in cluster.procs:
         print(f"web front end: http://{cluster.host}:{args.web_port}/")
     else:
         print("web front end: not available yet (webfront.web missing)")
     print(f"coordinator metrics: http://{host}:{cluster.metrics_port}/metrics")
     print(f"run file {data_dir / RUN_FILE}; Ctrl-C stops everything", flush=True)
-    backoff = RestartBackoff()
-    started_at = time.monotonic()
-    restart_at: float | None = None
+    restarters = [_Restarter(cluster, "coordinator", "coordinator", cluster.start_coordinator)]
+    if "web" in cluster.procs:
+        restarters.append(_Restarter(cluster, "web", "web front end", cluster.restart_web))
     try:
         while not stopping:
             time.sleep(0.05)
-            coordinator = cluster.procs["coordinator"]
-            now = time.monotonic()
-            if restart_at is None and not coordinator.alive():
-                # at once and on the same ports (clients retry with their request ids); later
-                # and later while it keeps exiting soon after its start (a full state dir)
-                delay = backoff.delay(ran_for=now - started_at)
-                print(f"coordinator (pid {coordinator.pid}) exited with "
-                      f"{coordinator.popen.returncode if coordinator.popen else '?'}: "
-                      f"restarting it" + (f" in {delay:.1f} s" if delay else ""), flush=True)
-                restart_at = now + delay
-            if restart_at is not None and now >= restart_at:
-                cluster.start_coordinator()
-                started_at, restart_at = now, None
+            for restarter in restarters:
+                restarter.check(time.monotonic())
             cluster.ensure_standby()
-            try:
-                entries = [p for p in json.loads((data_dir / RUN_FILE).read_text())["processes"]
-                           if p["role"] == "replica"]
-            except (OSError, ValueError, KeyError):
-                entries = []
-            recorded = {p["id"]: p.get("pid") for p in entries}
-            for entry in entries:  # added by `webfront replica new`
-                name = f"replica-{entry['id']}"
-                if name not in cluster.procs and entry.get("pid"):
-                    cluster.procs[name] = Proc("replica", entry["id"], entry["argv"],
-                                               entry["address"], entry["data_dir"])
-                    cluster.adopt_replica(entry["id"], entry["pid"])
-                    print(f"replica {entry['id']} added (pid {entry['pid']}): adopted",
-                          flush=True)
-            for proc in cluster.replica_procs():
-                pid = recorded.get(proc.id)
-                if not proc.alive() and pid and pid != proc.pid:
-                    print(f"replica {proc.id} started again outside (pid {pid}): adopted",
-                          flush=True)
-                    cluster.adopt_replica(proc.id, pid)
-                    continue
-                if not proc.alive() and proc.pid:
-                    code = proc.popen.returncode if proc.popen is not None else "?"
-                    print(f"replica {proc.id} (pid {proc.pid}) exited with {code}", flush=True)
-                    proc.pid = None
-                    cluster.write_run_file()
-                    if args.restart_dead:
-                        print(f"restarting replica {proc.id}", flush=True)
-                        cluster.restart_replica(proc.id)
+            _supervise_replicas(cluster, data_dir, args.restart_dead)
     finally:
         print("stopping cluster", flush=True)
         cluster.stop()
     return 0
+
+
+def _supervise_replicas(cluster: LocalCluster, data_dir: Path, restart_dead: bool) -> None:
+    """Adopt replicas `webfront replica new` / `replica start` started (they record their pid in
+    the run file), report replicas that died and, with --restart-dead, start them again."""
+    try:
+        entries = [p for p in json.loads((data_dir / RUN_FILE).read_text())["processes"]
+                   if p["role"] == "replica"]
+    except (OSError, ValueError, KeyError):
+        entries = []
+    recorded = {p["id"]: p.get("pid") for p in entries}
+    for entry in entries:  # added by `webfront replica new`
+        name = f"replica-{entry['id']}"
+        if name not in cluster.procs and entry.get("pid"):
+            cluster.procs[name] = Proc("replica", entry["id"], entry["argv"],
+                                       entry["address"], entry["data_dir"])
+            cluster.adopt_replica(entry["id"], entry["pid"])
+            print(f"replica {entry['id']} added (pid {entry['pid']}): adopted", flush=True)
+    for proc in cluster.replica_procs():
+        pid = recorded.get(proc.id)
+        if not proc.alive() and pid and pid != proc.pid:
+            print(f"replica {proc.id} started again outside (pid {pid}): adopted", flush=True)
+            cluster.adopt_replica(proc.id, pid)
+            continue
+        if not proc.alive() and proc.pid:
+            print(cluster.exit_report(proc), flush=True)
+            proc.pid = None
+            cluster.write_run_file()
+            if restart_dead:
+                print(f"restarting replica {proc.id}", flush=True)
+                cluster.restart_replica(proc.id)
 
 
 def _load_run_file(data_dir: str) -> dict:
@@ -131,26 +156,84 @@ def _load_run_file(data_dir: str) -> dict:
         raise SystemExit(f"webfront: no run file {path}: is a cluster running there?") from None
 
 
+def _require_supervisor(run: dict, data_dir: str) -> None:
+    """Exit with a clear message unless the cluster's supervisor (`webfront cluster up`, or a
+    LocalCluster in a test) is alive: a replica started without it would run unsupervised,
+    and the coordinator it would need is not running either."""
+    pid = run.get("supervisor_pid")
+    if not (isinstance(pid, int) and _pid_alive(pid)):
+        raise SystemExit(f"webfront: the cluster in {Path(data_dir).resolve()} is not running "
+                         f"(its supervisor, pid {pid}, is gone): start it with "
+                         f"`webfront cluster up --data-dir {data_dir}`")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except PermissionError:
+        return True  # someone else's process
+    except (OSError, IndexError):
+        return False
+
+
+def _launch_replica(argv: list[str], log_path: Path, name: str,
+                    timeout: float) -> tuple[subprocess.Popen | None, str]:
+    """Start a replica_server (output appended to log_path) and wait until it listens. Returns
+    (popen, '') once it does; (None, why) if it exited first (its fatal line from the log);
+    (popen, why) if it still runs but does not listen after timeout (recovering a long log?)."""
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    log = open(log_path, "ab")
+    popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + timeout
+
+    def since_start() -> list[str]:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace").splitlines()
+
+    while True:
+        exited = popen.poll() is not None
+        lines = since_start()
+        if any(line.startswith("replica_server listening ") for line in lines):
+            return popen, ""
+        if exited:
+            fatal = next((x for x in reversed(lines) if "event=fatal" in x),
+                         lines[-1] if lines else "")
+            return None, (f"{name} (pid {popen.pid}) {describe_exit(popen.returncode)} at once: "
+                          f"{fatal}; log: {log_path}")
+        if time.monotonic() > deadline:
+            return popen, (f"{name} (pid {popen.pid}) runs but does not listen after "
+                           f"{timeout:g} s; see {log_path}")
+        time.sleep(0.05)
+
+
+def _save_run_file(run: dict, data_dir: str | Path) -> None:
+    tmp = Path(data_dir) / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(run, indent=2))
+    os.replace(tmp, Path(data_dir) / RUN_FILE)
+
+
 def _cmd_replica_start(args: argparse.Namespace) -> int:
     run = _load_run_file(args.data_dir)
     proc = next((p for p in run["processes"] if p["role"] == "replica"
                  and p["id"] == str(args.id)), None)
     if proc is None:
         raise SystemExit(f"webfront: no replica {args.id} in the run file")
-    if proc.get("pid"):
-        try:
-            os.kill(proc["pid"], 0)
-            raise SystemExit(f"webfront: replica {args.id} is running (pid {proc['pid']})")
-        except ProcessLookupError:
-            pass
-    log = open(Path(args.data_dir) / f"replica-{args.id}.log", "ab")
-    popen = subprocess.Popen(proc["argv"], stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-    proc["pid"] = popen.pid
-    tmp = Path(args.data_dir) / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(run, indent=2))
-    os.replace(tmp, Path(args.data_dir) / RUN_FILE)
-    print(f"replica {args.id} started, pid {popen.pid}")
+    _require_supervisor(run, args.data_dir)
+    if proc.get("pid") and _pid_alive(proc["pid"]):
+        raise SystemExit(f"webfront: replica {args.id} is running (pid {proc['pid']})")
+    popen, problem = _launch_replica(proc["argv"], Path(args.data_dir) / f"replica-{args.id}.log",
+                                     f"replica {args.id}", args.wait)
+    if popen is not None:  # the supervisor adopts it by this pid
+        proc["pid"] = popen.pid
+        _save_run_file(run, args.data_dir)
+    if problem:
+        print(f"webfront: {problem}", file=sys.stderr)
+        return 1
+    print(f"replica {args.id} started, pid {popen.pid}, listening on {proc['address']}")
     return 0
 
 
@@ -169,7 +252,9 @@ def _client_for(args: argparse.Namespace):
                          timeout=args.timeout)
 
 
-def _cmd_replicas(args: argparse.Namespace) -> int:
+def _change_membership(args: argparse.Namespace) -> str | None:
+    """Add args.address or remove args.id (args.action) and print the outcome; the error
+    message (not printed) when the coordinator refused or did not answer."""
     from webfront.client import ClusterError
 
     client = _client_for(args)
@@ -182,10 +267,17 @@ def _cmd_replicas(args: argparse.Namespace) -> int:
             client.remove_replica(args.id)
             print(f"replica {args.id} removed from the membership")
     except ClusterError as exc:
-        print(f"webfront: {exc.message}", file=sys.stderr)
-        return 1
+        return exc.message
     finally:
         client.close()
+    return None
+
+
+def _cmd_replicas(args: argparse.Namespace) -> int:
+    error = _change_membership(args)
+    if error is not None:
+        print(f"webfront: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -195,6 +287,7 @@ def _cmd_replica_new(args: argparse.Namespace) -> int:
     replicas = [p for p in run["processes"] if p["role"] == "replica"]
     if not replicas:
         raise SystemExit("webfront: no replica in the run file to copy flags from")
+    _require_supervisor(run, args.data_dir)
     ids = [int(p["id"]) for p in replicas if str(p["id"]).isdigit()]
     rid = str(max(ids, default=0) + 1)
     model = replicas[0]["argv"]
@@ -215,22 +308,26 @@ def _cmd_replica_new(args: argparse.Namespace) -> int:
     host = run["coordinator"].rpartition(":")[0] or "127.0.0.1"
     address = f"{host}:{free_port(host)}"
     argv += ["--id", rid, "--listen", address, "--data-dir", str(rdir)]
-    log = open(root / f"replica-{rid}.log", "ab")
-    popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+    popen, problem = _launch_replica(argv, root / f"replica-{rid}.log", f"replica {rid}",
+                                     args.wait)
+    if problem:
+        if popen is not None:
+            popen.kill()
+        print(f"webfront: {problem}", file=sys.stderr)
+        return 1
     run["processes"].append({"role": "replica", "id": rid, "pid": popen.pid, "address": address,
                              "data_dir": str(rdir), "argv": argv})
-    tmp = root / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(run, indent=2))
-    os.replace(tmp, root / RUN_FILE)
+    _save_run_file(run, root)
     print(f"replica {rid} started, pid {popen.pid}, {address}, data dir {rdir}")
-    deadline = time.monotonic() + 5
-    args.address = address
-    args.action = "add"
-    while True:  # it needs a moment to listen
-        code = _cmd_replicas(args)
-        if code == 0 or time.monotonic() > deadline:
-            return code
+    args.address, args.action = address, "add"
+    deadline = time.monotonic() + args.timeout
+    while True:  # the coordinator may be restarting: only the last failure is reported
+        error = _change_membership(args)
+        if error is None:
+            return 0
+        if time.monotonic() > deadline:
+            print(f"webfront: {error}", file=sys.stderr)
+            return 1
         time.sleep(0.1)
 
 
@@ -238,6 +335,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from webfront.client import ClusterError
     from webfront.coordinator.status import format_table
 
+    if not args.coordinator:
+        _require_supervisor(_load_run_file(args.data_dir), args.data_dir)
     client = _client_for(args)
     if args.watch:
         return _watch_status(client, args)
@@ -311,7 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster = sub.add_parser("cluster", help="a local cluster")
     cluster_sub = cluster.add_subparsers(dest="action", required=True)
     up = cluster_sub.add_parser("up", help="start a local cluster in the foreground")
-    up.add_argument("--replicas", type=int, default=3)
+    up.add_argument("--replicas", type=int,
+                    help="replicas of a new cluster (default 3); a data dir a previous run "
+                    "left keeps its membership")
     up.add_argument("--data-dir", default="./var")
     up.add_argument("--web-port", type=int, default=8000)
     up.add_argument("--policy", choices=("first", "majority", "all"), default="majority")
@@ -323,10 +424,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = replica_sub.add_parser("start", help="start a replica again with its recorded flags")
     start.add_argument("id")
     start.add_argument("--data-dir", default="./var")
+    start.add_argument("--wait", type=float, default=30.0,
+                       help="seconds to wait for it to listen (default 30)")
     new = replica_sub.add_parser("new", help="start a replica with an empty data dir and add it "
                                  "to the running local cluster")
     new.add_argument("--data-dir", default="./var", help="the cluster's data dir")
     new.add_argument("--replica-data-dir", help="default: DIR/replica-<new id>")
+    new.add_argument("--wait", type=float, default=30.0,
+                     help="seconds to wait for it to listen (default 30)")
     _client_flags(new)
     replicas = sub.add_parser("replicas", help="change the membership at runtime")
     replicas_sub = replicas.add_subparsers(dest="action", required=True)

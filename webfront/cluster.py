@@ -7,6 +7,13 @@ stopped by its pid, never by name. The run file DIR/cluster.json lists each proc
 address, data dir and command line. A replica may be placed elsewhere (`Placement`: another
 listen host and a command prefix such as `ip netns exec NS`); its command line is kept, so a
 restart runs exactly the same command.
+
+Started again on a data dir a previous run left, it brings back the same membership: the
+coordinator's stored membership (coordinator/members.json, which `webfront replica new` and
+`webfront replicas add/remove` change) names the replicas, the run file their data dirs, and
+each replica listens on its recorded port again. A recorded port that another process took
+meanwhile is replaced by a free one and the stored membership is rewritten to match before the
+coordinator starts (the coordinator trusts the stored membership over its flags).
 """
 
 from __future__ import annotations
@@ -38,6 +45,51 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a listener could bind host:port now (with SO_REUSEADDR, as replica_server and
+    gunicorn bind: connections of a previous run in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            s.listen(1)
+        except OSError:
+            return False
+        return True
+
+
+def describe_exit(code: int | None) -> str:
+    """A Popen return code in words: 'exited with 2', 'killed by signal 9 (SIGKILL)'."""
+    if code is None:
+        return "exited"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {-code} ({name})"
+    return f"exited with {code}"
+
+
+def log_tail(path: Path, lines: int = 5) -> list[str]:
+    """The last non-empty lines of a log file ([] if there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def why_exited(path: Path) -> str:
+    """The line of a process's log that says why it stopped: its last `event=fatal` line, else
+    its last line ('' if the log is empty)."""
+    tail = log_tail(path, 20)
+    return next((line for line in reversed(tail) if "event=fatal" in line), tail[-1] if tail
+                else "")
 
 
 def find_replica_server() -> str | None:
@@ -113,24 +165,45 @@ class LocalCluster:
     placements: dict[str, Placement] = field(default_factory=dict)  # by replica id; default:
     # `host`, no prefix. Ports are picked free on `host` (a fresh network namespace has all free).
     standby: bool = False  # keep a warm coordinator (`--standby`) for start_coordinator
+    # replicas whose recorded port was taken at start: id -> (old address, new address)
+    moved: dict[str, tuple[str, str]] = field(default_factory=dict)
     _ports: set[int] = field(default_factory=set, init=False, repr=False)  # every port handed out
 
     # Lifecycle -------------------------------------------------------------------------------
 
     def start(self, timeout: float = 20.0) -> None:
+        """Start every process and return once the cluster is writable with every replica up
+        and the web front end (if any) listens; on a data dir a previous run left, with that
+        run's membership and ports (see the module doc). Raises RuntimeError or TimeoutError
+        (everything stopped again) with a message naming what did not come up."""
+        deadline = time.monotonic() + timeout
         self.data_dir = Path(self.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.insecure:
             self.secret_file = ensure_secret(self.data_dir / "secret")
         self._ports.update(p for p in (self.web_port, self.metrics_port) if p)  # given ones
-        for i in range(1, self.replicas + 1):
-            rdir = self.data_dir / f"replica-{i}"
-            rdir.mkdir(exist_ok=True)
-            self._add_replica_proc(str(i), rdir)
-        self.coordinator_port = self._free_port()
-        self.metrics_port = self.metrics_port or self._free_port()
+        if self.web_port is not None and _web_available() and \
+                not port_free(self.host, self.web_port):
+            raise RuntimeError(f"web port {self.host}:{self.web_port} is in use by another "
+                               "process: stop it or choose another port (--web-port)")
         cdir = self.data_dir / "coordinator"
         cdir.mkdir(exist_ok=True)
+        previous = self._previous_run()
+        recorded = self._recorded_replicas(cdir, previous)
+        if recorded:
+            self.replicas = len(recorded)
+            for rid, address, rdir in recorded:
+                rdir.mkdir(parents=True, exist_ok=True)
+                self._add_replica_proc(rid, rdir, _port_of(address))
+            self._store_moved_members(cdir)
+        else:
+            for i in range(1, self.replicas + 1):
+                rdir = self.data_dir / f"replica-{i}"
+                rdir.mkdir(exist_ok=True)
+                self._add_replica_proc(str(i), rdir)
+        self.coordinator_port = self._port(_port_of(previous.get("coordinator")))
+        self.metrics_port = self.metrics_port or self._port(
+            _port_of((previous.get("coordinator_metrics") or "").removesuffix("/metrics")))
         argv = [sys.executable, "-m", "webfront.cli", "coordinator",
                 "--listen", f"{self.host}:{self.coordinator_port}", "--policy", self.policy,
                 "--state-dir", str(cdir), "--run-file", str(self.data_dir / RUN_FILE),
@@ -147,11 +220,58 @@ class LocalCluster:
         try:
             for proc in self.procs.values():
                 self._spawn(proc)
-            self.wait_writable(timeout)
+            self.wait_writable(max(0.0, deadline - time.monotonic()), starting=True)
+            if "web" in self.procs:
+                self.wait_web_listening(max(5.0, deadline - time.monotonic()))
             self._start_standby()
         except BaseException:
             self.stop()
             raise
+
+    def _previous_run(self) -> dict[str, Any]:
+        """The run file a previous run on this data dir left ({} if none or unreadable)."""
+        try:
+            data = json.loads((self.data_dir / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _recorded_replicas(self, cdir: Path,
+                           previous: dict[str, Any]) -> list[tuple[str, str, Path]]:
+        """(id, address, data dir) of each replica a previous run on this data dir left: the
+        coordinator's stored membership if there is one (it includes replicas added at
+        runtime and leaves out removed ones), else the run file's replicas; [] on a new dir."""
+        from webfront.coordinator.membership import MembershipStore
+        from webfront.coordinator.state_files import StateDirError
+
+        entries = {str(p.get("id")): p for p in previous.get("processes", [])
+                   if isinstance(p, dict) and p.get("role") == "replica"}
+        store = MembershipStore(str(cdir))
+        if store.path is not None and store.path.exists():
+            try:
+                members = [(m.id, f"{m.host}:{m.port}") for m in store.load([])]
+            except StateDirError as exc:
+                raise RuntimeError(str(exc)) from exc
+        else:
+            members = [(rid, str(p.get("address", ""))) for rid, p in entries.items()]
+        return [(rid, address, Path(entries.get(rid, {}).get("data_dir")
+                                    or self.data_dir / f"replica-{rid}"))
+                for rid, address in members]
+
+    def _store_moved_members(self, cdir: Path) -> None:
+        """Rewrite the stored membership with the replicas' new addresses, if any moved (the
+        coordinator is not running yet: it reads the file when it starts)."""
+        from webfront.coordinator.config import ReplicaConfig
+        from webfront.coordinator.membership import MembershipStore
+
+        store = MembershipStore(str(cdir))
+        if not self.moved or store.path is None or not store.path.exists():
+            return
+        members = []
+        for proc in self.replica_procs():
+            host, _, port = proc.address.rpartition(":")
+            members.append(ReplicaConfig(proc.id, host.strip("[]"), int(port)))
+        store.save(members)
 
     def _web_proc(self) -> Proc | None:
         """The web front end's process (not yet started), or None for none. Subclasses may
@@ -165,17 +285,27 @@ class LocalCluster:
         argv += ["--secret-file", str(self.secret_file)] if self.secret_file else []
         return Proc("web", "web", argv, f"{self.host}:{self.web_port}", str(self.data_dir))
 
-    def _add_replica_proc(self, rid: str, rdir: Path) -> Proc:
-        """Register (not start) replica rid on a free port, at its placement, with data dir
-        rdir; its command line is fixed here and reused by every restart."""
+    def _add_replica_proc(self, rid: str, rdir: Path, port: int | None = None) -> Proc:
+        """Register (not start) replica rid on `port` (a previous run's) if it is free, else on
+        a free port (noted in `moved`), at its placement, with data dir rdir; its command line
+        is fixed here and reused by every restart."""
         place = self.placements.get(rid, Placement(self.host))
-        address = f"{place.host}:{self._free_port()}"
+        address = f"{place.host}:{self._port(port)}"
+        if port and not address.endswith(f":{port}"):
+            self.moved[rid] = (f"{place.host}:{port}", address)
         argv = [*place.prefix, *self._replica_cmd(), "--id", rid, "--listen", address,
                 "--data-dir", str(rdir)]
         argv += self._auth_flags() + self.replica_args
         proc = Proc("replica", rid, argv, address, str(rdir))
         self.procs[f"replica-{rid}"] = proc
         return proc
+
+    def _port(self, wanted: int | None) -> int:
+        """wanted if it is free (and not handed out already), else a free port."""
+        if wanted and wanted not in self._ports and port_free(self.host, wanted):
+            self._ports.add(wanted)
+            return wanted
+        return self._free_port()
 
     def _free_port(self) -> int:
         """A free port on host that this cluster has not handed out before: every port is
@@ -205,9 +335,13 @@ class LocalCluster:
                                      else "")
         return env
 
+    def log_path(self, proc: Proc) -> Path:
+        """Where proc's output goes: DIR/replica-N.log, DIR/coordinator.log, DIR/web.log."""
+        return self.data_dir / (f"replica-{proc.id}.log" if proc.role == "replica"
+                                else f"{proc.id}.log")
+
     def _spawn(self, proc: Proc, stdin: int = subprocess.DEVNULL) -> None:
-        name = f"replica-{proc.id}.log" if proc.role == "replica" else f"{proc.id}.log"
-        log = open(self.data_dir / name, "ab")
+        log = open(self.log_path(proc), "ab")
         proc.spawned_env = self._env(proc)
         proc.popen = subprocess.Popen(proc.argv, stdout=log, stderr=subprocess.STDOUT,
                                       stdin=stdin, start_new_session=True,
@@ -433,15 +567,18 @@ class LocalCluster:
         finally:
             client.close()
 
-    def wait_writable(self, timeout: float = 20.0) -> None:
+    def wait_writable(self, timeout: float = 20.0, starting: bool = False) -> None:
+        """Poll the status until the cluster is writable with every replica up. Raises
+        RuntimeError at once if the coordinator or web front end exits (with `starting`, a
+        replica too), TimeoutError naming the replicas that are not up."""
         deadline = time.monotonic() + timeout
+        watched = ("coordinator", "web", "replica") if starting else ("coordinator", "web")
         last: Any = None
         while time.monotonic() < deadline:
             for proc in self.procs.values():
                 if proc.popen is not None and proc.popen.poll() is not None and \
-                        proc.role in ("coordinator", "web"):
-                    raise RuntimeError(f"{proc.role} exited with {proc.popen.returncode}; "
-                                       f"see logs in {self.data_dir}")
+                        proc.role in watched:
+                    raise RuntimeError(self.exit_report(proc))
             try:
                 status = self.status()
                 last = status
@@ -451,7 +588,67 @@ class LocalCluster:
             except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
                 last = exc
             time.sleep(0.05)
-        raise TimeoutError(f"cluster not writable after {timeout}s: {last}")
+        raise TimeoutError(f"cluster not writable after {timeout:.0f} s: "
+                           f"{self._not_writable_reason(last)}")
+
+    def exit_report(self, proc: Proc, label: str | None = None) -> str:
+        """'replica 2 (pid P) exited with 1: <why, from its log>; log: PATH' for a process that
+        ended (killed by a signal: no reason from the log, it had no say)."""
+        name = label or (f"replica {proc.id}" if proc.role == "replica" else proc.role)
+        code = proc.popen.returncode if proc.popen is not None else None
+        why = why_exited(self.log_path(proc)) if code is not None and code > 0 else ""
+        return (f"{name} (pid {proc.pid}) {describe_exit(code)}" + (f": {why}" if why else "")
+                + f"; log: {self.log_path(proc)}")
+
+    def _not_writable_reason(self, last: Any) -> str:
+        """Which replicas are not up and why, from the last status (or the coordinator's
+        error when it never answered)."""
+        if not isinstance(last, dict):
+            return f"the coordinator at {self.host}:{self.coordinator_port} did not answer " \
+                   f"({last}); see {self.data_dir / 'coordinator.log'}"
+        reasons = []
+        for entry in last.get("replicas", []):
+            if entry.get("state") == "up":
+                continue
+            text = f"replica {entry.get('id')} at {entry.get('address')} is {entry.get('state')}"
+            proc = self.procs.get(f"replica-{entry.get('id')}")
+            if proc is None:
+                text += " (no such replica process here)"
+            elif not proc.alive():
+                text += f" ({self.exit_report(proc)})"
+            elif proc.address != entry.get("address"):
+                text += f" (its process listens on {proc.address})"
+            reasons.append(text)
+        if not reasons:
+            reasons.append(f"every replica is up but the cluster is not writable "
+                           f"(majority {last.get('majority')}, live {last.get('live')})")
+        return "; ".join(reasons)
+
+    def wait_web_listening(self, timeout: float = 20.0) -> None:
+        """Return once the web front end accepts connections on its port; RuntimeError with the
+        last lines of web.log if it exits first, TimeoutError if it does not listen in time."""
+        web = self.procs["web"]
+        host, _, port = web.address.rpartition(":")
+        deadline = time.monotonic() + timeout
+        while True:
+            if not web.alive():
+                tail = "\n  ".join(log_tail(self.log_path(web), 8))
+                code = web.popen.returncode if web.popen is not None else None
+                raise RuntimeError(f"web front end (pid {web.pid}) {describe_exit(code)}; "
+                                   f"last lines of {self.log_path(web)}:\n  {tail}")
+            try:
+                socket.create_connection((host, int(port)), timeout=0.5).close()
+                return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"web front end not listening on {web.address} after "
+                                   f"{timeout:.0f} s; see {self.log_path(web)}")
+            time.sleep(0.05)
+
+    def restart_web(self) -> None:
+        """Start the web front end again with the same command line (without waiting)."""
+        self._spawn(self.procs["web"])
 
     def wait_state(self, rid: str | int, states: str | tuple[str, ...],
                    timeout: float = 5.0) -> dict:
@@ -466,6 +663,12 @@ class LocalCluster:
                 return entry
             time.sleep(0.02)
         raise TimeoutError(f"replica {rid} not {states} after {timeout}s: {entry}")
+
+
+def _port_of(address: str | None) -> int | None:
+    """The port of 'HOST:PORT' or 'http://HOST:PORT', or None."""
+    port = (address or "").rpartition(":")[2]
+    return int(port) if port.isdigit() else None
 
 
 def _web_available() -> bool:

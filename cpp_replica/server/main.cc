@@ -15,6 +15,7 @@
 
 #include "core/StateMachine.h"
 #include "server/Server.h"
+#include "storage/DataDirLock.h"
 #include "storage/EpochStore.h"
 #include "storage/FileLog.h"
 #include "storage/MemoryLog.h"
@@ -34,7 +35,9 @@ const char* kUsage =
     "  --listen HOST:PORT      address to listen on (default 127.0.0.1:7401; port 0 picks a\n"
     "                          free port; the real one is printed)\n"
     "  --data-dir DIR          directory for the command log, snapshots and epoch (created if\n"
-    "                          missing). Without it state is kept in memory only.\n"
+    "                          missing). Without it state is kept in memory only. Locked\n"
+    "                          (flock on DIR/lock) while the server runs: a second server on\n"
+    "                          the same dir exits at once with event=fatal\n"
     "  --secret-file PATH      file holding the cluster's shared secret (whitespace trimmed)\n"
     "  --insecure-no-auth      use the empty secret (development only; loopback addresses only)\n"
     "                          exactly one of --secret-file / --insecure-no-auth is required\n"
@@ -176,8 +179,11 @@ int main(int argc, char** argv) {
         std::uint64_t newestSnapshotBytes = 0, replayedBytes = 0;  // the snapshot pace (Server.h)
         std::unique_ptr<replica::Log> log;
         std::unique_ptr<replica::SnapshotStore> snapshots;
+        std::unique_ptr<replica::DataDirLock> dirLock;  // held until main returns
         if (!dataDir.empty()) {
             ::mkdir(dataDir.c_str(), 0755);
+            // Before anything in the dir is read or repaired: a second server must not touch it.
+            dirLock = std::make_unique<replica::DataDirLock>(dataDir);
             snapshots = std::make_unique<replica::SnapshotStore>(dataDir);
             ::unlink((dataDir + "/install.tmp").c_str());  // an install cut short by a crash
             snapshots->removeTemp();  // a background snapshot cut short by a crash
