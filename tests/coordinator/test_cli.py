@@ -130,3 +130,55 @@ def test_dead_replica_stays_dead_unless_restart_dead(tmp_path):
         finally:
             up.send_signal(signal.SIGTERM)
             up.wait(20)
+
+
+@pytest.mark.parametrize(("toml", "expected"), [
+    (None, "cannot read config file"),
+    ('heartbeat_ms = "100"\n', "heartbeat_ms must be an integer, not '100'"),
+    ('[[replicas]]\nhost = "127.0.0.1"\nport = 7401\n', "[[replicas]] entry 1: missing id"),
+    ('hearbeat_ms = 100\npolicy = "first"\n', "unknown key hearbeat_ms"),
+    ('[[replicas]]\nid = "1"\nhost = "127.0.0.1"\nport = 7401\nweight = 2\n',
+     "[[replicas]] entry 1: unknown weight"),
+    ("policy = \n", "is not valid TOML"),
+])
+def test_coordinator_config_errors_are_one_line_and_exit_2(tmp_path, toml, expected):
+    path = tmp_path / "coordinator.toml"
+    if toml is not None:
+        path.write_text(toml)
+    out = webfront("coordinator", "--config", str(path), "--insecure-no-auth",
+                   *([] if toml and "replicas" in toml else ["--replica", "1=127.0.0.1:7401"]))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == 1 and expected in out.stderr, out.stderr
+    assert out.stderr.startswith("webfront coordinator: ")
+
+
+def test_replica_flags_replace_the_files_replica_list(tmp_path):
+    """As documented: flags override the file, and `--replica` flags the whole list."""
+    from webfront.client import ClusterClient
+    from webfront.replica_process import start_replica
+
+    replica = start_replica(id="1", data_dir=tmp_path / "r1")
+    port = free_port()
+    config = tmp_path / "coordinator.toml"
+    config.write_text(f'listen = "127.0.0.1:{port}"\ninsecure = true\n'
+                      '[[replicas]]\nid = "9"\nhost = "127.0.0.1"\nport = 1\n')
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "webfront.cli", "coordinator", "--config", str(config),
+         "--replica", f"1=127.0.0.1:{replica.port}"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        with ClusterClient(("127.0.0.1", port), b"", timeout=10) as client:
+            deadline = time.monotonic() + 10
+            while True:
+                status = client.status()
+                if status["writable"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert [r["id"] for r in status["replicas"]] == ["1"]
+            assert status["writable"]
+    finally:
+        coordinator.terminate()
+        coordinator.wait(10)
+        replica.stop()

@@ -92,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = from_args(args)
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValueError as exc:  # ConfigError among them: one line, no traceback, exit 2
+        print(f"webfront coordinator: {exc}", file=sys.stderr)
+        return 2
     if args.standby and not wait_for_promotion():
         return 0
     return run(config)

@@ -90,17 +90,70 @@ _SIMPLE_KEYS = (
 )
 
 
+_REPLICA_KEYS = ("id", "host", "port")
+
+
+class ConfigError(ValueError):
+    """A configuration the coordinator cannot run with; the message is one line for the
+    operator (`webfront coordinator` prints it and exits 2)."""
+
+
+def _key_type(key: str) -> type:
+    default = getattr(CoordinatorConfig(), key)
+    if default is None:
+        return int if key == "metrics_port" else str
+    return type(default)
+
+
+_TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false", list: "an array"}
+
+
+def _checked(path: str | Path, where: str, key: str, value: object, want: type) -> object:
+    # bool is an int in Python, and TOML's true is not a port number
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ConfigError(f"{path}: {where}{key} must be {_TYPE_NAMES[want]}, not "
+                          f"{value!r}")
+    return value
+
+
 def load_toml(path: str | Path) -> CoordinatorConfig:
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
+    """The file's settings over the defaults. Raises ConfigError for a file that cannot be read
+    or parsed, an unknown key, a value of the wrong type or an incomplete [[replicas]] entry."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(_SIMPLE_KEYS) - {"listen", "replicas"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(unknown)} (known: listen, replicas, "
+                          f"{', '.join(_SIMPLE_KEYS)})")
     config = CoordinatorConfig()
     for key in _SIMPLE_KEYS:
         if key in data:
-            setattr(config, key, data[key])
+            setattr(config, key, _checked(path, "", key, data[key], _key_type(key)))
     if "listen" in data:
-        config.listen = parse_address(data["listen"])
-    for item in data.get("replicas", []):
-        config.replicas.append(ReplicaConfig(str(item["id"]), item["host"], int(item["port"])))
+        config.listen = parse_address(str(_checked(path, "", "listen", data["listen"], str)))
+    replicas = _checked(path, "", "replicas", data.get("replicas", []), list)
+    for n, item in enumerate(replicas, 1):
+        where = f"[[replicas]] entry {n}: "
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}: {where}want a table with id, host and port")
+        missing = [k for k in _REPLICA_KEYS if k not in item]
+        extra = sorted(set(item) - set(_REPLICA_KEYS))
+        if missing or extra:
+            raise ConfigError(f"{path}: {where}" + "; ".join(
+                ([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"unknown {', '.join(extra)}"] if extra else [])))
+        rid = item["id"]
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+            raise ConfigError(f"{path}: {where}id must be a string or an integer")
+        config.replicas.append(ReplicaConfig(
+            str(rid), str(_checked(path, where, "host", item["host"], str)),
+            int(_checked(path, where, "port", item["port"], int))))
     return config
 
 
@@ -109,7 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", help="client address HOST:PORT (default 127.0.0.1:7000)")
     parser.add_argument(
         "--replica", action="append", default=[], metavar="ID=HOST:PORT",
-        help="a replica (repeat for each)",
+        help="a replica (repeat for each); given, they replace the file's [[replicas]]",
     )
     parser.add_argument("--policy", choices=POLICIES)
     parser.add_argument("--secret-file")
@@ -141,9 +194,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> CoordinatorConfig:
+    """The file (if any), then the flags over it: a flag replaces the file's value, and
+    `--replica` flags, if any, replace the whole [[replicas]] list (adding to it would make a
+    replica moved to another address, given in both, a duplicate id). Raises ValueError
+    (ConfigError) with a one-line message."""
     config = load_toml(args.config) if args.config else CoordinatorConfig()
     if args.listen:
         config.listen = parse_address(args.listen)
+    if args.replica:
+        config.replicas = []
     for spec in args.replica:
         rid, sep, address = spec.partition("=")
         if not sep:
