@@ -71,6 +71,17 @@ def unique(prefix: str = "u") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+def author_of(backend, texts: list[str], **config):
+    """A client of an app configured with `config`, logged in as a new user who has posted
+    `texts` in order; and the user's name."""
+    c = create_app(make_config(backend, **config)).test_client()
+    name = unique()
+    c.post("/register", data={"username": name, "password": PASSWORD, "confirm": PASSWORD})
+    for t in texts:
+        assert c.post("/compose", data={"text": t}).status_code == 302
+    return c, name
+
+
 class AuthActions:
     def __init__(self, client) -> None:
         self._client = client

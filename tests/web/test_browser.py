@@ -109,6 +109,14 @@ def test_social_journey(site, new_page):
     register(alice, site, alice_name, "Alice")
     # the counter counts down as she types, and turns red past 280
     box = alice.get_by_label("What's happening?")
+    expect(alice.locator("#text-count")).to_have_text("280 characters left")
+    box.fill("x" * 279)
+    expect(alice.locator("#text-count")).to_have_text("1 character left")
+    box.fill("x" * 281)
+    expect(alice.locator("#text-count")).to_have_text("1 character too many")
+    box.fill("👍" * 280)  # characters, not UTF-16 units: no maxlength cuts it at 140
+    expect(box).to_have_value("👍" * 280)
+    expect(alice.locator("#text-count")).to_have_text("0 characters left")
     box.fill("hello")
     expect(alice.locator("#text-count")).to_have_text("275 characters left")
     box.fill("x" * 290)
@@ -135,9 +143,18 @@ def test_social_journey(site, new_page):
     alice.goto(f"{site}/{bob_name}/followers")
     expect(alice.locator("ul.people")).to_contain_text(alice_name)
 
-    # bob deletes his post; log out
+    # bob deletes his post, once he has said yes to the question; log out
     bob.reload()
-    bob.locator(".post", has_text="Bob here").get_by_role("button", name="Delete").click()
+    delete = bob.locator(".post", has_text="Bob here").get_by_role("button", name="Delete")
+    expect(delete).to_have_accessible_name(re.compile(r"^Delete your post from "))
+    questions = []
+    bob.once("dialog", lambda d: (questions.append(d.message), d.dismiss()))
+    delete.click()
+    bob.reload()
+    expect(bob.locator(".post .text", has_text="Bob here")).to_have_count(1)
+    assert questions == ["Delete this post for good?"]
+    bob.once("dialog", lambda d: d.accept())
+    delete.click()
     expect(bob.locator(".post .text", has_text="Bob here")).to_have_count(0)
 
     alice.get_by_role("button", name="Log out").click()
@@ -210,3 +227,58 @@ def test_phone_sized_public_timeline(site, new_page):
     # nothing overflows sideways
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(SHOTS / "public-phone.png"), full_page=True)
+
+
+def luminance(css_color: str) -> float:
+    channels = [int(c) / 255 for c in re.findall(r"\d+", css_color)[:3]]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def style(locator, prop: str) -> str:
+    return locator.evaluate(f"e => getComputedStyle(e)[{prop!r}]")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_contrast_of_danger_button_and_input_borders(site, new_page, scheme):
+    page = new_page(color_scheme=scheme)
+    register(page, site, unique("contrast"))
+    page.goto(site + "/settings/delete-account")
+    button = page.get_by_role("button", name="Delete my account")
+    assert contrast(style(button, "color"), style(button, "backgroundColor")) >= 4.5
+    card_bg = style(page.locator("form.card"), "backgroundColor")
+    for field in (page.get_by_label("Password"), page.get_by_label("Type your username")):
+        border = style(field, "borderTopColor")
+        assert contrast(border, style(field, "backgroundColor")) >= 3, scheme
+        assert contrast(border, card_bg) >= 3, scheme
+    # Cancel stands apart from the button
+    gap = page.get_by_role("link", name="Cancel").bounding_box()["x"] - (
+        button.bounding_box()["x"] + button.bounding_box()["width"])
+    assert gap >= 8
+    page.screenshot(path=str(SHOTS / f"delete-account-{scheme}.png"), full_page=True)
+
+
+def test_targets_skip_link_and_current_page_on_a_phone(site, new_page):
+    page = new_page(viewport={"width": 390, "height": 760}, is_mobile=True)
+    register(page, site, unique("touch"))
+    post(page, "a post to delete some day")
+    targets = [page.locator("header.site ul a"), page.locator("header.site button"),
+               page.locator(".post form.delete button")]
+    for locator in targets:
+        for i in range(locator.count()):
+            box = locator.nth(i).bounding_box()
+            assert box["width"] >= 24 and box["height"] >= 24, (locator, i, box)
+    sync_api.expect(page.get_by_role("link", name="Home")).to_have_attribute(
+        "aria-current", "page")
+    skip = page.get_by_role("link", name="Skip to main content")
+    assert skip.bounding_box()["y"] + skip.bounding_box()["height"] <= 0  # out of sight
+    page.keyboard.press("Tab")
+    sync_api.expect(skip).to_be_focused()
+    assert skip.bounding_box()["y"] >= 0  # seen when focused
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"

@@ -8,7 +8,7 @@ import pytest
 
 from webfront.web import create_app
 
-from .conftest import ADMIN, PASSWORD, make_config, unique
+from .conftest import ADMIN, PASSWORD, author_of, make_config, unique
 
 
 def text(response) -> str:
@@ -63,7 +63,8 @@ def test_unknown_user_is_404(client):
     for path in ("/no_such_user_x", "/no_such_user_x/followers", "/no_such_user_x/following"):
         r = client.get(path)
         assert r.status_code == 404, path
-        assert "Not found" in text(r)
+        assert "Page not found" in text(r)
+        assert "There is no user called @no_such_user_x." in text(r)
 
 
 def test_security_headers(client):
@@ -258,12 +259,7 @@ def test_delete_own_post_only(client, auth, app):
 
 
 def test_paging_older_posts(backend, client, auth):
-    app = create_app(make_config(backend, PAGE_SIZE=3))
-    c = app.test_client()
-    name = unique()
-    c.post("/register", data={"username": name, "password": PASSWORD, "confirm": PASSWORD})
-    for i in range(7):
-        c.post("/compose", data={"text": f"numbered post {i}"})
+    c, name = author_of(backend, [f"numbered post {i}" for i in range(7)], PAGE_SIZE=3)
     seen = []
     path = f"/{name}"
     for _ in range(4):
@@ -438,6 +434,7 @@ def test_login_rate_limited(backend):
     assert codes == [401, 401, 429]
 
 
-@pytest.mark.parametrize("path", ["/favicon.ico", "/wp-login.php", "/a", "/x" * 30])
+# /favicon.ico is no user either, but is answered: test_page_ux.py::test_favicon.
+@pytest.mark.parametrize("path", ["/wp-login.php", "/a", "/x" * 30])
 def test_implausible_names_are_404(client, path):
     assert client.get(path).status_code == 404

@@ -11,7 +11,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, g, redirect, url_for
 
 from . import (
     admin,
@@ -76,6 +76,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         )
 
     inputs.init_app(app)  # first: a truncated chunked body must be refused before any reads it
+    auth.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     cluster_access.init_app(app)
@@ -92,6 +93,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Last: its `/<username>` rule must not shadow the fixed paths above.
     app.register_blueprint(profiles.bp)
 
+    @app.get("/favicon.ico")
+    def favicon():
+        # Asked for by browsers and tools that do not read the page's <link rel=icon>.
+        return redirect(url_for("static", filename="favicon.svg"), 301)
+
     @app.after_request
     def security_headers(response: Response) -> Response:
         h = response.headers
@@ -99,6 +105,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         h.setdefault("X-Content-Type-Options", "nosniff")
         h.setdefault("X-Frame-Options", "DENY")
         h.setdefault("Referrer-Policy", "same-origin")
+        if g.get("user") and response.mimetype == "text/html":
+            # A logged-in page shows the user's own timeline: not for shared caches, nor for
+            # the back button after logging out on a shared computer.
+            h.setdefault("Cache-Control", "private, no-store")
         return response
 
     return app

@@ -24,7 +24,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from webfront.client import Conflict, NotFound
 
-from . import cluster_access
+from . import cluster_access, errors
 from .forms import USERNAME_RE, DeleteAccountForm, LoginForm, RegisterForm
 from .inputs import display_name, local_target
 from .limits import login_limits
@@ -67,7 +67,6 @@ def check_credentials(username: str, password: str, *, linearizable: bool = Fals
     return user
 
 
-@bp.before_app_request
 def load_logged_in_user() -> None:
     g.user = session.get("username")
     g.user_since = session.get("since")
@@ -86,6 +85,12 @@ def is_admin() -> bool:
     user = g.get("user")
     admins = {a.lower() for a in current_app.config["ADMINS"]}
     return bool(user) and user.lower() in admins
+
+
+def init_app(app) -> None:
+    # Before CSRFProtect's and the limiter's checks: the forms they refuse are shown again
+    # for whoever is logged in (`errors.shows_form_again`).
+    app.before_request(load_logged_in_user)
 
 
 def login_required(view):
@@ -135,19 +140,34 @@ def register():
     return render_template("register.html", form=form), status
 
 
+def _after_login():
+    return redirect(local_target(request.args.get("next"), url_for("timeline.home")))
+
+
 @bp.route("/login", methods=("GET", "POST"))
 @login_limits
 def login():
+    if g.user:
+        return _after_login()
     form = LoginForm()
     if form.validate_on_submit():
         user = check_credentials(form.username.data.strip(), form.password.data)
         if user is not None:
             _log_in(user)
             flash(f"Logged in as {user['username']}.")
-            return redirect(local_target(request.args.get("next"), url_for("timeline.home")))
+            return _after_login()
         form.password.errors.append("Wrong username or password.")
     status = 401 if request.method == "POST" else 200
     return render_template("login.html", form=form), status
+
+
+@errors.shows_form_again("auth.login")
+def _login_again(message: str, status: int):
+    """A login form not taken (its CSRF token went stale as another tab logged in or out; too
+    many attempts): logged in by now, on to where the login would go; else the form again."""
+    if g.user:
+        return _after_login()
+    return render_template("login.html", form=LoginForm(), form_error=message), status
 
 
 @bp.get("/logout")

@@ -23,10 +23,14 @@ RESERVED_NAMES = frozenset(
 )
 
 
+USERNAME_RULE = "3 to 20 letters, digits or underscores."
+MIN_PASSWORD_CHARS = 8
+
+
 def username_problem(name: str) -> str | None:
     """Why `name` cannot be registered, or None."""
     if not USERNAME_RE.fullmatch(name):
-        return "3 to 20 letters, digits or underscores."
+        return USERNAME_RULE
     if name.lower() in RESERVED_NAMES:
         return "This name is reserved."
     return None
@@ -62,11 +66,21 @@ class WriteForm(FlaskForm):
     request_token = HiddenField(default=new_token, validators=[_request_token])
 
 
+def _strip_spaces(value: str | None) -> str | None:
+    # Spaces only, as typed or pasted around a name; a newline stays an error (never a name).
+    return value.strip(" ") if isinstance(value, str) else value
+
+
 class RegisterForm(WriteForm):
-    username = StringField("Username", validators=[InputRequired(), _valid_username])
+    username = StringField("Username", description=USERNAME_RULE, filters=[_strip_spaces],
+                           validators=[InputRequired(), _valid_username])
     display_name = StringField("Display name (optional)", validators=[_rule(display_name)],
                                render_kw={"maxlength": MAX_DISPLAY_NAME_CHARS})
-    password = PasswordField("Password", validators=[InputRequired(), Length(min=8, max=200)])
+    password = PasswordField(
+        "Password", description=f"At least {MIN_PASSWORD_CHARS} characters.",
+        validators=[InputRequired(), Length(
+            min=MIN_PASSWORD_CHARS, max=200,
+            message=f"Use {MIN_PASSWORD_CHARS} to 200 characters for your password.")])
     confirm = PasswordField(
         "Repeat password",
         validators=[InputRequired(), EqualTo("password", message="Passwords do not match.")],
@@ -80,6 +94,7 @@ class LoginForm(FlaskForm):
 
 class PostForm(WriteForm):
     text = TextAreaField("What's happening?", validators=[_rule(post_text)])
+    next = HiddenField()  # the page the form is on: back there after posting
 
 
 class DeleteAccountForm(FlaskForm):

@@ -29,6 +29,14 @@ class InvalidInput(ValueError):
     """Input that breaks one of the rules here; the message says which."""
 
 
+class InvalidQuery(InvalidInput):
+    """A query parameter (`name`) that breaks its rule: on a page, a link edited or cut short."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def query_int(name: str, low: int, high: int) -> int | None:
     """The query parameter `name` as an int in [low, high], None if absent or empty.
     Only ASCII digits: str.isdigit() takes "²", which int() refuses, and int() takes "٣",
@@ -37,7 +45,7 @@ def query_int(name: str, low: int, high: int) -> int | None:
     if raw is None or raw == "":
         return None
     if not _ASCII_DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
-        raise InvalidInput(f"query parameter {name!r} must be an integer from {low} to {high}")
+        raise InvalidQuery(name, f"query parameter {name!r} must be an integer from {low} to {high}")
     return int(raw)
 
 

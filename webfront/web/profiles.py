@@ -14,7 +14,7 @@ bp = Blueprint("profiles", __name__)
 
 @bp.url_value_preprocessor
 def _plausible_username(endpoint, values) -> None:
-    # `/favicon.ico`, `/wp-login.php` and friends are not users: answer 404 without asking.
+    # `/wp-login.php`, `/apple-touch-icon.png` and friends are not users: 404 without asking.
     if values and "username" in values and not USERNAME_RE.fullmatch(values["username"]):
         abort(404)
 

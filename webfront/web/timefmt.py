@@ -28,10 +28,22 @@ def exact(us: int) -> str:
     return to_datetime(us).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def relative(us: int, now_us: int | None = None) -> str:
+DAY_US = 86400 * 1_000_000
+
+
+def now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+def over_a_day_old(us: int) -> bool:
+    """Whether a page shows the exact time beside the relative one: "3 days ago" alone does not
+    say when, and a title tooltip is out of reach of touch and keyboard."""
+    return now_us() - int(us) > DAY_US
+
+
+def relative(us: int, now: int | None = None) -> str:
     """'just now', '3 min ago', '5 h ago', '2 days ago', then the date."""
-    now_us = int(time.time() * 1_000_000) if now_us is None else now_us
-    seconds = max(0, (now_us - int(us)) // 1_000_000)
+    seconds = max(0, ((now_us() if now is None else now) - int(us)) // 1_000_000)
     if seconds < 10:
         return "just now"
     if seconds < 60:
@@ -50,3 +62,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(iso, "isotime")
     app.add_template_filter(exact, "exacttime")
     app.add_template_filter(relative, "reltime")
+    app.add_template_filter(over_a_day_old, "over_a_day_old")

@@ -14,13 +14,14 @@ from flask import (
     url_for,
 )
 
-from . import cluster_access
+from . import cluster_access, errors
 from .auth import login_required
 from .forms import PostForm
-from .inputs import INT64_MAX, local_target, post_text, query_int
+from .inputs import INT64_MAX, MAX_POST_CHARS, local_target, post_text, query_int
 from .request_ids import form_request_id, posted_token, write_form
 
 bp = Blueprint("timeline", __name__)
+bp.add_app_template_global(MAX_POST_CHARS, "max_post_chars")
 
 
 def page_args() -> dict:
@@ -33,33 +34,65 @@ def page_args() -> dict:
     return args
 
 
-def home_page(form: PostForm):
-    args = cluster_access.as_account({"username": g.user, **page_args()}, "username")
-    page = cluster_access.read("home", args)
-    return render_template("timeline.html", kind="home", title="Your timeline",
-                           posts=page["posts"], next=page.get("next"), form=form)
+def _read_timeline(kind: str) -> dict:
+    if kind == "home":
+        args = cluster_access.as_account({"username": g.user, **page_args()}, "username")
+        return cluster_access.read("home", args)
+    return cluster_access.read("public", page_args())
+
+
+TITLES = {"home": "Your timeline", "public": "Public timeline"}
+
+
+def timeline_page(kind: str, form: PostForm | None):
+    """The home or public timeline, with `form` (a post box) on it if given."""
+    page = _read_timeline(kind)
+    return render_template("timeline.html", kind=kind, title=TITLES[kind], posts=page["posts"],
+                           next=page.get("next"), form=form)
+
+
+def _post_box() -> PostForm | None:
+    """An empty post box for the logged-in user that brings them back to this page."""
+    return PostForm(next=request.path) if g.user else None
 
 
 @bp.route("/")
 def home():
     if g.user is None:
         return redirect(url_for("timeline.public"))
-    return home_page(PostForm())
+    return timeline_page("home", _post_box())
 
 
 @bp.route("/public")
 def public():
-    page = cluster_access.read("public", page_args())
-    return render_template("timeline.html", kind="public", title="Public timeline",
-                           posts=page["posts"], next=page.get("next"),
-                           form=PostForm() if g.user else None)
+    return timeline_page("public", _post_box())
 
 
 @bp.get("/compose")
 def compose_page():
     """405, not the profile route's "no such user" that a GET here would otherwise reach: the
-    compose form lives on the home page and posts here."""
+    compose form lives on the timelines and posts here."""
     abort(405, valid_methods=["POST"])
+
+
+def _back_to(form: PostForm) -> str:
+    return local_target(form.next.data, url_for("timeline.home"))
+
+
+def _compose_again(form: PostForm, status: int, headers: dict | None = None):
+    """The page the post box was on again (the URL stays /compose), the text and the reason
+    by it kept; a `next` that is no timeline gets the home page."""
+    kind = "public" if _back_to(form) == url_for("timeline.public") else "home"
+    return timeline_page(kind, form), status, headers or {}
+
+
+@errors.shows_form_again("timeline.compose")
+def _stale_compose(message: str, status: int):
+    if g.user is None:  # logged out in another tab: nothing to show the post box on
+        return None
+    form = PostForm()
+    form.text.errors = [message]
+    return _compose_again(form, status)
 
 
 @bp.route("/compose", methods=("POST",))
@@ -71,10 +104,10 @@ def compose():
         # The text is part of the request: an edited text under the same token is a new post.
         if write_form(form, "create_post", {"actor": g.user, "text": text}, g.user, text):
             flash("Your post is published.")
-            return redirect(url_for("timeline.home"))
-        return home_page(form), 503, {"Retry-After": "1"}
+            return redirect(_back_to(form))
+        return _compose_again(form, 503, {"Retry-After": "1"})
     # Show the error next to the field, the text kept, above the timeline.
-    return home_page(form), 400
+    return _compose_again(form, 400)
 
 
 # Why the stand-in: a page of one's own posts has a delete form per post, and building each URL
