@@ -952,12 +952,20 @@ void Server::close(Connection& c, const std::string& reason) {
 void Server::handleEpoch(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
     std::int64_t e = body.requireInt("e");
-    if (e < epochs_.get()) {
-        refuse(c, "stale_epoch", "epoch " + std::to_string(e) + " < " + std::to_string(epochs_.get()),
+    std::string claim;  // `c`: the coordinator's claim id, optional (older coordinators)
+    if (const msgpack::object* o = body.optional("c"); o != nullptr && o->type != msgpack::type::NIL) {
+        std::string_view raw = body.requireBin("c");
+        if (raw.empty() || raw.size() > 32) throw FrameError("malformed", "c must be 1 to 32 bytes");
+        claim = std::string(raw);
+    }
+    std::int64_t before = epochs_.get();
+    if (!epochs_.claim(e, claim)) {  // fsync, rename, fsync dir: durable before epoch_ok
+        refuse(c, "stale_epoch",
+               e < before ? "epoch " + std::to_string(e) + " < " + std::to_string(before)
+                          : "epoch " + std::to_string(e) + " was taken by another coordinator",
                "id", id);
         return;
     }
-    epochs_.raise(e);  // fsync, rename, fsync dir: durable before epoch_ok
     std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(6);

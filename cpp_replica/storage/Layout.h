@@ -6,7 +6,8 @@ namespace replica {
 ///
 /// ```
 /// DATA_DIR/
-///   epoch                      highest epoch seen, decimal text; replaced atomically
+///   epoch                      highest epoch seen, decimal text, then the hex claim of the
+///                              coordinator that took it (if known); replaced atomically
 ///                              (epoch.tmp -> fsync -> rename -> fsync dir)
 ///   snapshot-<seq:020>.snap    newest snapshot: "RSNAP001" | u64 LE xxh3_64(payload) | payload
 ///                              payload = StateMachine::snapshot() at seq; written as

@@ -86,6 +86,25 @@ def test_epoch_is_durable_and_fences(launch, tmp_path: Path) -> None:
     assert call(sock, write(2, "create_post", {"actor": "new", "text": "x"}, epoch=2))["code"] == "stale_epoch"
 
 
+def test_an_epoch_is_taken_by_one_claim_only_across_restarts(launch, tmp_path: Path) -> None:
+    """Two coordinators that picked the same epoch (each with its own state dir, started at
+    once) must not both fence a majority: the replica takes the epoch for the first claim."""
+    proc = launch(data_dir=tmp_path / "r1")
+    sock = connect(proc)
+    assert call(sock, {"t": "epoch", "id": 1, "e": 4, "c": b"A" * 8})["t"] == "epoch_ok"
+    assert call(sock, {"t": "epoch", "id": 2, "e": 4, "c": b"A" * 8})["t"] == "epoch_ok"
+    err = call(sock, {"t": "epoch", "id": 3, "e": 4, "c": b"B" * 8})
+    assert (err["t"], err["code"]) == ("err", "stale_epoch") and "another" in err["msg"], err
+    assert call(sock, {"t": "epoch", "id": 4, "e": 4})["t"] == "epoch_ok"  # no claim: as before
+    proc.kill()
+    again = launch(data_dir=tmp_path / "r1")
+    sock = connect(again)
+    assert call(sock, {"t": "epoch", "id": 5, "e": 4, "c": b"B" * 8})["code"] == "stale_epoch"
+    assert call(sock, {"t": "epoch", "id": 6, "e": 5, "c": b"B" * 8})["t"] == "epoch_ok"
+    bad = call(sock, {"t": "epoch", "id": 7, "e": 6, "c": "not bytes"})
+    assert (bad["t"], bad["code"]) == ("err", "malformed"), bad
+
+
 def test_snapshot_install_then_log_suffix(launch, tmp_path: Path) -> None:
     a = launch(id="a", data_dir=tmp_path / "a")
     b = launch(id="b", data_dir=tmp_path / "b")

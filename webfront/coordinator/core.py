@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from typing import Any
@@ -75,6 +76,9 @@ class Coordinator:
         self.started = False  # epoch and seq chosen: writes accepted
         self.phase = "handshake"  # -> fencing (epoch sent) -> started, or fenced
         self.new_epoch = 0  # the epoch being claimed / in use
+        # Sent with our `epoch` frames: a replica refuses the same epoch for another claim, so
+        # two coordinators that picked the same epoch cannot both fence a majority.
+        self.claim = os.urandom(8)
         self.fenced = False
         self.on_fatal: Any = None  # called when this coordinator must exit (fenced)
         self.exit_code = 0
@@ -178,7 +182,8 @@ class Coordinator:
 
     async def _epoch_call(self, link: ReplicaLink, conn: Any) -> None:
         try:
-            reply = await rpc(link, {"t": "epoch", "e": self.new_epoch}, timeout=5.0)
+            reply = await rpc(link, {"t": "epoch", "e": self.new_epoch, "c": self.claim},
+                              timeout=5.0)
         except RecoveryError as exc:
             if link.conn is not conn:
                 return
