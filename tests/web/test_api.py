@@ -162,8 +162,9 @@ def test_delete_account_only_own(api):
     assert api.call("GET", f"/users/{alice}").status_code == 200
     assert api.call("DELETE", f"/users/{alice}", ta).status_code == 204
     assert api.call("GET", f"/users/{alice}").status_code == 404
-    # the token outlives the account but can do nothing
-    assert api.call("POST", "/posts", ta, json={"text": "ghost"}).status_code == 404
+    # the token outlives the account but can do nothing (docs/protocol.md: account_replaced)
+    r = api.call("POST", "/posts", ta, json={"text": "ghost"})
+    assert r.status_code == 401 and error_code(r) == "account_replaced"
 
 
 def test_follows(api):
