@@ -134,6 +134,12 @@ def test_returning_replica_with_other_data_is_found_diverged_and_rebuilt(cluster
     shutil.rmtree(a3)
     shutil.copytree(b1, a3)
     a.restart_replica(3)
+    # Its epoch file says B's coordinator took epoch 1, so it refuses A's (the same epoch for
+    # another claim): A's coordinator stops as fenced, and the next one, started as a
+    # supervisor would, takes epoch 2 from every replica (docs/protocol.md, "Epoch").
+    wait_for(lambda: not a.procs["coordinator"].alive(), timeout=10, what="A's coordinator fenced")
+    assert "was taken by another coordinator" in (a.data_dir / "coordinator.log").read_text()
+    a.start_coordinator()
 
     # It recovers B's state from the copied files, then the coordinator refuses it.
     def recovered_line():

@@ -187,8 +187,8 @@ class Coordinator:
         except RecoveryError as exc:
             if link.conn is not conn:
                 return
-            if exc.code == "stale_epoch":
-                self.fence(f"replica {link.id} refused epoch {self.new_epoch} as stale")
+            if exc.code == "stale_epoch":  # a newer coordinator, or one that took this epoch
+                self.fence(f"replica {link.id} refused epoch {self.new_epoch}: {exc}")
             elif exc.code == "malformed" and "epoch" in str(exc):
                 log.warning("replica %s does not know the epoch frame: fenced by writes only",
                             link.id)
