@@ -261,8 +261,9 @@ def _change_membership(args: argparse.Namespace) -> str | None:
     try:
         if args.action == "add":
             rid = client.add_replica(args.address)
-            print(f"replica {rid} at {args.address} added; it is recovering (state transfer) "
-                  "and becomes up once caught up: see `webfront status`")
+            print(f"replica {rid} at {args.address} added; it is recovering (from an up "
+                  "replica's log, or by state transfer when that no longer reaches back) and "
+                  "becomes up once caught up: see `webfront status`")
         else:
             client.remove_replica(args.id)
             print(f"replica {args.id} removed from the membership")
@@ -435,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _client_flags(new)
     replicas = sub.add_parser("replicas", help="change the membership at runtime")
     replicas_sub = replicas.add_subparsers(dest="action", required=True)
-    add = replicas_sub.add_parser("add", help="add the replica at HOST:PORT (state transfer)")
+    add = replicas_sub.add_parser("add", help="add the replica at HOST:PORT (it catches up from the others)")
     add.add_argument("address", metavar="HOST:PORT")
     add.add_argument("--data-dir", default="./var")
     _client_flags(add)

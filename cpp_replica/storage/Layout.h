@@ -6,6 +6,8 @@ namespace replica {
 ///
 /// ```
 /// DATA_DIR/
+///   lock                       held (flock) by the replica_server using the dir, with its pid
+///                              (storage/DataDirLock.h)
 ///   epoch                      highest epoch seen, decimal text, then the hex claim of the
 ///                              coordinator that took it (if known); replaced atomically
 ///                              (epoch.tmp -> fsync -> rename -> fsync dir)

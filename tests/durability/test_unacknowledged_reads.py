@@ -7,9 +7,11 @@ The coordinator holds such an answer until the writes it saw are acknowledged.""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -41,10 +43,13 @@ def in_thread(call) -> tuple[threading.Thread, dict]:
     return thread, out
 
 
-@pytest.mark.parametrize("mode", ["linearizable", "session"])
-def test_a_read_waits_for_the_writes_it_saw_to_be_acknowledged(cluster_factory, mode):
-    # 2 and 3 stay `suspect` while paused, so the write is sequenced and sent, and waits.
-    cluster = cluster_factory(coordinator_args=["--miss-threshold", "1000"])
+@contextlib.contextmanager
+def write_pending_on_one_replica(cluster, client_timeout: float
+                                 ) -> Iterator[tuple[threading.Thread, dict]]:
+    """Replicas 2 and 3 hang (SIGSTOP) while a write of alice's, "pending", goes out: replica 1
+    applies it, and it waits for a second ack. 2 and 3 stay `suspect` (the cluster runs with
+    a high --miss-threshold), so the write is sequenced and sent. They go on at the end.
+    Yields the writer's thread and what it will get (in_thread)."""
     write_history(cluster, "alice", ["one"])
     wait_converged(cluster, timeout=10)
     for rid in (2, 3):
@@ -54,22 +59,30 @@ def test_a_read_waits_for_the_writes_it_saw_to_be_acknowledged(cluster_factory, 
                              if r["id"] != "1"), timeout=5, what="2 and 3 suspect")
 
         def write():
-            with cluster.client(timeout=10) as client:
+            with cluster.client(timeout=client_timeout) as client:
                 return client.write("create_post", {"actor": "alice", "text": "pending"})
-
-        def read():
-            with cluster.client(timeout=10) as client:
-                return client.read("user_posts", {"username": "alice"},
-                                   min_seq=0 if mode == "session" else None)
 
         writer, wrote = in_thread(write)
         time.sleep(0.3)  # applied by replica 1, unacknowledged
-        reader, seen = in_thread(read)
-        reader.join(1.0)
-        assert not seen, f"answered before the write it saw was acknowledged: {seen}"
+        yield writer, wrote
     finally:
         for rid in (2, 3):
             cluster.signal_replica(rid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("mode", ["linearizable", "session"])
+def test_a_read_waits_for_the_writes_it_saw_to_be_acknowledged(cluster_factory, mode):
+    cluster = cluster_factory(coordinator_args=["--miss-threshold", "1000"])
+
+    def read():
+        with cluster.client(timeout=10) as client:
+            return client.read("user_posts", {"username": "alice"},
+                               min_seq=0 if mode == "session" else None)
+
+    with write_pending_on_one_replica(cluster, client_timeout=10) as (writer, wrote):
+        reader, seen = in_thread(read)
+        reader.join(1.0)
+        assert not seen, f"answered before the write it saw was acknowledged: {seen}"
     writer.join(10)
     reader.join(10)
     assert wrote["result"].reply["ok"], wrote
@@ -80,25 +93,9 @@ def test_a_read_waits_for_the_writes_it_saw_to_be_acknowledged(cluster_factory, 
 def test_a_read_of_a_write_that_is_never_acknowledged_is_not_answered(cluster_factory):
     cluster = cluster_factory(coordinator_args=["--miss-threshold", "1000",
                                                 "--read-timeout-ms", "500"])
-    write_history(cluster, "alice", ["one"])
-    wait_converged(cluster, timeout=10)
-    for rid in (2, 3):
-        cluster.signal_replica(rid, signal.SIGSTOP)
-    try:
-        wait_for(lambda: all(r["state"] == "suspect" for r in cluster.status()["replicas"]
-                             if r["id"] != "1"), timeout=5, what="2 and 3 suspect")
-
-        def write():
-            with cluster.client(timeout=3) as client:
-                return client.write("create_post", {"actor": "alice", "text": "pending"})
-
-        writer, _ = in_thread(write)
-        time.sleep(0.3)
-        # The coordinator answers `timeout` after 500 ms ("the writes it saw were not
-        # acknowledged"); the client asks again until its own deadline, then gives up.
-        with cluster.client(timeout=1.5) as client, pytest.raises(ClusterError):
-            client.read("user_posts", {"username": "alice"})
-    finally:
-        for rid in (2, 3):
-            cluster.signal_replica(rid, signal.SIGCONT)
+    # The coordinator answers `timeout` after 500 ms ("the writes it saw were not
+    # acknowledged"); the client asks again until its own deadline, then gives up.
+    with write_pending_on_one_replica(cluster, client_timeout=3) as (writer, _), \
+            cluster.client(timeout=1.5) as client, pytest.raises(ClusterError):
+        client.read("user_posts", {"username": "alice"})
     writer.join(10)
