@@ -1271,20 +1271,27 @@ std::string Server::finishInstall() {
     // A background snapshot of the old history must not land after (or be pruned against)
     // the installed one.
     if (snapshotPid_ > 0) abortSnapshot("install at s=" + std::to_string(in.seq));
-    // Durable switch, crash-safe at every step (storage/Layout.h): old log aside, snapshot
-    // written, old log deleted and a new segment opened at S+1.
+    // Durable switch, crash-safe at every step (storage/Layout.h, "Installing"): snapshot
+    // staged, old log aside, snapshot promoted (the commit point), old log deleted and a new
+    // segment opened at S+1.
     try {
         log_.sync();
-        log_.prepareReset(in.seq);
+        if (snapshots_ != nullptr)
+            snapshots_->stage([&](const ByteSink& sink) {
+                if (in.fd < 0) return sink(in.memory);
+                if (pump(received(), sink) != in.hash)
+                    throw StorageError("install.tmp changed while copied");
+            });
         try {
-            if (snapshots_ != nullptr)
-                snapshots_->save(in.seq, [&](const ByteSink& sink) {
-                    if (in.fd < 0) return sink(in.memory);
-                    if (pump(received(), sink) != in.hash)
-                        throw StorageError("install.tmp changed while copied");
-                });
+            log_.prepareReset(in.seq);
+            try {
+                if (snapshots_ != nullptr) snapshots_->promote(in.seq);
+            } catch (...) {
+                log_.abortReset();
+                throw;
+            }
         } catch (...) {
-            log_.abortReset();
+            if (snapshots_ != nullptr) snapshots_->removeStaged();
             throw;
         }
         log_.commitReset(in.seq);

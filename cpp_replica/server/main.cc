@@ -187,9 +187,16 @@ int main(int argc, char** argv) {
             snapshots = std::make_unique<replica::SnapshotStore>(dataDir);
             ::unlink((dataDir + "/install.tmp").c_str());  // an install cut short by a crash
             snapshots->removeTemp();  // a background snapshot cut short by a crash
+            // An install cut short: committed once its snapshot was promoted (storage/Layout.h).
             replica::FileLog::recoverReset(
-                dataDir, [&](std::int64_t seq) { return snapshots->has(seq); },
+                dataDir,
+                [&](std::int64_t seq) {
+                    if (snapshots->hasStaged() || !snapshots->has(seq)) return false;
+                    snapshots->keepOnly(seq);
+                    return true;
+                },
                 [](const std::string& m) { replica::logLine("warn", m); });
+            snapshots->removeStaged();
             auto restore = [&](const replica::ByteSource& payload, std::uint64_t size) {
                 machine.restore(payload, size);
             };

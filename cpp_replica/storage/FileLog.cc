@@ -485,7 +485,7 @@ void FileLog::abortReset() {
 }
 
 void FileLog::recoverReset(const std::string& dataDir,
-                           const std::function<bool(std::int64_t)>& installedSnapshot,
+                           const std::function<bool(std::int64_t)>& committed,
                            const std::function<void(const std::string&)>& warn) {
     std::string prefix = std::string(Layout::kLogDir) + ".discard-";
     std::vector<std::string> found;
@@ -500,13 +500,13 @@ void FileLog::recoverReset(const std::string& dataDir,
     for (const std::string& name : found) {
         std::int64_t seq = std::stoll(name.substr(prefix.size()));
         std::string path = dataDir + "/" + name;
-        if (installedSnapshot(seq)) {
+        if (committed(seq)) {
             if (warn) warn("event=reset_recovered action=finish seq=" + std::to_string(seq));
             removeTree(path);
             // A log dir opened by commitReset may hold records after seq: keep it.
         } else {
             if (warn) warn("event=reset_recovered action=undo seq=" + std::to_string(seq));
-            removeTree(logDir);  // at most an empty dir: commitReset runs after the snapshot
+            removeTree(logDir);  // at most an empty dir: commitReset runs after the commit
             if (::rename(path.c_str(), logDir.c_str()) != 0)
                 throw StorageError("cannot rename " + path + " back: " + std::strerror(errno));
         }

@@ -49,10 +49,10 @@ public:
     void abortReset() override;
 
     /// Finishes or undoes a reset cut short by a crash; call before opening the log. A
-    /// DATA_DIR/log.discard-<S> left behind is deleted when `installedSnapshot(S)` says the
-    /// snapshot at S was written (the install completed), else renamed back to DATA_DIR/log.
+    /// DATA_DIR/log.discard-<S> left behind is deleted when `committed(S)` says the install at
+    /// S committed (and finishes its own part), else renamed back to DATA_DIR/log.
     static void recoverReset(const std::string& dataDir,
-                             const std::function<bool(std::int64_t)>& installedSnapshot,
+                             const std::function<bool(std::int64_t)>& committed,
                              const std::function<void(const std::string&)>& warn);
 
 private:

@@ -27,6 +27,7 @@ namespace replica {
 ///     spare.tmp                a spare being made (only zeros, whatever a crash leaves)
 ///   install.tmp                a snapshot being received (inst_begin..inst_end); deleted when
 ///                              the install ends or fails, and at start
+///   install.snap               an installed snapshot, durable, not yet committed (below)
 ///   log.discard-<seq:020>/     the old log/ during an install at seq (exists only briefly)
 /// ```
 ///
@@ -34,11 +35,19 @@ namespace replica {
 /// written with one write() at the end of the turn (then one fdatasync for `batch`), before that
 /// turn's acks are sent; with `always` each record is written and fdatasynced on append.
 ///
-/// Installing a snapshot at S (state transfer) replaces the log: (1) log/ is renamed to
-/// log.discard-S (dir fsynced), (2) snapshot-S is written as below (older and newer snapshots
-/// deleted), (3) log.discard-S is deleted and log/ recreated with segment S+1. A crash between
-/// the steps is repaired at start: if snapshot-S exists the install completed and
-/// log.discard-S is deleted; otherwise log.discard-S is renamed back to log/ (old state kept).
+/// Installing a snapshot at S (state transfer) replaces the state and the log: (1) the snapshot
+/// is written as install.snap (as a snapshot is written, below; the replica's own snapshots
+/// untouched), (2) log/ is renamed to log.discard-S (dir fsynced), (3) install.snap is renamed
+/// to snapshot-S, replacing the replica's own snapshot at S if it had one: the commit point,
+/// (4) every other snapshot is deleted (older ones, and newer ones of the replaced history),
+/// (5) log.discard-S is deleted and log/ recreated with segment S+1. A crash between the steps
+/// is repaired at start. With log.discard-S there: if install.snap is still there, or no
+/// snapshot-S is (left by an earlier version that wrote the snapshot after moving the log), the
+/// install did not commit: log.discard-S is renamed back to log/ and the replica keeps its own
+/// state; otherwise it committed: steps 4 and 5 are finished. An install.snap is deleted at
+/// start after that. (Until 2026-11-25 the snapshot was written straight to snapshot-S after
+/// step 2, so a replica that already had its own snapshot at S, or a newer one, could come
+/// back on its own snapshot without the log after it.)
 ///
 /// Segments: with fsync on, a new segment is the spare renamed (records overwrite zeros, so the
 /// log's fdatasync flushes data only, no journal commit), started when the current one would
@@ -78,6 +87,7 @@ namespace replica {
 struct Layout {
     static constexpr const char* kEpochFile = "epoch";
     static constexpr const char* kLogDir = "log";
+    static constexpr const char* kStagedSnapshot = "install.snap";
     static constexpr const char* kSnapshotPrefix = "snapshot-";
     static constexpr const char* kSnapshotSuffix = ".snap";
     static constexpr const char* kSnapshotMagic = "RSNAP001";

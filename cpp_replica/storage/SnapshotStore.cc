@@ -52,6 +52,17 @@ void writeAll(int fd, std::string_view data, const std::string& path) {
 }  // namespace
 
 void SnapshotStore::write(std::int64_t seq, const Encoder& encode) const {
+    writeAs(pathOf(seq), encode);
+}
+
+std::string SnapshotStore::pathOf(std::int64_t seq) const {
+    char name[64];
+    std::snprintf(name, sizeof name, "%s%020lld%s", Layout::kSnapshotPrefix,
+                  static_cast<long long>(seq), Layout::kSnapshotSuffix);
+    return dir_ + "/" + name;
+}
+
+void SnapshotStore::writeAs(const std::string& path, const Encoder& encode) const {
     std::string tmp = dir_ + "/snapshot.tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw StorageError("create " + tmp + ": " + std::strerror(errno));
@@ -106,19 +117,37 @@ void SnapshotStore::write(std::int64_t seq, const Encoder& encode) const {
         throw StorageError("fsync " + tmp + ": " + std::strerror(errno));
     }
     ::close(fd);
-    char name[64];
-    std::snprintf(name, sizeof name, "%s%020lld%s", Layout::kSnapshotPrefix,
-                  static_cast<long long>(seq), Layout::kSnapshotSuffix);
-    std::string path = dir_ + "/" + name;
     if (::rename(tmp.c_str(), path.c_str()) != 0)
         throw StorageError("rename " + tmp + ": " + std::strerror(errno));
     syncDirectory(dir_);
 }
 
-void SnapshotStore::save(std::int64_t seq, const Encoder& encode) {
-    write(seq, encode);
+void SnapshotStore::stage(const Encoder& encode) const {
+    writeAs(dir_ + "/" + Layout::kStagedSnapshot, encode);
+}
+
+void SnapshotStore::promote(std::int64_t seq) const {
+    std::string staged = dir_ + "/" + Layout::kStagedSnapshot;
+    if (::rename(staged.c_str(), pathOf(seq).c_str()) != 0)
+        throw StorageError("rename " + staged + ": " + std::strerror(errno));
+    syncDirectory(dir_);
+    keepOnly(seq);
+}
+
+bool SnapshotStore::hasStaged() const {
+    struct stat st {};
+    return ::stat((dir_ + "/" + Layout::kStagedSnapshot).c_str(), &st) == 0;
+}
+
+void SnapshotStore::removeStaged() const {
+    if (::unlink((dir_ + "/" + Layout::kStagedSnapshot).c_str()) == 0) syncDirectory(dir_);
+}
+
+void SnapshotStore::keepOnly(std::int64_t seq) const {
+    bool any = false;
     for (auto& [s, p] : listSnapshots(dir_))
-        if (s != seq) ::unlink(p.c_str());
+        if (s != seq) any = ::unlink(p.c_str()) == 0 || any;
+    if (any) syncDirectory(dir_);
 }
 
 void SnapshotStore::prune(std::int64_t seq) const {

@@ -27,11 +27,19 @@ public:
 
     explicit SnapshotStore(std::string dataDir) : dir_(std::move(dataDir)) {}
 
-    /// Writes the payload `encode` produces as the snapshot at `seq` durably (temp file, fsync,
-    /// rename, fsync dir; as write()), then deletes every other snapshot (older ones, and after
-    /// an install at a lower seq than before, newer ones of the replaced history). Throws
+    /// An install's snapshot, in two steps (storage/Layout.h, "Installing"). stage(): the
+    /// payload `encode` produces, written durably as install.snap (temp file, fsync, rename,
+    /// fsync dir); the snapshots already there are untouched. promote(): install.snap renamed
+    /// to the snapshot at `seq` (the install's commit point: one rename), then every other
+    /// snapshot deleted (older ones, and newer ones of the replaced history). Throw
     /// StorageError on I/O failure.
-    void save(std::int64_t seq, const Encoder& encode);
+    void stage(const Encoder& encode) const;
+    void promote(std::int64_t seq) const;
+    /// Whether an install.snap is there (an install not committed), and deleting it.
+    bool hasStaged() const;
+    void removeStaged() const;
+    /// Deletes every snapshot but the one at `seq`.
+    void keepOnly(std::int64_t seq) const;
 
     /// The durable part of save() alone: snapshot.tmp, fsync, rename to the snapshot at `seq`,
     /// fsync dir. Deletes nothing. Run by the forked child of a background snapshot. The payload
@@ -58,6 +66,9 @@ public:
     std::optional<LoadedSnapshot> loadLatest(const Decoder& decode) const;
 
 private:
+    void writeAs(const std::string& path, const Encoder& encode) const;
+    std::string pathOf(std::int64_t seq) const;
+
     std::string dir_;
 };
 
