@@ -76,3 +76,17 @@ def test_restarts_back_off_only_while_the_process_keeps_exiting_early():
     assert [backoff.delay(ran_for=0.3) for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     assert backoff.delay(ran_for=12) == 0  # it ran a while: the count starts over
     assert backoff.delay(ran_for=0.3) == 0
+
+
+def test_valid_through_cuts_a_replicas_writes_where_a_newer_epoch_began():
+    store = EpochStore(None)
+    store.history = [(1, 1), (2, 11), (4, 20)]  # epoch 3 claimed, never began
+    assert store.valid_through(15, 2) == 15  # epoch 2 still owns 15
+    assert store.valid_through(12, 1) == 10  # epoch 2 began at 11: 11 and 12 are void
+    assert store.valid_through(25, 2) == 19  # epoch 4 began at 20
+    assert store.valid_through(25, 4) == 25
+    assert store.valid_through(10, 1) == 10  # all before epoch 2 began
+    assert store.valid_through(0, 0) == 0
+    for applied, last in ((12, 1), (25, 2), (15, 2), (25, 4)):
+        assert store.stale_suffix(applied, last) == (store.valid_through(applied, last)
+                                                     < applied)

@@ -10,6 +10,8 @@ from) and called 2 and 3, the holders of the acknowledged write, diverged.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import post_texts, wait_for
@@ -72,3 +74,44 @@ def acked_seq_before(cluster) -> int:
     """The seq of the last write every coordinator agreed on when epoch 2 wrote nothing: the
     seq epoch 2 continued after."""
     return int(events(cluster, "epoch_begin")[-2]["after_seq"])
+
+
+def test_the_agreed_part_of_a_replica_with_an_overwritten_suffix_still_counts(cluster_factory):
+    """Coordinator 1 gets three posts acknowledged by replicas 1 and 3 (2 is down); its next
+    write reaches replica 3 only. Coordinator 2 fences 1 and 2, records that its epoch begins
+    after the three posts, and dies before it catches 2 up (its record is written here into
+    the state dir, as it would have left it). Coordinator 3 then sees only 2 and 3: replica 3's
+    last write is overwritten, but the three acknowledged posts before it are on no other
+    replica here. Ranking such a replica below all (as a first fix did) lost them."""
+    cluster = cluster_factory()
+    seq = write_history(cluster, "alice", ["one"])
+    wait_converged(cluster, timeout=10)
+    first_epoch = cluster.status()["epoch"]
+    cluster.stop_replica(2)
+    with cluster.client(timeout=5) as client:
+        for text in ("acked 1", "acked 2", "acked 3"):
+            assert client.write("create_post", {"actor": "alice", "text": text}).reply["ok"]
+    acked = seq + 3
+    cluster.kill_coordinator()
+    rogue_write(cluster, "3", first_epoch, acked + 1, "create_post",
+                {"actor": "alice", "text": "never acknowledged"})
+    path = cluster.data_dir / "coordinator" / "epoch.json"
+    state = json.loads(path.read_text())
+    state["epoch"] = first_epoch + 1
+    state["history"] = [h for h in state["history"] if h[0] <= first_epoch] + \
+        [[first_epoch + 1, acked + 1]]
+    path.write_text(json.dumps(state))
+    cluster.kill_replica(1)
+    cluster.restart_replica(2)
+    wait_for(lambda: times_listened(cluster, "2") >= 2, timeout=10, what="replica 2 restarted")
+    cluster.start_coordinator()
+
+    begin = wait_for(lambda: events(cluster, "epoch_begin")[-1:] if len(
+        events(cluster, "epoch_begin")) >= 2 else None, timeout=15, what="epoch 3 begins")[0]
+    assert int(begin["after_seq"]) == acked
+    wait_for(lambda: all(r["state"] == "up" for r in cluster.status()["replicas"]
+                         if r["id"] != "1"), timeout=20, what="2 and 3 up")
+    want = ["acked 3", "acked 2", "acked 1", "one"]
+    for rid in ("2", "3"):
+        assert post_texts(cluster, rid, "alice") == want, rid
+    assert divergences(cluster) == []

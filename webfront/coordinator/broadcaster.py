@@ -60,6 +60,7 @@ class ReplicaLink:
         self.applied_seq = 0
         self.epoch = 0
         self.last_epoch = 0
+        self.valid_seq = 0  # its writes up to here are the agreed ones (set when fenced)
         self.digest = bytes(16)
         self.recover_target = 0
         self.last_heartbeat = 0.0  # monotonic time of the last heartbeat reply

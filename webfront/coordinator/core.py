@@ -147,16 +147,20 @@ class Coordinator:
             if link.is_open and link.id in self._readies:
                 self._send_epoch(link, self._readies[link.id])
 
-    def _rank(self, info: dict) -> tuple[int, int]:
-        """How much of the agreed history a replica holds, from its `ready` or `epoch_ok`: the
-        epoch of its last write, then its seq (Raft's rule: a replica written by a newer epoch
-        holds everything an older one got acknowledged). A replica whose last writes a newer
-        epoch overwrote (`stale_suffix`: a suffix no majority acknowledged) ranks below all:
-        taking its seq as H would wedge the cluster on a state no one else can match."""
+    def _rank(self, info: dict) -> tuple[int, int, int]:
+        """How much of the agreed history a replica holds, from its `ready` or `epoch_ok`:
+        (epoch of its last agreed write, seq of it, 1 if that is all it applied). Raft's rule:
+        a replica written by a newer epoch holds everything an older one got acknowledged.
+        A replica whose last writes a newer epoch overwrote (`stale_suffix`: a suffix no
+        majority acknowledged) counts up to the seq before that epoch began, whose writes may
+        be acknowledged ones no other replica here holds; taking its whole seq as H would wedge
+        the cluster on a state no one else can match. At an equal rank one without a stale
+        suffix is preferred: its digest at H is the agreed one."""
         seq, last_epoch = info.get("s", 0), info.get("le", 0)
-        if self.epochs.stale_suffix(seq, last_epoch):
-            return (-1, -1)
-        return (last_epoch, seq)
+        valid = self.epochs.valid_through(seq, last_epoch)
+        if valid == seq:
+            return (last_epoch, seq, 1)
+        return (self.epochs.owner(valid) or 0, valid, 0)
 
     def _most_advanced(self) -> list[ReplicaLink]:
         """Every replica of the highest rank, then the most advanced others until a majority.
@@ -227,7 +231,7 @@ class Coordinator:
         """A majority stored our epoch: no older coordinator can complete a write now. The
         highest ranked among them holds every acknowledged write; sequence after its seq."""
         best = max(fenced, key=lambda x: self._rank(x.fence_reply))
-        last_seq = best.fence_reply.get("s", 0)
+        _, last_seq, whole = self._rank(best.fence_reply)
         if last_seq and not self._time_floor_known:
             self.phase = "timing"
             self.loop.create_task(self._learn_time_floor(best, last_seq))
@@ -241,7 +245,7 @@ class Coordinator:
         self.epoch_start = last_seq + 1
         self.sequencer.restart(epoch, last_seq)
         self.history.reset(last_seq)
-        if isinstance(best.fence_reply.get("d"), bytes) and last_seq:
+        if whole and isinstance(best.fence_reply.get("d"), bytes) and last_seq:
             self.history.digests[last_seq] = best.fence_reply["d"]
         self.broadcaster.reset(last_seq)
         self._write_t0.clear()

@@ -58,6 +58,15 @@ class EpochStore:
                 owner = epoch
         return owner
 
+    def valid_through(self, applied: int, last_epoch: int) -> int:
+        """The seq up to which a replica's writes are the agreed ones: `applied`, or, when a
+        newer epoch began at or before it (a stale suffix), the seq before the oldest such
+        epoch began. Its writes up to there are older epochs' and agree with every copy."""
+        newer = [first for epoch, first in self.history if epoch > last_epoch]
+        if applied <= 0 or not last_epoch or not newer or min(newer) > applied:
+            return applied
+        return min(newer) - 1
+
     def stale_suffix(self, applied: int, last_epoch: int) -> bool:
         """True when a replica's last write (at `applied`, of `last_epoch`) belongs to an epoch
         that a newer one overwrote at or before `applied`."""

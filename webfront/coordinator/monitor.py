@@ -187,6 +187,8 @@ class Monitor:
         link.applied_seq = link.acked_seq = applied
         link.epoch = info.get("e", link.epoch)
         link.last_epoch = info.get("le", 0)
+        # Its log up to here may serve a log catch-up even while it is rebuilt (Recovery).
+        link.valid_seq = c.epochs.valid_through(applied, link.last_epoch)
         if isinstance(info.get("d"), bytes):
             link.digest = info["d"]
         link.last_heartbeat = time.monotonic()

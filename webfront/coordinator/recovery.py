@@ -174,20 +174,35 @@ class Recovery:
             if self._tasks.get(target.id) is asyncio.current_task():
                 del self._tasks[target.id]
 
-    def _source(self, target: ReplicaLink, need: int = 0) -> ReplicaLink | None:
-        """The healthiest source: an up replica (other than target), most advanced first."""
-        best = None
+    def _source(self, target: ReplicaLink, need: int = 0,
+                log: bool = False) -> ReplicaLink | None:
+        """The healthiest source: an up replica (other than target), most advanced first. For
+        a log catch-up (`log`) also one fenced with our epoch whose log holds agreed writes up
+        to `need` (`valid_seq`) though it is itself being rebuilt: after a takeover the only
+        copy of acknowledged writes may be on a replica that also holds a stale suffix."""
+        best, reach = None, 0
         for link in self.c.links:
-            if link is target or not link.is_open or link.state != UP or link.diverged:
+            if link is target or not link.is_open or link.diverged:
                 continue
-            if best is None or link.acked_seq > best.acked_seq:
-                best = link
-        return best if best is not None and best.acked_seq >= need else None
+            if link.state == UP:
+                has = link.acked_seq
+            elif log and link.fenced_conn is link.conn and link.fenced_conn is not None:
+                has = link.valid_seq
+            else:
+                continue
+            if best is None or has > reach:
+                best, reach = link, has
+        return best if best is not None and reach >= need else None
 
-    async def _wait_source(self, target: ReplicaLink, need: int = 0) -> ReplicaLink:
+    def _reach(self, source: ReplicaLink) -> int:
+        """Up to which seq a source's log may be forwarded."""
+        return self.c.sequencer.last_seq if source.state == UP else source.valid_seq
+
+    async def _wait_source(self, target: ReplicaLink, need: int = 0,
+                           log: bool = False) -> ReplicaLink:
         deadline = time.monotonic() + 10.0
         while True:
-            source = self._source(target, need)
+            source = self._source(target, need, log)
             if source is not None:
                 target.transfer["source"] = source.id
                 return source
@@ -217,7 +232,7 @@ class Recovery:
                 info["phase"] = "replay"
                 c.monitor.hand_over(target, nxt - 1)
                 return True
-            source = await self._wait_source(target, nxt)
+            source = await self._wait_source(target, nxt, log=True)
             await self._drain(target)
             try:
                 reply = await rpc(source, {"t": "log_read", "from": nxt, "max": LOG_MAX})
@@ -227,7 +242,8 @@ class Recovery:
                              source.id, nxt)
                     return False
                 raise
-            recs = reply.get("recs") or []
+            reach = self._reach(source)  # never a stale suffix's records
+            recs = [rec for rec in reply.get("recs") or [] if record_seq(rec) <= reach]
             if not recs:
                 await asyncio.sleep(0.005)
                 continue
