@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -84,6 +85,7 @@ class Coordinator:
         self.exit_code = 0
         self._readies: dict[str, dict] = {}
         self._first: list[ReplicaLink] = []  # the most advanced replicas, awaited before _begin
+        self._membership_lock = asyncio.Lock()  # one membership change at a time
         self.epoch_start = 1  # first seq of the current epoch
         self._grace: asyncio.TimerHandle | None = None
         self.server: asyncio.AbstractServer | None = None
@@ -342,37 +344,47 @@ class Coordinator:
 
     # Membership -----------------------------------------------------------------------------
 
-    async def until_held(self, members: list[ReplicaLink], size: int,
-                         timeout: float = 2.0) -> None:
-        """Before a membership change to `size` replicas, of which `members` are there now: a
-        majority of the new membership must hold every acknowledged write, or a coordinator
-        taking over could fence a majority that lacks one (two removals while a replica is down
-        lost an acknowledged write). Waits for the acks of writes in flight, then refuses
-        (MembershipUnsafe); the caller changes the membership with no await in between."""
-        seq = self.broadcaster.committed_seq
-        need = size // 2 + 1
-        deadline = self.loop.time() + timeout
-        while True:
-            holders = [x.id for x in members if x.state == UP and x.acked_seq >= seq]
-            if len(holders) >= need:
-                return
-            if self.loop.time() >= deadline:
-                raise MembershipUnsafe(
-                    f"membership unchanged: after the change {need} of its {size} replicas "
-                    f"must hold every acknowledged write (up to seq {seq}), and only "
-                    f"{len(holders)} do ({', '.join(holders) or 'none'}); bring the others up "
-                    "(webfront status) and try again")
-            await asyncio.sleep(0.02)
+    async def _change_safely(self, after: Callable[[], tuple[list[ReplicaLink], int]],
+                             change: Callable[[], Any], timeout: float = 2.0) -> Any:
+        """Makes a membership change (`change()`) once it is safe: every majority of the
+        membership after it (`after()`: those of its replicas there now, and its size) must
+        include a replica that holds every acknowledged write, or a coordinator taking over could
+        fence a
+        majority that lacks one (two removals while a replica was down lost an
+        acknowledged write). That takes more holders than the new membership has replicas outside a majority:
+        a majority of it for an odd size, half for an even one. Waits for the acks of writes in
+        flight, then refuses (MembershipUnsafe). One change at a time, each checked against the
+        membership as it is, with no await between the last check and the change."""
+        async with self._membership_lock:
+            deadline = self.loop.time() + timeout
+            while True:
+                seq = self.broadcaster.committed_seq
+                members, size = after()
+                need = size - (size // 2 + 1) + 1
+                holders = [x.id for x in members if x.state == UP and x.acked_seq >= seq]
+                if len(holders) >= need:
+                    return change()
+                if self.loop.time() >= deadline:
+                    raise MembershipUnsafe(
+                        f"membership unchanged: every majority of the {size} replicas after "
+                        f"the change must include one that holds every acknowledged write (up "
+                        f"to seq {seq}), so {need} must hold them, and {len(holders)} do "
+                        f"({', '.join(holders) or 'none'}); bring the others up (webfront "
+                        "status) and try again")
+                await asyncio.sleep(0.02)
 
     async def add_member_safely(self, replica: ReplicaConfig) -> ReplicaLink:
-        await self.until_held(list(self.links), len(self.links) + 1)
-        return self.add_member(replica)
+        return await self._change_safely(lambda: (self.links, len(self.links) + 1),
+                                         lambda: self.add_member(replica))
 
     async def remove_member_safely(self, replica_id: str) -> None:
-        remaining = [x for x in self.links if x.id != replica_id]
-        if len(remaining) < len(self.links) and remaining:  # else remove_member says why
-            await self.until_held(remaining, len(remaining))
-        self.remove_member(replica_id)
+        if not any(x.id == replica_id for x in self.links) or len(self.links) == 1:
+            self.remove_member(replica_id)  # raises, saying why
+        def after() -> tuple[list[ReplicaLink], int]:
+            remaining = [x for x in self.links if x.id != replica_id]
+            return remaining, len(remaining)
+
+        await self._change_safely(after, lambda: self.remove_member(replica_id))
 
     def add_member(self, replica: ReplicaConfig) -> ReplicaLink:
         if any(x.id == replica.id for x in self.links):
