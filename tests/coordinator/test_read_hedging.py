@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.coordinator.test_ack_counting import Client
-from webfront.coordinator.broadcaster import UP
+from webfront.coordinator.broadcaster import RECOVERING, UP
 from webfront.coordinator.config import CoordinatorConfig, ReplicaConfig
 from webfront.coordinator.core import Coordinator
 from webfront.protocol import FrameDecoder
@@ -180,3 +180,20 @@ def test_without_a_majority_answers_are_passed_on_as_they_are(coordinator):
             other.receives_writes = False
     c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
     assert client.frames == [{"t": "crr", "id": 5, "s": 12, "r": {"ok": True}}]
+
+
+def test_while_replicas_catch_up_an_answer_beyond_what_a_majority_holds_waits(coordinator):
+    """Just after a takeover: the replica that receives writes may hold a suffix the others
+    lack (the old coordinator never got it acknowledged). Not an outage: the answer waits."""
+    c, client = coordinator, Client()
+    first = read(c, client, 6)
+    (rid,) = c.reads.pending
+    for other in c.links:
+        if other.id != first:
+            other.receives_writes, other.state = False, RECOVERING
+    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
+    assert client.frames == []
+    for other in c.links:  # caught up: they receive writes and have acked 12
+        other.receives_writes, other.state, other.acked_seq = True, UP, 12
+    c.reads.expire()
+    assert client.frames == [{"t": "crr", "id": 6, "s": 12, "r": {"ok": True}}]

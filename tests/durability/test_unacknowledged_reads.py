@@ -99,3 +99,18 @@ def test_a_read_of_a_write_that_is_never_acknowledged_is_not_answered(cluster_fa
             cluster.client(timeout=1.5) as client, pytest.raises(ClusterError):
         client.read("user_posts", {"username": "alice"})
     writer.join(10)
+
+
+def test_reads_go_on_after_a_write_that_failed_but_reached_a_majority_later(cluster_factory):
+    """A write answered `timeout` (its acks came too late) is on every replica once they
+    resume, but no client was answered for it: reads that see it must not wait for that."""
+    cluster = cluster_factory(coordinator_args=["--miss-threshold", "1000",
+                                                "--write-timeout-ms", "800"])
+    with write_pending_on_one_replica(cluster, client_timeout=0.5) as (writer, wrote):
+        writer.join(5)
+        assert isinstance(wrote.get("error"), ClusterError), wrote
+        time.sleep(1.0)  # the coordinator fails it (write timeout 800 ms)
+    wait_converged(cluster, timeout=10)
+    for _ in range(3):
+        with cluster.client(timeout=2.0) as client:
+            assert texts(client.read("user_posts", {"username": "alice"})) == ["pending", "one"]

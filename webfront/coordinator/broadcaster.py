@@ -266,10 +266,19 @@ class Broadcaster:
         all configured replicas, or every replica receiving writes when fewer are up."""
         return min(self.majority, self.live_count())
 
-    def reset(self, last_seq: int) -> None:
+    def reset(self, last_seq: int, committed_seq: int) -> None:
+        """A new epoch continues after `last_seq`; `committed_seq` of it is on a majority."""
         self.pending.clear()
         self.gc_seq = last_seq + 1
-        self.committed_seq = max(self.committed_seq, last_seq)
+        self.committed_seq = max(self.committed_seq, committed_seq)
+
+    def majority_acked(self) -> int:
+        """The highest seq a majority of the members has acknowledged, counting only replicas
+        that receive writes (the acked seq of one being caught up may include a suffix of an
+        older epoch that is not ours)."""
+        acked = sorted((link.acked_seq for link in self.links if link.receives_writes),
+                       reverse=True)
+        return acked[self.majority - 1] if len(acked) >= self.majority else 0
 
     def broadcast(self, pending: PendingWrite, frame: bytes) -> None:
         self.pending[pending.seq] = pending

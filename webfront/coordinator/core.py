@@ -249,7 +249,10 @@ class Coordinator:
         self.history.reset(last_seq)
         if whole and isinstance(best.fence_reply.get("d"), bytes) and last_seq:
             self.history.digests[last_seq] = best.fence_reply["d"]
-        self.broadcaster.reset(last_seq)
+        # Acknowledged as far as a majority of the fenced replicas holds it: H itself may be on
+        # the most advanced replica only (a suffix the old coordinator never got acknowledged).
+        held = sorted((self._rank(x.fence_reply)[1] for x in fenced), reverse=True)
+        self.broadcaster.reset(last_seq, held[self.broadcaster.majority - 1])
         self._write_t0.clear()
         self.phase = "started"
         self.started = True

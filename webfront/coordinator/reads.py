@@ -7,10 +7,11 @@ read's deadline.
 
 A replica applies writes as they come, before a majority has acknowledged them, so its answer
 may show a write that a takeover later drops (it reached a minority only), and whose seq (a
-post's id) then goes to another write. So an answer that saw more than the committed seq (its
-`s`) is held until the writes up to `s` are acknowledged, and times out if they never are. Only
-while writes cannot be acknowledged at all (no majority) are answers passed on as they are: the
-design keeps reads served from the live replicas then (docs/replication.md, "Reads").
+post's id) then goes to another write. So an answer that saw more than is acknowledged (its `s`
+above the committed seq and the seq a majority has acked) is held until it is, and times out if
+it never is. Only in an outage (too few replicas connected to acknowledge anything) are answers
+passed on as they are: the design keeps reads served from the live replicas then
+(docs/replication.md, "Reads").
 
 A read unanswered after `read_hedge_ms` by a replica that has gone quiet (sent nothing for half
 that long) is also sent to another replica, and the first answer wins (a hedged read). A replica
@@ -136,10 +137,19 @@ class ReadRouter:
             return
         del self.pending[read.id]
         seen = body.get("s", 0)
-        if seen > self.c.broadcaster.committed_seq and self.c.broadcaster.needed():
+        if seen > self.c.broadcaster.committed_seq and not self._settled(seen):
             heapq.heappush(self.held, (seen, read.id, read, body))
             return
         self._answer(read, body)
+
+    def _settled(self, seen: int) -> bool:
+        """Whether an answer that saw writes up to `seen` may be passed on."""
+        b = self.c.broadcaster
+        if seen <= max(b.committed_seq, b.majority_acked()):
+            return True
+        if b.needed():  # writes are being acknowledged: wait for those it saw
+            return False
+        return not self.c.refusal(b.majority)[1]  # an outage, not a moment of catching up
 
     def _answer(self, read: PendingRead, body: dict) -> None:
         stats = self.c.stats
@@ -204,8 +214,9 @@ class ReadRouter:
             del self.pending[read.id]
             self.c.stats.read_errors += 1
             read.conn.send_error(read.cid, "timeout", "read timed out")
-        if self.held and not self.c.broadcaster.needed():  # no majority: serve as they are
-            self.on_committed(max(seen for seen, *_ in self.held))
+        if self.held:  # acked by a majority though never answered (a failed write), or an outage
+            self.on_committed(max((seen for seen, *_ in self.held if self._settled(seen)),
+                                  default=0))
         kept = []
         for item in self.held:
             if item[2].deadline < now:
