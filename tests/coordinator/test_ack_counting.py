@@ -7,6 +7,8 @@ including the ones a healthy cluster never shows (a digest that differs, a stale
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -29,24 +31,34 @@ class Client:
                                                                     else {})})
 
 
-@pytest.fixture
-def coordinator(tmp_path, request):
+@contextmanager
+def counting_coordinator(tmp_path, policy: str = "majority",
+                         replicas: int = 3) -> Iterator[Coordinator]:
+    """A sequencing Coordinator whose replicas are all up (no connections: acks are fed)."""
     loop = asyncio.new_event_loop()
     config = CoordinatorConfig(
-        replicas=[ReplicaConfig(str(i), "127.0.0.1", 1 + i) for i in range(1, 4)],
-        insecure=True, state_dir=str(tmp_path), policy=getattr(request, "param", "majority"))
+        replicas=[ReplicaConfig(str(i), "127.0.0.1", 1 + i) for i in range(1, replicas + 1)],
+        insecure=True, state_dir=str(tmp_path), policy=policy)
     c = Coordinator(config, loop)
     c.started = True
     for link in c.links:
         link.state, link.receives_writes = UP, True
-    yield c
-    c.monitor.stop()
-    tasks = asyncio.all_tasks(loop)  # the reconnect of a replica taken out
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.wait(tasks))
-    loop.close()
+    try:
+        yield c
+    finally:
+        c.monitor.stop()
+        tasks = asyncio.all_tasks(loop)  # the reconnect of a replica taken out
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks))
+        loop.close()
+
+
+@pytest.fixture
+def coordinator(tmp_path, request):
+    with counting_coordinator(tmp_path, getattr(request, "param", "majority")) as c:
+        yield c
 
 
 def pending(c: Coordinator, seq: int, client: Client) -> PendingWrite:
@@ -284,3 +296,35 @@ def test_under_first_a_replica_down_before_acking_lowers_what_settles(coordinato
 def run_soon(c: Coordinator) -> None:
     """Run the callbacks the coordinator scheduled with call_soon."""
     c.loop.run_until_complete(asyncio.sleep(0))
+
+
+# A member removed with writes in flight: its acks no longer count -----------------------------
+
+@pytest.mark.parametrize("members", [4, 2])
+def test_a_removed_replicas_ack_does_not_answer_a_write(tmp_path, members):
+    """4 -> 3: a write acked by the removed replica and one other has one holder among the
+    three left, whose majority is two. 2 -> 1: acked by the removed one only. Either would be
+    answered if the removed replica's ack still counted, and a takeover could then drop it."""
+    with counting_coordinator(tmp_path, replicas=members) as c:
+        client = Client()
+        p = pending(c, 1, client)
+        c.sequencer.last_seq = 1
+        removed, *others = c.links
+        c.acks.batch(removed, [1], [digest(1)], [b"ok"])
+        if members == 4:
+            c.acks.batch(others[0], [1], [digest(1)], [b"ok"])
+        c.loop.run_until_complete(c.remove_member_safely(removed.id))
+        assert client.frames == [] and p.acks == members // 2 - 1
+        c.acks.batch(others[-1], [1], [digest(1)], [b"ok"])  # one more member holds it
+        assert [f["t"] for f in client.frames] == ["cwr"]
+
+
+def test_a_fenced_coordinator_changes_no_membership(tmp_path):
+    """In the moment between being fenced and exiting, it must not store a change."""
+    from webfront.coordinator.membership import MembershipUnsafe
+
+    with counting_coordinator(tmp_path) as c:
+        c.fenced = True
+        with pytest.raises(MembershipUnsafe, match="not sequencing"):
+            c.loop.run_until_complete(c.remove_member_safely("3"))
+        assert [x.id for x in c.links] == ["1", "2", "3"]

@@ -186,6 +186,7 @@ def test_while_replicas_catch_up_an_answer_beyond_what_a_majority_holds_waits(co
     """Just after a takeover: the replica that receives writes may hold a suffix the others
     lack (the old coordinator never got it acknowledged). Not an outage: the answer waits."""
     c, client = coordinator, Client()
+    c.sequencer.last_seq = 12
     first = read(c, client, 6)
     (rid,) = c.reads.pending
     for other in c.links:
@@ -197,3 +198,33 @@ def test_while_replicas_catch_up_an_answer_beyond_what_a_majority_holds_waits(co
         other.receives_writes, other.state, other.acked_seq = True, UP, 12
     c.reads.expire()
     assert client.frames == [{"t": "crr", "id": 6, "s": 12, "r": {"ok": True}}]
+
+
+def test_a_replica_being_rebuilt_counts_for_its_agreed_part(coordinator):
+    """After a takeover: one replica receives writes at H, the other fenced one is rebuilt
+    (its own log holds the agreed writes up to H): H is on a majority, reads go on."""
+    c, client = coordinator, Client()
+    c.sequencer.last_seq = 12
+    first = read(c, client, 7)
+    (rid,) = c.reads.pending
+    rebuilt, down = [x for x in c.links if x.id != first]
+    rebuilt.receives_writes, rebuilt.state, rebuilt.valid_seq = False, RECOVERING, 12
+    rebuilt.fenced_conn = rebuilt.conn
+    down.receives_writes, down.state = False, RECOVERING
+    link(c, first).acked_seq = 12
+    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
+    assert client.frames == [{"t": "crr", "id": 7, "s": 12, "r": {"ok": True}}]
+
+
+def test_a_fenced_coordinator_never_passes_an_answer_beyond_the_acknowledged(coordinator):
+    """A newer coordinator may drop what it saw: no outage pass-through once fenced."""
+    c, client = coordinator, Client()
+    first = read(c, client, 8)
+    (rid,) = c.reads.pending
+    for other in c.links:
+        if other.id != first:
+            other.receives_writes = False
+    c.fenced = True
+    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
+    c.reads.expire()
+    assert client.frames == []

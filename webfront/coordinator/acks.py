@@ -77,6 +77,16 @@ class AckCounter:
             link.digest = last_digest  # so the status shows the digest of the seq it shows
         return advanced
 
+    def forget_acks_of(self, p: PendingWrite, link: ReplicaLink) -> None:
+        """Uncounts `link`'s ack of p (it is leaving the membership)."""
+        if p.acked_by & link.bit:
+            p.acked_by &= ~link.bit
+            p.acks -= 1
+        for rival in (p.rivals or {}).values():
+            if rival[1] & link.bit:
+                rival[1] &= ~link.bit
+                rival[2] -= 1
+
     def reached(self, p: PendingWrite) -> None:
         """p's digest has `needed` acks: answer the client, and settle the digest once it has
         `settle` (the same count but under `first`). batch() has this written out."""

@@ -272,13 +272,16 @@ class Broadcaster:
         self.gc_seq = last_seq + 1
         self.committed_seq = max(self.committed_seq, committed_seq)
 
-    def majority_acked(self) -> int:
-        """The highest seq a majority of the members has acknowledged, counting only replicas
-        that receive writes (the acked seq of one being caught up may include a suffix of an
-        older epoch that is not ours)."""
-        acked = sorted((link.acked_seq for link in self.links if link.receives_writes),
-                       reverse=True)
-        return acked[self.majority - 1] if len(acked) >= self.majority else 0
+    def majority_acked(self, last_seq: int) -> int:
+        """The highest seq a majority of the members holds durably: a replica that receives
+        writes up to its acked seq, one fenced with our epoch but still being caught up or
+        rebuilt up to its agreed part (`valid_seq`: its acked seq may include a suffix of an
+        older epoch that is not ours), neither beyond `last_seq`."""
+        held = sorted((min(last_seq, link.acked_seq if link.receives_writes else
+                           link.valid_seq if link.is_open and link.fenced_conn is link.conn
+                           and link.fenced_conn is not None else 0)
+                       for link in self.links), reverse=True)
+        return held[self.majority - 1] if len(held) >= self.majority else 0
 
     def broadcast(self, pending: PendingWrite, frame: bytes) -> None:
         self.pending[pending.seq] = pending

@@ -251,7 +251,8 @@ class Coordinator:
             self.history.digests[last_seq] = best.fence_reply["d"]
         # Acknowledged as far as a majority of the fenced replicas holds it: H itself may be on
         # the most advanced replica only (a suffix the old coordinator never got acknowledged).
-        held = sorted((self._rank(x.fence_reply)[1] for x in fenced), reverse=True)
+        held = sorted((min(last_seq, self._rank(x.fence_reply)[1]) for x in fenced),
+                      reverse=True)
         self.broadcaster.reset(last_seq, held[self.broadcaster.majority - 1])
         self._write_t0.clear()
         self.phase = "started"
@@ -361,6 +362,9 @@ class Coordinator:
         async with self._membership_lock:
             deadline = self.loop.time() + timeout
             while True:
+                if not self.started or self.fenced:
+                    raise MembershipUnsafe("membership unchanged: the coordinator is not "
+                                           "sequencing (starting, or fenced by a newer one)")
                 seq = self.broadcaster.committed_seq
                 members, size = after()
                 need = size - (size // 2 + 1) + 1
@@ -416,6 +420,9 @@ class Coordinator:
         event("member_removed", replica=replica_id, members=len(self.links),
               majority=self.broadcaster.majority)
         for p in self.broadcaster.unanswered():
+            # Its acks no longer count: with them a write held by one of the members left
+            # could reach the new, smaller majority and be answered.
+            self.acks.forget_acks_of(p, link)
             if p.needed > self.broadcaster.majority and self.config.policy == "majority":
                 p.needed = p.settle = self.broadcaster.majority
             self._maybe_answer(p)

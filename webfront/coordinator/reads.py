@@ -145,9 +145,9 @@ class ReadRouter:
     def _settled(self, seen: int) -> bool:
         """Whether an answer that saw writes up to `seen` may be passed on."""
         b = self.c.broadcaster
-        if seen <= max(b.committed_seq, b.majority_acked()):
+        if seen <= max(b.committed_seq, b.majority_acked(self.c.sequencer.last_seq)):
             return True
-        if b.needed():  # writes are being acknowledged: wait for those it saw
+        if b.needed() or self.c.fenced or not self.c.started:  # what it saw may yet be lost
             return False
         return not self.c.refusal(b.majority)[1]  # an outage, not a moment of catching up
 

@@ -180,23 +180,24 @@ class Recovery:
         a log catch-up (`log`) also one fenced with our epoch whose log holds agreed writes up
         to `need` (`valid_seq`) though it is itself being rebuilt: after a takeover the only
         copy of acknowledged writes may be on a replica that also holds a stale suffix."""
-        best, reach = None, 0
+        best, rank = None, (0, False)
         for link in self.c.links:
             if link is target or not link.is_open or link.diverged:
                 continue
             if link.state == UP:
                 has = link.acked_seq
             elif log and link.fenced_conn is link.conn and link.fenced_conn is not None:
-                has = link.valid_seq
+                has = link.valid_seq  # an up one is preferred at a tie: it is not being rebuilt
             else:
                 continue
-            if best is None or has > reach:
-                best, reach = link, has
-        return best if best is not None and reach >= need else None
+            if best is None or (has, link.state == UP) > rank:
+                best, rank = link, (has, link.state == UP)
+        return best if best is not None and rank[0] >= need else None
 
     def _reach(self, source: ReplicaLink) -> int:
         """Up to which seq a source's log may be forwarded."""
-        return self.c.sequencer.last_seq if source.state == UP else source.valid_seq
+        last = self.c.sequencer.last_seq
+        return last if source.state == UP else min(last, source.valid_seq)
 
     async def _wait_source(self, target: ReplicaLink, need: int = 0,
                            log: bool = False) -> ReplicaLink:
