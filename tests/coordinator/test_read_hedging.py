@@ -170,16 +170,25 @@ def test_an_answer_that_saw_unacknowledged_writes_waits_for_their_acknowledgemen
     assert client.frames == [{"t": "crr", "id": 4, "s": 12, "r": {"ok": True}}]
 
 
+def answer_seeing_12(c: Coordinator, client: Client, cid: int, others=lambda links: None):
+    """Sends a read, lets `others` set up the replicas it did not go to, then feeds the answer
+    of the one it went to, which saw writes up to seq 12. Returns the answer as sent on."""
+    first = read(c, client, cid)
+    (rid,) = c.reads.pending
+    others([x for x in c.links if x.id != first])
+    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
+    return {"t": "crr", "id": cid, "s": 12, "r": {"ok": True}}
+
+
+def not_receiving(links, state: str = UP) -> None:
+    for x in links:
+        x.receives_writes, x.state = False, state
+
+
 def test_without_a_majority_answers_are_passed_on_as_they_are(coordinator):
     """Reads stay served from the live replicas when writes cannot be acknowledged at all."""
     c, client = coordinator, Client()
-    first = read(c, client, 5)
-    (rid,) = c.reads.pending
-    for other in c.links:
-        if other.id != first:
-            other.receives_writes = False
-    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
-    assert client.frames == [{"t": "crr", "id": 5, "s": 12, "r": {"ok": True}}]
+    assert client.frames == [answer_seeing_12(c, client, 5, not_receiving)]
 
 
 def test_while_replicas_catch_up_an_answer_beyond_what_a_majority_holds_waits(coordinator):
@@ -187,17 +196,12 @@ def test_while_replicas_catch_up_an_answer_beyond_what_a_majority_holds_waits(co
     lack (the old coordinator never got it acknowledged). Not an outage: the answer waits."""
     c, client = coordinator, Client()
     c.sequencer.last_seq = 12
-    first = read(c, client, 6)
-    (rid,) = c.reads.pending
-    for other in c.links:
-        if other.id != first:
-            other.receives_writes, other.state = False, RECOVERING
-    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
+    answer = answer_seeing_12(c, client, 6, lambda links: not_receiving(links, RECOVERING))
     assert client.frames == []
     for other in c.links:  # caught up: they receive writes and have acked 12
         other.receives_writes, other.state, other.acked_seq = True, UP, 12
     c.reads.expire()
-    assert client.frames == [{"t": "crr", "id": 6, "s": 12, "r": {"ok": True}}]
+    assert client.frames == [answer]
 
 
 def test_a_replica_being_rebuilt_counts_for_its_agreed_part(coordinator):
@@ -205,26 +209,20 @@ def test_a_replica_being_rebuilt_counts_for_its_agreed_part(coordinator):
     (its own log holds the agreed writes up to H): H is on a majority, reads go on."""
     c, client = coordinator, Client()
     c.sequencer.last_seq = 12
-    first = read(c, client, 7)
-    (rid,) = c.reads.pending
-    rebuilt, down = [x for x in c.links if x.id != first]
-    rebuilt.receives_writes, rebuilt.state, rebuilt.valid_seq = False, RECOVERING, 12
-    rebuilt.fenced_conn = rebuilt.conn
-    down.receives_writes, down.state = False, RECOVERING
-    link(c, first).acked_seq = 12
-    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
-    assert client.frames == [{"t": "crr", "id": 7, "s": 12, "r": {"ok": True}}]
+    for x in c.links:
+        x.acked_seq = 12  # only those receiving writes count by it
+
+    def one_rebuilt_one_down(links):
+        not_receiving(links, RECOVERING)
+        links[0].valid_seq, links[0].fenced_conn = 12, links[0].conn
+
+    assert client.frames == [answer_seeing_12(c, client, 7, one_rebuilt_one_down)]
 
 
 def test_a_fenced_coordinator_never_passes_an_answer_beyond_the_acknowledged(coordinator):
     """A newer coordinator may drop what it saw: no outage pass-through once fenced."""
     c, client = coordinator, Client()
-    first = read(c, client, 8)
-    (rid,) = c.reads.pending
-    for other in c.links:
-        if other.id != first:
-            other.receives_writes = False
     c.fenced = True
-    c.reads.on_reply(link(c, first), {"t": "rr", "id": rid, "s": 12, "r": {"ok": True}})
+    answer_seeing_12(c, client, 8, not_receiving)
     c.reads.expire()
     assert client.frames == []
