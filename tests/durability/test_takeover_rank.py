@@ -76,16 +76,16 @@ def acked_seq_before(cluster) -> int:
     return int(events(cluster, "epoch_begin")[-2]["after_seq"])
 
 
-def test_the_agreed_part_of_a_replica_with_an_overwritten_suffix_still_counts(cluster_factory):
+def only_replica_3_holds_the_acknowledged_posts(cluster) -> int:
     """Coordinator 1 gets three posts acknowledged by replicas 1 and 3 (2 is down); its next
     write reaches replica 3 only. Coordinator 2 fences 1 and 2, records that its epoch begins
     after the three posts, and dies before it catches 2 up (its record is written here into
-    the state dir, as it would have left it). Coordinator 3 then sees only 2 and 3: replica 3's
-    last write is overwritten, but the three acknowledged posts before it are on no other
-    replica here. Ranking such a replica below all (as a first fix did) lost them."""
-    cluster = cluster_factory()
+    the state dir, as it would have left it). Coordinator 3 then starts with only 2 and 3:
+    replica 3's last write is overwritten, and the three acknowledged posts before it are on no
+    other replica there. Returns the seq of the last of them."""
     seq = write_history(cluster, "alice", ["one"])
-    wait_converged(cluster, timeout=10)
+    wait_for(lambda: all(r["state"] == "up" and r["applied_seq"] == seq
+                         for r in cluster.status()["replicas"]), timeout=10, what="converged")
     first_epoch = cluster.status()["epoch"]
     cluster.stop_replica(2)
     with cluster.client(timeout=5) as client:
@@ -105,13 +105,40 @@ def test_the_agreed_part_of_a_replica_with_an_overwritten_suffix_still_counts(cl
     cluster.restart_replica(2)
     wait_for(lambda: times_listened(cluster, "2") >= 2, timeout=10, what="replica 2 restarted")
     cluster.start_coordinator()
-
     begin = wait_for(lambda: events(cluster, "epoch_begin")[-1:] if len(
         events(cluster, "epoch_begin")) >= 2 else None, timeout=15, what="epoch 3 begins")[0]
-    assert int(begin["after_seq"]) == acked
+    assert int(begin["after_seq"]) == acked  # H includes the acknowledged posts
+    return acked
+
+
+WANT = ["acked 3", "acked 2", "acked 1", "one"]
+
+
+def test_the_agreed_part_of_a_replica_with_an_overwritten_suffix_still_counts(cluster_factory):
+    """Ranking such a replica below all (as a first fix did) lost the acknowledged posts; now
+    its log serves replica 2's catch-up, then it is rebuilt from 2."""
+    cluster = cluster_factory()
+    only_replica_3_holds_the_acknowledged_posts(cluster)
     wait_for(lambda: all(r["state"] == "up" for r in cluster.status()["replicas"]
                          if r["id"] != "1"), timeout=20, what="2 and 3 up")
-    want = ["acked 3", "acked 2", "acked 1", "one"]
     for rid in ("2", "3"):
-        assert post_texts(cluster, rid, "alice") == want, rid
+        assert post_texts(cluster, rid, "alice") == WANT, rid
     assert divergences(cluster) == []
+
+
+def test_when_that_part_of_its_log_is_compacted_an_alarm_says_so(cluster_factory):
+    """Not handled (docs/failures.md): with a snapshot at every write, replica 3's log no
+    longer holds what 2 lacks, and its snapshot has the overwritten post. Nothing can copy the
+    acknowledged posts: the cluster waits, says why, and goes on once replica 1 is back."""
+    cluster = cluster_factory(replica_args=["--snapshot-every", "1",
+                                            "--snapshot-log-ratio", "0"])
+    only_replica_3_holds_the_acknowledged_posts(cluster)
+    alarm = wait_for(lambda: next((a for a in cluster.status()["alarms"]
+                                   if "only replica 3 holds" in a), None),
+                     timeout=20, what="the alarm")
+    assert "replica 2 needs seq" in alarm and not cluster.status()["writable"]
+    cluster.restart_replica(1)
+    wait_for(lambda: cluster.status()["writable"], timeout=60, what="writable with 1 back")
+    wait_converged(cluster, timeout=30)
+    for rid in ("1", "2", "3"):
+        assert post_texts(cluster, rid, "alice") == WANT, rid

@@ -194,6 +194,18 @@ class Recovery:
                 best, rank = link, (has, link.state == UP)
         return best if best is not None and rank[0] >= need else None
 
+    def _only_copy_compacted(self, target: ReplicaLink, source: ReplicaLink, seq: int) -> None:
+        """The writes target lacks are only in the agreed part of a replica being rebuilt, and a
+        snapshot compacted that part of its log; its snapshot has the overwritten suffix, so
+        nothing can copy them (docs/failures.md, "not handled"). Said once, loudly."""
+        alarm = (f"replica {target.id} needs seq {seq} on, which only replica {source.id} "
+                 "holds, in a log a snapshot compacted: it cannot be caught up until another "
+                 "replica holding those writes returns (docs/failures.md)")
+        if alarm not in self.c.alarms:
+            self.c.alarms.append(alarm)
+            event("only_copy_compacted", "error", replica=target.id, source=source.id,
+                  seq=seq, msg=alarm)
+
     def _reach(self, source: ReplicaLink) -> int:
         """Up to which seq a source's log may be forwarded."""
         last = self.c.sequencer.last_seq
@@ -241,6 +253,8 @@ class Recovery:
                 if exc.code == "compacted":
                     log.info("replica %s: source %s log compacted before seq %d", target.id,
                              source.id, nxt)
+                    if source.state != UP:
+                        self._only_copy_compacted(target, source, nxt)
                     return False
                 raise
             reach = self._reach(source)  # never a stale suffix's records
