@@ -185,6 +185,8 @@ def test_a_taken_web_port_fails_the_start_without_printing_the_url(tmp_path):
         code = up.popen.wait(15)
     finally:
         squatter.close()
+        if up.popen.poll() is None:  # it started after all: stop it (the test fails)
+            up.stop()
     time.sleep(0.2)  # the output threads catch up
     assert code == 1
     assert f"web port 127.0.0.1:{port} is in use" in "".join(up.errors), up.errors
