@@ -86,6 +86,11 @@ class ReplicaLink:
     def is_open(self) -> bool:
         return self.conn is not None and self.conn.open
 
+    @property
+    def fenced_by_us(self) -> bool:
+        """It stored our epoch on the connection it has now (`epoch_ok`)."""
+        return self.fenced_conn is not None and self.fenced_conn is self.conn
+
     def queue(self, frame: bytes) -> None:
         if not self.out:
             self.flusher.mark(self)
@@ -278,8 +283,7 @@ class Broadcaster:
         rebuilt up to its agreed part (`valid_seq`: its acked seq may include a suffix of an
         older epoch that is not ours), neither beyond `last_seq`."""
         held = sorted((min(last_seq, link.acked_seq if link.receives_writes else
-                           link.valid_seq if link.is_open and link.fenced_conn is link.conn
-                           and link.fenced_conn is not None else 0)
+                           link.valid_seq if link.is_open and link.fenced_by_us else 0)
                        for link in self.links), reverse=True)
         return held[self.majority - 1] if len(held) >= self.majority else 0
 

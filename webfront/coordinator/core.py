@@ -221,8 +221,7 @@ class Coordinator:
         advanced replicas still connected did."""
         if self.phase != "fencing":
             return
-        fenced = [x for x in self.links if x.fenced_conn is not None
-                  and x.fenced_conn is x.conn]
+        fenced = [x for x in self.links if x.fenced_by_us]
         if len(fenced) < self.broadcaster.majority:
             return
         if any(x.is_open and x.fenced_conn is not x.conn for x in self._first):
@@ -352,11 +351,10 @@ class Coordinator:
                              change: Callable[[], Any], timeout: float = 2.0) -> Any:
         """Makes a membership change (`change()`) once it is safe: every majority of the
         membership after it (`after()`: those of its replicas there now, and its size) must
-        include a replica that holds every acknowledged write, or a coordinator taking over could
-        fence a
-        majority that lacks one (two removals while a replica was down lost an
-        acknowledged write). That takes more holders than the new membership has replicas outside a majority:
-        a majority of it for an odd size, half for an even one. Waits for the acks of writes in
+        include a replica that holds every acknowledged write, or a coordinator taking over
+        could fence a majority that lacks one (two removals while a replica was down lost an
+        acknowledged write). That takes more holders than the new membership has replicas
+        outside a majority: a majority of it for an odd size, half for an even one. Waits for the acks of writes in
         flight, then refuses (MembershipUnsafe). One change at a time, each checked against the
         membership as it is, with no await between the last check and the change."""
         async with self._membership_lock:

@@ -70,7 +70,4 @@ class EpochStore:
     def stale_suffix(self, applied: int, last_epoch: int) -> bool:
         """True when a replica's last write (at `applied`, of `last_epoch`) belongs to an epoch
         that a newer one overwrote at or before `applied`."""
-        if applied <= 0 or not last_epoch:
-            return False
-        owner = self.owner(applied)
-        return owner is not None and last_epoch < owner
+        return self.valid_through(applied, last_epoch) < applied

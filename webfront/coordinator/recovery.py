@@ -186,7 +186,7 @@ class Recovery:
                 continue
             if link.state == UP:
                 has = link.acked_seq
-            elif log and link.fenced_conn is link.conn and link.fenced_conn is not None:
+            elif log and link.fenced_by_us:
                 has = link.valid_seq  # an up one is preferred at a tie: it is not being rebuilt
             else:
                 continue
