@@ -761,6 +761,54 @@ void StateMachine::restore(const ByteSource& source, std::uint64_t size) {
     restoreFrom(in);
 }
 
+namespace {
+
+// The checks a snapshot's elements get, shared by restoreFrom and readPosition.
+[[noreturn]] void badSnapshot(const char* why) {
+    throw std::runtime_error(std::string("bad snapshot: ") + why);
+}
+
+std::int64_t snapshotInt(const msgpack::object& o) {
+    auto v = asInt(o);
+    if (!v) badSnapshot("integer expected");
+    return *v;
+}
+
+std::string_view snapshotText(const msgpack::object& o) {
+    if (o.type != msgpack::type::STR && o.type != msgpack::type::BIN) badSnapshot("string expected");
+    return std::string_view(o.via.str.ptr, o.via.str.size);
+}
+
+// Nesting allowed in the whole snapshot, the root at depth 1 (msgpack-c counts so): a
+// top-level element is at depth 2, an entry of a list at depth 3.
+constexpr std::size_t kSnapshotDepth = 8;
+
+}  // namespace
+
+StateMachine::Position StateMachine::snapshotPosition(const ByteSource& source,
+                                                     std::uint64_t size) {
+    StreamUnpacker in(source, size);
+    try {
+        return readPosition(in);
+    } catch (const msgpack::unpack_error& e) {
+        throw std::runtime_error(std::string("bad snapshot: ") + e.what());
+    }
+}
+
+StateMachine::Position StateMachine::readPosition(StreamUnpacker& in) {
+    auto element = [&]() -> const msgpack::object& { return in.next(kSnapshotDepth - 1); };
+    if (in.arrayHeader() != std::optional<std::uint32_t>(9)) badSnapshot("shape");
+    if (snapshotText(element()) != "replica-snapshot" || snapshotInt(element()) != 1)
+        badSnapshot("unknown format");
+    Position at;
+    at.applied = snapshotInt(element());
+    at.lastEpoch = snapshotInt(element());
+    std::string_view digest = snapshotText(element());
+    if (digest.size() != at.digest.size()) badSnapshot("digest size");
+    std::copy(digest.begin(), digest.end(), at.digest.begin());
+    return at;
+}
+
 // Why entry by entry: msgpack::unpack of the whole snapshot built an object tree of the entire
 // state (an object per field of every user, post, follow and request id, its strings copied),
 // several times the payload, on top of the payload and the state being built. Here the nine
@@ -768,10 +816,8 @@ void StateMachine::restore(const ByteSource& source, std::uint64_t size) {
 // entry's objects live until the next entry is read. The checks are those of a whole-tree
 // decoding, with the same limits: a snapshot accepted before is accepted now, into the same state.
 void StateMachine::restoreFrom(StreamUnpacker& in) {
-    auto bad = [](const char* why) { throw std::runtime_error(std::string("bad snapshot: ") + why); };
-    // Nesting allowed in the whole snapshot, the root at depth 1 (msgpack-c counts so): a
-    // top-level element is at depth 2, an entry of a list at depth 3.
-    constexpr std::size_t kDepth = 8;
+    auto bad = badSnapshot;
+    constexpr std::size_t kDepth = kSnapshotDepth;
     auto element = [&]() -> const msgpack::object& { return in.next(kDepth - 1); };
     auto entry = [&]() -> const msgpack::object& { return in.next(kDepth - 2); };
     auto list = [&](std::optional<std::uint32_t> n) {
@@ -782,24 +828,14 @@ void StateMachine::restoreFrom(StreamUnpacker& in) {
         if (o.type != msgpack::type::ARRAY || (n != 0 && o.via.array.size != n)) bad("shape");
         return o.via.array.ptr;
     };
-    auto integer = [&](const msgpack::object& o) {
-        auto v = asInt(o);
-        if (!v) bad("integer expected");
-        return *v;
-    };
-    auto string = [&](const msgpack::object& o) {
-        if (o.type != msgpack::type::STR && o.type != msgpack::type::BIN) bad("string expected");
-        return std::string(o.via.str.ptr, o.via.str.size);
-    };
+    auto integer = snapshotInt;
+    auto string = [](const msgpack::object& o) { return std::string(snapshotText(o)); };
     try {
-        if (list(in.arrayHeader()) != 9) bad("shape");
-        if (string(element()) != "replica-snapshot" || integer(element()) != 1) bad("unknown format");
+        const Position at = readPosition(in);
         clear();
-        applied_ = integer(element());
-        lastEpoch_ = integer(element());
-        std::string digest = string(element());
-        if (digest.size() != 16) bad("digest size");
-        std::copy(digest.begin(), digest.end(), digest_.begin());
+        applied_ = at.applied;
+        lastEpoch_ = at.lastEpoch;
+        digest_ = at.digest;
         for (std::uint32_t i = 0, n = list(in.arrayHeader()); i < n; ++i) {
             const msgpack::object* u = arr(entry(), 5);
             auto user = std::make_unique<User>();

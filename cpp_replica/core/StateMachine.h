@@ -80,6 +80,17 @@ public:
     /// passes through.
     void restore(const ByteSource& source, std::uint64_t size);
 
+    /// Where a snapshot's state stands: what its payload begins with.
+    struct Position {
+        std::int64_t applied = 0;
+        std::int64_t lastEpoch = 0;
+        Digest digest{};
+    };
+    /// Reads only the position at the head of a snapshot payload (`size` bytes of `source`):
+    /// a stored snapshot handed out for transfer is described without being restored. Throws
+    /// std::runtime_error ("bad snapshot: ...") as restore() does.
+    static Position snapshotPosition(const ByteSource& source, std::uint64_t size);
+
     /// Exchanges the whole state with `other` (constant time): an install restores into a
     /// fresh instance, verifies it, and only then swaps it in, so a bad snapshot never touches
     /// the live state.
@@ -116,6 +127,7 @@ private:
     void clear();
     void encodeState(bool withMeta, const ByteSink& sink) const;
     void restoreFrom(StreamUnpacker& in);
+    static Position readPosition(StreamUnpacker& in);  // the payload's first five elements
 
     std::map<std::string, std::unique_ptr<User>> users_;  // key: lower-case username
     NameIndex<User> userIndex_;  // the same users, for lookups by name (no order)

@@ -51,7 +51,11 @@ constexpr std::size_t kMaxOpenSnapshots = 2;           // per connection
 constexpr std::uint32_t kMaxBatchedAcks = 512;          // per `as` frame
 constexpr std::size_t kMaxBatchedAckBytes = 256u << 10; // replies per `as` frame
 constexpr std::size_t kMaxPreAuthBytes = 64u << 10;    // buffered before the handshake is done
+// Snapshots kept beyond the compacted one while the commit lags (policy `first` with no
+// majority up, or a coordinator that sends no committed seq): disk stays bounded.
+constexpr std::size_t kMaxRetainedSnapshots = 3;
 constexpr std::size_t kMaxOutBytes = 64u << 20;        // unsent replies before we drop a reader
+constexpr std::size_t kMaxReadPerTurn = 4u << 20;      // from one connection per loop turn
 
 // This process's resident anonymous memory (heap, stacks) in KiB, or -1 if unknown.
 long anonResidentKb() {
@@ -329,10 +333,18 @@ void Server::readFrom(Connection& c) {
     }
     char buf[65536];
     bool eof = false;
-    while (true) {
-        ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    // Bounded per turn (epoll is level-triggered: the rest is read next turn), so a peer that
+    // never stops sending neither starves the others nor grows our buffer without limit; before
+    // the handshake, no more than the pre-handshake limit is ever taken in.
+    const std::size_t budget = c.phase == Connection::Phase::Ready ? kMaxReadPerTurn
+                               : c.reader.pending() > kMaxPreAuthBytes
+                                   ? 0
+                                   : kMaxPreAuthBytes + 1 - c.reader.pending();
+    for (std::size_t got = 0; got < budget;) {
+        ssize_t n = ::recv(c.fd, buf, std::min(sizeof buf, budget - got), 0);
         if (n > 0) {
             c.reader.feed(buf, std::size_t(n));
+            got += std::size_t(n);
             if (std::size_t(n) < sizeof buf) break;
             continue;
         }
@@ -475,6 +487,18 @@ void Server::handleAuth(Connection& c, const Body& body) {
 // A coordinator's liveness probe: answered with where this replica is (seq, epochs, digest).
 void Server::handleHeartbeat(Connection& c, const std::string& /*bytes*/, const Body& body) {
     std::int64_t id = body.requireInt("id");
+    // `c` counts only from the coordinator of our stored epoch: it says how far this
+    // replica's own writes are agreed and held by a majority (docs/protocol.md).
+    const msgpack::object* committed = body.optional("c");
+    const msgpack::object* epoch = body.optional("e");
+    if (committed != nullptr && epoch != nullptr) {
+        auto cv = asInt(*committed), ev = asInt(*epoch);
+        if (!cv || !ev) throw FrameError("malformed", "hb: c and e must be integers");
+        if (*ev == epochs_.get() && *cv > committed_) {
+            committed_ = *cv;
+            if (!retained_.empty() && retained_.front() <= committed_) compact();
+        }
+    }
     std::size_t at = beginFrame(frameOut(c));
     Packer p(c.out);
     p.mapHeader(6);
@@ -808,10 +832,9 @@ bool Server::reapSnapshot(bool block) {
                             "\" ms=" + std::to_string(ms));
         return true;  // the log it would have covered still counts: retried at the next trigger
     }
-    // snapshot-S is durable: only now are the older snapshots and the covered log dropped.
-    snapshots_->prune(seq);
-    log_.truncatePrefix(seq);
-    newestSnapshot_ = std::max(newestSnapshot_, seq);
+    // snapshot-S is durable: the older snapshots and the log it covers go once S is committed.
+    retained_.push_back(seq);
+    compact();
     lastSnapshotBytes_ = snapshots_->fileSize(seq);
     logBytesSinceSnapshot_ -= std::min(logBytesSinceSnapshot_, snapshotLogBytes_);  // what came after S
     // The child's peak RSS counts the parent's anonymous pages it shares from the start (fork
@@ -821,6 +844,29 @@ bool Server::reapSnapshot(bool block) {
                         " child_maxrss_kb=" + std::to_string(usage.ru_maxrss) +
                         " parent_anon_kb=" + std::to_string(snapshotParentAnonKb_));
     return true;
+}
+
+void Server::compact() {
+    if (snapshots_ == nullptr || retained_.empty()) return;
+    std::int64_t to = compactedThrough_;
+    for (std::int64_t s : retained_)
+        if (s <= committed_) to = s;
+    bool forced = false;
+    if (retained_.size() > kMaxRetainedSnapshots) {
+        std::int64_t cap = retained_[retained_.size() - kMaxRetainedSnapshots - 1];
+        forced = cap > to;
+        to = std::max(to, cap);
+    }
+    if (to <= compactedThrough_) return;
+    snapshots_->prune(to);
+    log_.truncatePrefix(to);
+    compactedThrough_ = to;
+    retained_.erase(retained_.begin(), std::upper_bound(retained_.begin(), retained_.end(), to));
+    logLine(forced ? "warn" : "info",
+            "event=compacted s=" + std::to_string(to) + " committed=" + std::to_string(committed_) +
+                (forced ? " forced=1 reason=\"" + std::to_string(kMaxRetainedSnapshots + 1) +
+                              " snapshots past the committed seq\""
+                        : ""));
 }
 
 void Server::abortSnapshot(const std::string& reason) {
@@ -992,6 +1038,12 @@ void Server::handleSnapOpen(Connection& c, const std::string& /*bytes*/, const B
         refuse(c, "busy", "at most 2 snapshots open per connection", "id", id);
         return;
     }
+    if (const msgpack::object* atMost = body.optional("at_most")) {
+        auto limit = asInt(*atMost);
+        if (!limit) throw FrameError("malformed", "snap_open: at_most must be an integer");
+        openStoredSnapshot(c, id, *limit);
+        return;
+    }
     // A forked child writes the state; snap_info goes out when it is done (reapExports), and
     // this connection's other requests are answered meanwhile.
     const std::uint64_t key = nextExportKey_++;
@@ -1010,6 +1062,56 @@ void Server::handleSnapOpen(Connection& c, const std::string& /*bytes*/, const B
                         " s=" + std::to_string(machine_.applied()));
 }
 
+void Server::openStoredSnapshot(Connection& c, std::int64_t id, std::int64_t atMost) {
+    std::int64_t seq = 0;
+    if (snapshots_ != nullptr)
+        for (std::int64_t s : snapshots_->seqs())
+            if (s <= atMost) seq = s;
+    if (seq == 0) {
+        refuse(c, "compacted", "no snapshot at or before seq " + std::to_string(atMost), "id", id);
+        return;
+    }
+    StateMachine::Position at;
+    std::optional<ExportedSnapshot> snap;
+    try {
+        OpenedSnapshot file = snapshots_->open(seq);
+        snap.emplace(file.fd, file.size, file.hash, file.payloadAt);
+        at = StateMachine::snapshotPosition(fileSource(file.fd, file.payloadAt, file.size, file.path),
+                                            file.size);
+        if (at.applied != seq) throw StorageError(file.path + " holds seq " + std::to_string(at.applied));
+    } catch (const std::exception& e) {
+        logLine("warn", "event=snap_open_failed conn=" + std::to_string(c.id) + " reason=\"" + e.what() + "\"");
+        refuse(c, "snapshot_failed", e.what(), "id", id);
+        return;
+    }
+    std::int64_t x = c.nextXid++;
+    const std::uint64_t size = snap->size(), hash = snap->hash();
+    c.snaps.emplace(x, std::move(*snap));
+    sendSnapInfo(c, id, x, seq, epochs_.get(), at.lastEpoch, at.digest, size, hash);
+    logLine("info", "event=snap_open conn=" + std::to_string(c.id) + " x=" + std::to_string(x) +
+                        " s=" + std::to_string(seq) + " stored=1 at_most=" + std::to_string(atMost));
+}
+
+void Server::sendSnapInfo(Connection& c, std::int64_t id, std::int64_t x, std::int64_t seq,
+                          std::int64_t epoch, std::int64_t lastEpoch, const StateMachine::Digest& digest,
+                          std::uint64_t size, std::uint64_t hash) {
+    std::size_t at = beginFrame(frameOut(c));
+    Packer p(c.out);
+    p.mapHeader(9);
+    p.kv("t", "snap_info");
+    p.kv("id", id);
+    p.kv("x", x);
+    p.kv("s", seq);
+    p.kv("e", epoch);
+    p.kv("le", lastEpoch);
+    p.str("d");
+    p.bin(digestView(digest));
+    p.kv("size", std::int64_t(size));
+    p.str("h");
+    p.uinteger(hash);
+    endFrame(c.out, at);
+}
+
 void Server::reapExports() {
     for (auto& done : exports_.reap()) {
         auto it = exportsPending_.find(done.key);
@@ -1025,21 +1127,7 @@ void Server::reapExports() {
             continue;
         }
         const ExportedSnapshot& snap = c->snaps.emplace(pe.x, std::move(*done.snapshot)).first->second;
-        std::size_t at = beginFrame(frameOut(*c));
-        Packer p(c->out);
-        p.mapHeader(9);
-        p.kv("t", "snap_info");
-        p.kv("id", pe.requestId);
-        p.kv("x", pe.x);
-        p.kv("s", pe.seq);
-        p.kv("e", pe.epoch);
-        p.kv("le", pe.lastEpoch);
-        p.str("d");
-        p.bin(digestView(pe.digest));
-        p.kv("size", std::int64_t(snap.size()));
-        p.str("h");
-        p.uinteger(snap.hash());
-        endFrame(c->out, at);
+        sendSnapInfo(*c, pe.requestId, pe.x, pe.seq, pe.epoch, pe.lastEpoch, pe.digest, snap.size(), snap.hash());
         logLine("info", "event=snap_ready conn=" + std::to_string(pe.conn) + " x=" +
                             std::to_string(pe.x) + " s=" + std::to_string(pe.seq) +
                             " size=" + std::to_string(snap.size()) +
@@ -1100,14 +1188,14 @@ void Server::handleLogRead(Connection& c, const std::string& /*bytes*/, const Bo
     recs.clear();
     std::size_t count = 0;
     Packer rp(recs);
-    bool held = from > newestSnapshot_ &&
+    bool held = from > compactedThrough_ &&
                 log_.read(from, std::size_t(max), [&](std::int64_t, std::string_view b) {
                     rp.bin(b);
                     return ++count < kMaxLogRecords;
                 });
     if (!held) {
         refuse(c, "compacted", "seq " + std::to_string(from) + " is covered by the snapshot at " +
-                                   std::to_string(newestSnapshot_), "id", id);
+                                   std::to_string(compactedThrough_), "id", id);
         return;
     }
     std::size_t at = beginFrame(frameOut(c));
@@ -1300,7 +1388,8 @@ std::string Server::finishInstall() {
     }
     machine_.swap(fresh);
     epochs_.raise(in.epoch);
-    newestSnapshot_ = in.seq;
+    compactedThrough_ = in.seq;
+    retained_.clear();
     nextSnapshotAt_ = nextSnapshotAfter(in.seq);
     lastSnapshotBytes_ = snapshots_ != nullptr ? snapshots_->fileSize(in.seq) : 0;
     logBytesSinceSnapshot_ = 0;

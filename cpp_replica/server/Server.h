@@ -47,7 +47,8 @@ struct ServerConfig {
 /// sockets that runs the handshake, applies writes strictly in seq order (buffering gaps),
 /// parks reads until `min` is applied, answers heartbeats and fences stale epochs.
 ///
-/// One loop turn: read everything available on every ready socket and handle those frames;
+/// One loop turn: read what is available on every ready socket (up to 4 MiB each, 64 KiB
+/// before the handshake) and handle those frames;
 /// group-commit the log (one sync); expire parked reads; snapshot if due; then send each
 /// connection's replies with one send(). Acks are therefore never sent before their write is
 /// durable (with --fsync always|batch). Not thread-safe: run() owns the calling thread.
@@ -61,12 +62,13 @@ public:
 
     /// Binds and listens; returns the real port (for port 0). Throws std::runtime_error.
     int listen();
-    /// Seq of the newest snapshot on disk at start (0 if none): log_read at or before it
-    /// answers `compacted`.
-    /// What recovery found: the newest snapshot (its seq and size) and the log bytes after it.
-    void setNewestSnapshot(std::int64_t seq, std::uint64_t bytes, std::uint64_t logBytesAfter) {
-        newestSnapshot_ = seq;
-        lastSnapshotBytes_ = bytes;
+    /// What recovery found: the snapshots on disk (oldest first; the log reaches back to the
+    /// oldest), the newest one's size and the log bytes after it.
+    void setSnapshots(const std::vector<std::int64_t>& seqs, std::uint64_t newestBytes,
+                      std::uint64_t logBytesAfter) {
+        compactedThrough_ = seqs.empty() ? 0 : seqs.front();
+        retained_.assign(seqs.begin() + (seqs.empty() ? 0 : 1), seqs.end());
+        lastSnapshotBytes_ = newestBytes;
         logBytesSinceSnapshot_ = logBytesAfter;
     }
     /// Runs the loop until stop() (from a signal handler: it only sets a flag).
@@ -119,6 +121,10 @@ private:
     void becomeChild(pid_t parent);
     /// Reaps a finished snapshot child (blocking: waits for it). Returns true if none is left.
     bool reapSnapshot(bool block);
+    /// Drops the log and the snapshots that the newest snapshot at or below the committed seq
+    /// covers (or, past kMaxRetainedSnapshots, the newest few keep; docs/replication.md,
+    /// "Compaction waits for the commit").
+    void compact();
     /// Kills a running snapshot child and discards its work (before an install replaces the log).
     void abortSnapshot(const std::string& reason);
     /// The first seq > `after` at which this replica snapshots: every --snapshot-every writes,
@@ -130,6 +136,11 @@ private:
     void handleSnapOpen(Connection& c, const std::string& bytes, const Body& body);
     void handleSnapRead(Connection& c, const std::string& bytes, const Body& body);
     void handleSnapClose(Connection& c, const std::string& bytes, const Body& body);
+    /// snap_open with `at_most`: the newest stored snapshot at or below it, handed out as is.
+    void openStoredSnapshot(Connection& c, std::int64_t id, std::int64_t atMost);
+    void sendSnapInfo(Connection& c, std::int64_t id, std::int64_t x, std::int64_t seq,
+                      std::int64_t epoch, std::int64_t lastEpoch, const StateMachine::Digest& digest,
+                      std::uint64_t size, std::uint64_t hash);
     /// Answers the snap_opens whose children finished (snap_info, or err snapshot_failed).
     void reapExports();
     void handleLogRead(Connection& c, const std::string& bytes, const Body& body);
@@ -182,7 +193,12 @@ private:
     std::int64_t snapshotSeq_ = 0;       // ... and the seq it writes
     std::chrono::steady_clock::time_point snapshotStarted_{};
     long snapshotParentAnonKb_ = -1;     // ... and the parent's RssAnon at the fork (logged)
-    std::int64_t newestSnapshot_ = 0;    // durable: log_read at or before it is `compacted`
+    // The log is compacted only up to a snapshot at or below the seq the coordinator says a
+    // majority holds: until then the snapshot may include writes a new coordinator overwrites,
+    // and the log before it may be the only copy of agreed writes another replica lacks.
+    std::int64_t committed_ = 0;          // from the current coordinator's heartbeats
+    std::int64_t compactedThrough_ = 0;   // the oldest snapshot kept: log_read at or before it is `compacted`
+    std::vector<std::int64_t> retained_;  // newer snapshots, log before them kept (ascending)
     // A snapshot is due only once the log since the last one is at least as large as it was:
     // its cost grows with the state, and this keeps it proportional to the writes.
     std::uint64_t lastSnapshotBytes_ = 0;      // its file's size

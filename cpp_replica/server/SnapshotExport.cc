@@ -52,7 +52,8 @@ bool readTrailer(int fd, std::uint64_t off, std::uint64_t& hash) {
 }  // namespace
 
 ExportedSnapshot::ExportedSnapshot(ExportedSnapshot&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), size_(other.size_), hash_(other.hash_) {}
+    : fd_(std::exchange(other.fd_, -1)), size_(other.size_), hash_(other.hash_),
+      base_(other.base_) {}
 
 ExportedSnapshot& ExportedSnapshot::operator=(ExportedSnapshot&& other) noexcept {
     if (this != &other) {
@@ -60,6 +61,7 @@ ExportedSnapshot& ExportedSnapshot::operator=(ExportedSnapshot&& other) noexcept
         fd_ = std::exchange(other.fd_, -1);
         size_ = other.size_;
         hash_ = other.hash_;
+        base_ = other.base_;
     }
     return *this;
 }
@@ -72,7 +74,7 @@ void ExportedSnapshot::read(std::uint64_t off, std::size_t len, std::string& out
     out.clear();
     if (off >= size_) return;
     out.resize(std::size_t(std::min<std::uint64_t>(len, size_ - off)));
-    readInto(fd_, "the exported snapshot", off, out.size(), out.data());
+    readInto(fd_, "the exported snapshot", base_ + off, out.size(), out.data());
 }
 
 int SnapshotExports::openSpool(std::string& error) const {

@@ -21,11 +21,12 @@ namespace replica {
 
 class StateMachine;
 
-/// A serialized state held in an unnamed file, closed with the object. Move-only.
+/// A serialized state held in a file, closed with the object: an unnamed file a child wrote,
+/// or a stored snapshot file whose payload begins at `base`. Move-only.
 class ExportedSnapshot {
 public:
-    ExportedSnapshot(int fd, std::uint64_t size, std::uint64_t hash)
-        : fd_(fd), size_(size), hash_(hash) {}
+    ExportedSnapshot(int fd, std::uint64_t size, std::uint64_t hash, std::uint64_t base = 0)
+        : fd_(fd), size_(size), hash_(hash), base_(base) {}
     ExportedSnapshot(ExportedSnapshot&& other) noexcept;
     ExportedSnapshot& operator=(ExportedSnapshot&& other) noexcept;
     ExportedSnapshot(const ExportedSnapshot&) = delete;
@@ -40,7 +41,7 @@ public:
 
 private:
     int fd_;
-    std::uint64_t size_, hash_;
+    std::uint64_t size_, hash_, base_;
 };
 
 /// The forked children writing snapshots for transfer, each known by the caller's key.

@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
 
     try {
         replica::StateMachine machine;
-        std::int64_t newestSnapshot = 0;
+        std::vector<std::int64_t> snapshotSeqs;  // oldest first
         std::uint64_t newestSnapshotBytes = 0, replayedBytes = 0;  // the snapshot pace (Server.h)
         std::unique_ptr<replica::Log> log;
         std::unique_ptr<replica::SnapshotStore> snapshots;
@@ -201,7 +201,6 @@ int main(int argc, char** argv) {
                 machine.restore(payload, size);
             };
             if (auto snap = snapshots->loadLatest(restore)) {
-                newestSnapshot = snap->seq;
                 newestSnapshotBytes = snap->fileSize;
                 replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->seq));
             }
@@ -217,9 +216,10 @@ int main(int argc, char** argv) {
                 ++replayed;
                 replayedBytes += body.size();
             });
-            // Segments the newest snapshot covers, left by a crash between its rename and their
-            // deletion: never read again (log_read at or before the snapshot is `compacted`).
-            if (newestSnapshot > 0) log->truncatePrefix(newestSnapshot);
+            // Segments the oldest snapshot covers, left by a crash between a compaction's two
+            // steps: never read again (log_read at or before that snapshot is `compacted`).
+            snapshotSeqs = snapshots->seqs();
+            if (!snapshotSeqs.empty()) log->truncatePrefix(snapshotSeqs.front());
             replica::logLine("info", "event=recovered applied=" + std::to_string(machine.applied()) +
                                          " replayed=" + std::to_string(replayed));
         } else {
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
             config.id = config.port != 0 ? "r-" + std::to_string(config.port)
                                          : "r-pid" + std::to_string(::getpid());
         replica::Server server(config, machine, *log, snapshots.get(), epochs);
-        server.setNewestSnapshot(newestSnapshot, newestSnapshotBytes, replayedBytes);
+        server.setSnapshots(snapshotSeqs, newestSnapshotBytes, replayedBytes);
         int port = server.listen();
         std::string host = config.host.find(':') != std::string::npos ? "[" + config.host + "]" : config.host;
         std::printf("replica_server listening id=%s addr=%s:%d\n", config.id.c_str(), host.c_str(), port);

@@ -11,10 +11,11 @@ namespace replica {
 ///   epoch                      highest epoch seen, decimal text, then the hex claim of the
 ///                              coordinator that took it (if known); replaced atomically
 ///                              (epoch.tmp -> fsync -> rename -> fsync dir)
-///   snapshot-<seq:020>.snap    newest snapshot: "RSNAP001" | u64 LE xxh3_64(payload) | payload
+///   snapshot-<seq:020>.snap    a snapshot: "RSNAP001" | u64 LE xxh3_64(payload) | payload
 ///                              payload = StateMachine::snapshot() at seq; written as
 ///                              snapshot.tmp (streamed; the header's checksum last, over
-///                              zeros), fsynced, renamed; older ones deleted afterwards
+///                              zeros), fsynced, renamed; the oldest one is what the log was
+///                              compacted to, newer ones wait for the commit (below)
 ///   snapshot.tmp               a snapshot being written (by the forked child, or an install);
 ///                              deleted at start and when a background snapshot fails
 ///   log/
@@ -63,8 +64,8 @@ namespace replica {
 /// with a higher seq follows it: that is a torn write, the crash came mid-append, before the
 /// fsync and so before any ack. Any other bad record refuses the start with an error naming the
 /// file and offset: silently skipping it would lose acknowledged writes.
-/// Log segments older than the newest snapshot (a crash came before they were deleted) are
-/// deleted at start.
+/// Log segments older than the oldest snapshot (a crash came between a compaction's two steps)
+/// are deleted at start; the log from the oldest snapshot on is kept (compaction, below).
 ///
 /// Periodic snapshots (`--snapshot-every N`, paced by `--snapshot-log-ratio R`: a trigger is
 /// skipped while the log since the last snapshot is under R times that snapshot's size) are
@@ -75,8 +76,11 @@ namespace replica {
 /// snapshot.tmp (never a second copy of the state in memory), fsyncs, renames it to
 /// snapshot-S, fsyncs the dir and _exit()s, touching none of the parent's sockets (it closes
 /// its copies first) and dying with the parent (PR_SET_PDEATHSIG). The parent keeps
-/// serving; when it reaps a child that exited 0 it deletes the older snapshots and the segments
-/// before S+1, and only then does log_read at or before S answer `compacted`. A failed child
+/// serving. Compaction: once a snapshot at S is durable and S is at or below the committed seq
+/// of the coordinator's heartbeats (`c`, docs/replication.md "Compaction waits for the
+/// commit"), or more than 3 snapshots wait, the older snapshots and the segments before S+1 are
+/// deleted (snapshots first), and only then does log_read at or before S answer `compacted`. A
+/// failed child
 /// deletes nothing (retried at the next trigger); one child at a time; an install kills a
 /// running child first. So a crash at any moment leaves the old snapshot + the whole log, or
 /// snapshot-S + the whole log (older files are cleaned up later), both recovering the same

@@ -21,6 +21,25 @@
 namespace replica {
 namespace {
 
+const std::uint64_t kPayloadAt = std::strlen(Layout::kSnapshotMagic) + 8;
+
+// Checks a snapshot file's magic; returns the checksum its header holds and sets `size` to the
+// whole file's.
+std::uint64_t readHeader(int fd, const std::string& path, std::uint64_t& size) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw StorageError("read " + path + ": " + std::strerror(errno));
+    size = std::uint64_t(st.st_size);
+    const std::size_t magic = std::strlen(Layout::kSnapshotMagic);
+    std::string header(kPayloadAt, '\0');
+    if (size < kPayloadAt ||
+        fileSource(fd, 0, kPayloadAt, path)(&header[0], kPayloadAt) != kPayloadAt ||
+        header.compare(0, magic, Layout::kSnapshotMagic) != 0)
+        throw StorageError("corrupt snapshot " + path + " at offset 0: bad header");
+    std::uint64_t sum = 0;
+    for (int i = 7; i >= 0; --i) sum = (sum << 8) | std::uint8_t(header[magic + std::size_t(i)]);
+    return sum;
+}
+
 std::vector<std::pair<std::int64_t, std::string>> listSnapshots(const std::string& dir) {
     std::vector<std::pair<std::int64_t, std::string>> out;
     DIR* d = ::opendir(dir.c_str());
@@ -159,6 +178,26 @@ void SnapshotStore::prune(std::int64_t seq) const {
 
 void SnapshotStore::removeTemp() const { ::unlink((dir_ + "/snapshot.tmp").c_str()); }
 
+std::vector<std::int64_t> SnapshotStore::seqs() const {
+    std::vector<std::int64_t> out;
+    for (auto& [s, p] : listSnapshots(dir_)) out.push_back(s);
+    return out;
+}
+
+OpenedSnapshot SnapshotStore::open(std::int64_t seq) const {
+    const std::string path = pathOf(seq);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw StorageError("open " + path + ": " + std::strerror(errno));
+    try {
+        std::uint64_t size = 0;
+        const std::uint64_t sum = readHeader(fd, path, size);
+        return OpenedSnapshot{fd, kPayloadAt, size - kPayloadAt, sum, path};
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+}
+
 bool SnapshotStore::has(std::int64_t seq) const {
     for (auto& [s, p] : listSnapshots(dir_))
         if (s == seq) return true;
@@ -180,16 +219,8 @@ std::optional<LoadedSnapshot> SnapshotStore::loadLatest(const Decoder& decode) c
     const std::string& path = all.back().second;
     ReadOnlyFile file(path);
     const int fd = file.fd;
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) throw StorageError("read " + path + ": " + std::strerror(errno));
-    const std::uint64_t size = std::uint64_t(st.st_size);
-    const std::size_t magic = std::strlen(Layout::kSnapshotMagic), payloadAt = magic + 8;
-    std::string header(payloadAt, '\0');
-    if (size < payloadAt || fileSource(fd, 0, payloadAt, path)(&header[0], payloadAt) != payloadAt ||
-        header.compare(0, magic, Layout::kSnapshotMagic) != 0)
-        throw StorageError("corrupt snapshot " + path + " at offset 0: bad header");
-    std::uint64_t sum = 0;
-    for (int i = 7; i >= 0; --i) sum = (sum << 8) | std::uint8_t(header[magic + std::size_t(i)]);
+    std::uint64_t size = 0;
+    const std::uint64_t sum = readHeader(fd, path, size), payloadAt = kPayloadAt;
     // Verified whole before anything is decoded: a damaged file is named as such, never
     // half-restored. Reading it twice costs a second pass over the page cache; holding it whole
     // cost its size in memory.

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "codec/ByteSink.h"
 #include "codec/ByteSource.h"
@@ -15,6 +16,16 @@ namespace replica {
 struct LoadedSnapshot {
     std::int64_t seq;
     std::uint64_t fileSize;  ///< header + payload
+};
+
+/// A stored snapshot opened for reading, to hand it out for a state transfer: the caller owns
+/// `fd` (the file stays readable after a compaction deletes its name).
+struct OpenedSnapshot {
+    int fd;
+    std::uint64_t payloadAt;  ///< where the payload begins in the file
+    std::uint64_t size;       ///< of the payload
+    std::uint64_t hash;       ///< the header's checksum: XXH3-64 of the payload
+    std::string path;
 };
 
 /// Snapshot files in the data dir (format in storage/Layout.h). Not thread-safe.
@@ -52,6 +63,12 @@ public:
 
     /// Deletes a snapshot.tmp left by a crash or a failed background snapshot.
     void removeTemp() const;
+
+    /// The seqs of the snapshots there, oldest first.
+    std::vector<std::int64_t> seqs() const;
+    /// Opens the snapshot at `seq` and reads its header (the payload is not verified: a
+    /// transfer's target checks it against `hash`). Throws StorageError.
+    OpenedSnapshot open(std::int64_t seq) const;
 
     /// Whether a snapshot file for exactly `seq` exists (not verified).
     bool has(std::int64_t seq) const;

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import msgpack
+import pytest
 
 from tests.core.test_replica_process import (
     connect,
@@ -163,7 +164,9 @@ def test_log_dropped_only_after_the_snapshot_is_durable(launch, tmp_path: Path) 
         # The child is stuck: the loop goes on, the old snapshot and the whole log are kept.
         for s in range(first + 1, first + 2 * every):
             assert call(sock, post(s))["s"] == s
-        assert call(sock, {"t": "hb", "id": 1})["s"] == first + 2 * every - 1
+        # The coordinator says all of it is committed: compaction waits only for durability.
+        hb = {"t": "hb", "id": 1, "c": first + 2 * every - 1, "e": 1}
+        assert call(sock, hb)["s"] == first + 2 * every - 1
         assert snapshot_seqs(data) == [base]
         assert segments(data)[0] <= base + 1 and first + 1 in segments(data)
         page = call(sock, {"t": "log_read", "id": 2, "from": base + 1, "max": 1 << 16})
@@ -191,6 +194,8 @@ def test_log_dropped_only_after_the_snapshot_is_durable(launch, tmp_path: Path) 
         call(sock, post(s))
     wait_logged(proc, f"event=snapshot s={retry} ", timeout=20)
     assert snapshots_done(proc) == [first, retry]
+    assert snapshot_seqs(data) == [first, retry]  # retry not committed yet
+    assert call(sock, {"t": "hb", "id": 5, "c": retry, "e": 1})["t"] == "hba"
     assert snapshot_seqs(data) == [retry] and segments(data) == [retry + 1]
 
 
@@ -210,6 +215,8 @@ def test_replicas_with_different_ids_snapshot_at_different_seqs(launch, tmp_path
     done = {p.id: snapshots_done(p) for p in procs}
     # frac(k x golden ratio) of the interval: ids 1, 2, 3 trigger at (seq + 61|23|85) % 100 == 0.
     assert done == {"1": [39, 139, 239], "2": [77, 177, 277], "3": [15, 115, 215]}
+    for sock in socks:  # all of it committed: each compacts to its newest snapshot
+        assert call(sock, {"t": "hb", "id": 9, "c": 300, "e": 1})["t"] == "hba"
     for p in procs:
         assert snapshot_seqs(tmp_path / p.id) == [done[p.id][-1]]
     seqs = sorted(s for v in done.values() for s in v)
@@ -220,11 +227,14 @@ def test_replicas_with_different_ids_snapshot_at_different_seqs(launch, tmp_path
     assert len({(h["s"], h["d"]) for h in hbs}) == 1
 
 
-def test_recovery_after_a_crash_between_snapshot_rename_and_log_deletion(launch, tmp_path: Path) -> None:
-    """The data dir a crash leaves right after a background snapshot at 20 became durable but
-    before the parent deleted what it covers: snapshot-20, an older snapshot-10, the segments
-    starting at 1 (records 1..20, rolled at the trigger) and 21, and a snapshot.tmp of a later
-    attempt cut short. Recovery uses snapshot-20 + records 21..30 and cleans up the rest."""
+@pytest.mark.parametrize("compacted", [False, True], ids=["before-compaction", "mid-compaction"])
+def test_recovery_after_a_crash_around_a_snapshot(launch, tmp_path: Path, compacted: bool) -> None:
+    """The data dir a crash leaves right after a background snapshot at 20 became durable: an
+    older snapshot-10 (the one the log was compacted to; gone if the crash came in the middle
+    of compacting to 20, after the snapshots and before the log), the segments starting at 1
+    (records 1..20, rolled at the trigger) and 21, and a snapshot.tmp of a later attempt cut
+    short. Recovery uses snapshot-20 + records 21..30; the log is kept back to the oldest
+    snapshot, and compacted to 20 once a coordinator says 20 is committed."""
     data = tmp_path / "r1"
     proc = launch(data_dir=data, extra_args=["--snapshot-every", "0"])
     sock = connect(proc)
@@ -243,7 +253,7 @@ def test_recovery_after_a_crash_between_snapshot_rename_and_log_deletion(launch,
     sm = StateMachine()
     for seq, rec in enumerate(records, start=1):
         sm.apply(rec[20:])
-        if seq in (10, 20):
+        if seq in ((20,) if compacted else (10, 20)):
             payload = sm.snapshot()
             header = b"RSNAP001" + xxh3_64(payload).to_bytes(8, "little")
             (data / f"snapshot-{seq:020d}.snap").write_bytes(header + payload)
@@ -253,12 +263,15 @@ def test_recovery_after_a_crash_between_snapshot_rename_and_log_deletion(launch,
     ready = P.connect(again.address, b"", "coordinator")[1]
     assert (ready["s"], ready["d"]) == (30, acks[-1]["d"])
     assert not (data / "snapshot.tmp").exists()
-    assert segments(data) == [21]
     sock = connect(again)
-    err = call(sock, {"t": "log_read", "id": 1, "from": 5, "max": 1000})
+    kept = 20 if compacted else 10
+    assert segments(data) == ([21] if compacted else [1, 21])
+    err = call(sock, {"t": "log_read", "id": 1, "from": kept, "max": 1000})
     assert (err["t"], err["code"]) == ("err", "compacted")
-    page = call(sock, {"t": "log_read", "id": 2, "from": 21, "max": 1 << 20})
-    assert [msgpack.unpackb(r)["s"] for r in page["recs"]] == list(range(21, 31))
+    page = call(sock, {"t": "log_read", "id": 2, "from": kept + 1, "max": 1 << 20})
+    assert [msgpack.unpackb(r)["s"] for r in page["recs"]] == list(range(kept + 1, 31))
+    assert call(sock, {"t": "hb", "id": 3, "c": 30, "e": 1})["t"] == "hba"
+    assert snapshot_seqs(data) == [20] and segments(data) == [21]
 
 
 def test_snapshots_wait_until_the_log_is_as_large_as_the_last_one(launch, tmp_path: Path) -> None:

@@ -80,6 +80,13 @@ def seed(sock: socket.socket, n_posts: int = 5) -> list[dict]:
     return acks
 
 
+def commit(sock: socket.socket, seq: int, epoch: int = 1) -> None:
+    """Say, as the coordinator of `epoch` does with its heartbeats, that seq is committed:
+    the replica may then compact its log to a snapshot at or below it."""
+    send(sock, {"t": "hb", "id": 0, "c": seq, "e": epoch})
+    assert P.recv_frame(sock)["t"] == "hba"
+
+
 def test_handshake_with_secret(launch, secret_file: Path) -> None:
     proc = launch(secret_file=secret_file)
     secret = P.read_secret(secret_file)
@@ -202,7 +209,9 @@ def test_restart_recovers_digest(launch, tmp_path: Path) -> None:
 def test_snapshot_then_restart(launch, tmp_path: Path) -> None:
     data = tmp_path / "r1"
     proc = launch(data_dir=data, extra_args=["--snapshot-every", "7"])
-    acks = seed(connect(proc), 20)
+    sock = connect(proc)
+    acks = seed(sock, 20)
+    commit(sock, 21)
     proc.stop()
     assert list(data.glob("snapshot-*.snap"))
     assert len(list((data / "log").glob("*.log"))) == 1
@@ -247,7 +256,9 @@ def test_corrupt_snapshot_refuses_start_and_is_left_as_it_is(
     log before it is gone: guessing would lose acknowledged writes)."""
     data = tmp_path / "r1"
     proc = start_replica(replica_binary, data_dir=data, extra_args=["--snapshot-every", "7"])
-    seed(connect(proc), 20)
+    sock = connect(proc)
+    seed(sock, 20)
+    commit(sock, 21)
     proc.stop()
     (snapshot,) = data.glob("snapshot-*.snap")
     raw = bytearray(snapshot.read_bytes())

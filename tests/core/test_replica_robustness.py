@@ -121,3 +121,26 @@ def test_failed_handshakes_rate_limited(launch, secret_file: Path) -> None:
     assert outcomes[:20] == ["auth_failed"] * 20 and set(outcomes[20:]) == {"refused"}
     wait_logged(proc, "reason=auth_rate_limit")
     assert sum("code=auth_failed" in line for line in proc.log_lines) == 20
+
+
+def test_bytes_before_the_handshake_are_capped(launch) -> None:
+    """A peer that has not authenticated gets at most 64 KiB read from it: a frame declared
+    at the 1 MiB maximum and streamed without end closes the connection, and the replica goes
+    on serving the others."""
+    proc = launch()
+    flood = socket.create_connection(proc.address, timeout=5)
+    try:
+        flood.sendall(struct.pack(">I", 1 << 20))
+        sent = 0
+        while sent < (1 << 20) - 1:  # bounded: never completes the declared frame
+            sent += flood.send(b"\x80" * min(65536, (1 << 20) - 1 - sent))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # closed by the replica while we were still sending: expected
+    wait_logged(proc, "bytes before the handshake completed")
+    deadline = time.monotonic() + 2
+    while not closed_within(flood, 0.2):  # what it sent first: the err frame
+        assert time.monotonic() < deadline, "still open"
+    flood.close()
+    sock = connect(proc)
+    send(sock, {"t": "hb", "id": 1})
+    assert P.recv_frame(sock)["t"] == "hba"

@@ -36,6 +36,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("webfront.coordinator")
 
 
+def agreed_committed(link: ReplicaLink, committed: int) -> int:
+    """The committed seq a replica may compact its log up to (`c` of `hb`, docs/protocol.md):
+    only as far as its own writes are the agreed ones. 0 for a replica not yet known to agree
+    (a diverged one, or one not fenced with our epoch)."""
+    if link.diverged:
+        return 0
+    if link.receives_writes:
+        return committed
+    if link.is_open and link.fenced_by_us:
+        return min(committed, link.valid_seq)
+    return 0
+
+
 class Monitor:
     def __init__(self, coordinator: Coordinator) -> None:
         self.c = coordinator
@@ -64,6 +77,9 @@ class Monitor:
 
     def tick(self) -> None:
         self._schedule_tick()
+        c = self.c
+        writing = c.started and not c.fenced
+        committed = c.broadcaster.majority_acked(c.sequencer.last_seq) if writing else 0
         for link in self.c.links:
             if not link.is_open:
                 continue
@@ -84,7 +100,11 @@ class Monitor:
             link.hb_id += 1
             link.hb_outstanding = True
             link.hb_sent = time.monotonic()
-            link.queue(encode_frame({"t": "hb", "id": link.hb_id}))
+            hb = {"t": "hb", "id": link.hb_id}
+            agreed = agreed_committed(link, committed)
+            if agreed > 0:
+                hb.update(c=agreed, e=c.sequencer.epoch)
+            link.queue(encode_frame(hb))
         self.c.reads.expire()
         self.c.expire_writes()
 

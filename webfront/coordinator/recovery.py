@@ -9,7 +9,9 @@ Everything goes through the connections the coordinator already holds (docs/prot
    next needed seq until that seq is inside the recent-write buffer (History). If the source
    answers `compacted`, go to 2. The target was fenced with our epoch before recovery began
    (Coordinator._after_ready): an older coordinator cannot write to it meanwhile.
-2. `snapshot`: `snap_open` on the source, `inst_begin` on the target, then `snap_read` ->
+2. `snapshot`: `snap_open` on the source (an up one if there is; else one being rebuilt whose
+   agreed part reaches furthest, asked for a snapshot it stored at or below that part:
+   `at_most`), `inst_begin` on the target, then `snap_read` ->
    `inst_data` with several chunks in flight (chunk hashes checked by the target), `inst_end`,
    and the target's digest must equal the source's at S. Then back to 1 from S+1.
 3. `replay`: the buffered writes after the target's seq are queued to it with new writes behind
@@ -174,30 +176,35 @@ class Recovery:
             if self._tasks.get(target.id) is asyncio.current_task():
                 del self._tasks[target.id]
 
-    def _source(self, target: ReplicaLink, need: int = 0,
-                log: bool = False) -> ReplicaLink | None:
-        """The healthiest source: an up replica (other than target), most advanced first. For
-        a log catch-up (`log`) also one fenced with our epoch whose log holds agreed writes up
-        to `need` (`valid_seq`) though it is itself being rebuilt: after a takeover the only
-        copy of acknowledged writes may be on a replica that also holds a stale suffix."""
-        best, rank = None, (0, False)
+    def _source(self, target: ReplicaLink, need: int = 0, log: bool = False,
+                up_first: bool = False) -> ReplicaLink | None:
+        """The healthiest source: an up replica (other than target), most advanced first.
+        With `log` also one fenced with our epoch whose writes up to `need` are agreed
+        (`valid_seq`) though it is itself being rebuilt: after a takeover the only copy of
+        acknowledged writes may be on a replica that also holds a stale suffix. Such a source
+        serves its log up to there, or a stored snapshot at or below it (`_state_transfer`).
+        An up one is preferred at a tie, or always with `up_first`."""
+        best, rank = None, (False, 0)
         for link in self.c.links:
             if link is target or not link.is_open or link.diverged:
                 continue
             if link.state == UP:
                 has = link.acked_seq
-            elif log and link.fenced_by_us:
-                has = link.valid_seq  # an up one is preferred at a tie: it is not being rebuilt
+            elif log and link.fenced_by_us and link.valid_seq > 0:
+                has = link.valid_seq
             else:
                 continue
-            if best is None or (has, link.state == UP) > rank:
-                best, rank = link, (has, link.state == UP)
-        return best if best is not None and rank[0] >= need else None
+            key = (link.state == UP, has) if up_first else (has, link.state == UP)
+            if best is None or key > rank:
+                best, rank = link, key
+        if best is None or (best.acked_seq if best.state == UP else best.valid_seq) < need:
+            return None
+        return best
 
     def _only_copy_compacted(self, target: ReplicaLink, source: ReplicaLink, seq: int) -> None:
-        """The writes target lacks are only in the agreed part of a replica being rebuilt, and a
-        snapshot compacted that part of its log; its snapshot has the overwritten suffix, so
-        nothing can copy them (docs/failures.md, "not handled"). Said once, loudly."""
+        """The writes target lacks are only in the agreed part of a replica being rebuilt, and
+        that replica has neither the log nor a stored snapshot reaching back to them (its
+        compaction was forced: docs/failures.md). Said once, loudly."""
         alarm = (f"replica {target.id} needs seq {seq} on, which only replica {source.id} "
                  "holds, in a log a snapshot compacted: it cannot be caught up until another "
                  "replica holding those writes returns (docs/failures.md)")
@@ -211,11 +218,11 @@ class Recovery:
         last = self.c.sequencer.last_seq
         return last if source.state == UP else min(last, source.valid_seq)
 
-    async def _wait_source(self, target: ReplicaLink, need: int = 0,
-                           log: bool = False) -> ReplicaLink:
+    async def _wait_source(self, target: ReplicaLink, need: int = 0, log: bool = False,
+                           up_first: bool = False) -> ReplicaLink:
         deadline = time.monotonic() + 10.0
         while True:
-            source = self._source(target, need, log)
+            source = self._source(target, need, log, up_first)
             if source is not None:
                 target.transfer["source"] = source.id
                 return source
@@ -253,8 +260,6 @@ class Recovery:
                 if exc.code == "compacted":
                     log.info("replica %s: source %s log compacted before seq %d", target.id,
                              source.id, nxt)
-                    if source.state != UP:
-                        self._only_copy_compacted(target, source, nxt)
                     return False
                 raise
             reach = self._reach(source)  # never a stale suffix's records
@@ -274,13 +279,31 @@ class Recovery:
             info["seqs"] += len(recs)
             info["forwarded_to"] = last
 
+    async def _open_snapshot(self, target: ReplicaLink) -> tuple[ReplicaLink, dict]:
+        """`snap_open` on the best source. With no replica up, one being rebuilt gives a
+        snapshot it stored within its agreed part, if it kept one (after a takeover it may hold
+        the only copy of acknowledged writes); otherwise wait for an up one."""
+        held = self._source(target, log=True, up_first=True)
+        if held is not None and held.state != UP:
+            try:
+                return held, await rpc(held, {"t": "snap_open", "at_most": held.valid_seq})
+            except RecoveryError as exc:
+                if exc.code != "compacted":
+                    raise
+        try:
+            source = await self._wait_source(target)
+        except RecoveryError:
+            if held is not None and held.state != UP and target.acked_seq < held.valid_seq:
+                self._only_copy_compacted(target, held, target.acked_seq + 1)
+            raise
+        return source, await rpc(source, {"t": "snap_open"})
+
     async def _state_transfer(self, target: ReplicaLink) -> None:
         c = self.c
         info = target.transfer
         info["phase"] = "snapshot"
         c.history.pin(target.id, c.history.next_seq)
-        source = await self._wait_source(target)
-        snap = await rpc(source, {"t": "snap_open"})
+        source, snap = await self._open_snapshot(target)
         xid, size = snap["x"], int(snap["size"])
         info.update(snapshot_seq=snap["s"], bytes=0, bytes_total=size)
         event("state_transfer_start", replica=target.id, source=source.id, seq=snap["s"],
