@@ -590,10 +590,16 @@ void Server::acceptWrite(Connection& c, const std::string& bytes, const Body& bo
         applyReady();
         return;
     }
-    if (pending_.size() >= config_.maxBufferedWrites && !pending_.count(seq)) {
-        logLine("warn", "event=drop_write reason=reorder_buffer_full s=" + std::to_string(seq));
+    auto held = pending_.find(seq);
+    const std::size_t replaced = held == pending_.end() ? 0 : held->second.body.size();
+    if ((held == pending_.end() && pending_.size() >= config_.maxBufferedWrites) ||
+        pendingBytes_ - replaced + bytes.size() > config_.maxBufferedBytes) {
+        logLine("warn", "event=drop_write reason=reorder_buffer_full s=" + std::to_string(seq) +
+                            " buffered=" + std::to_string(pending_.size()) +
+                            " bytes=" + std::to_string(pendingBytes_));
         return;
     }
+    pendingBytes_ += bytes.size() - replaced;
     pending_[seq] = Pending{c.id, bytes, fence};
 }
 
@@ -602,6 +608,7 @@ void Server::applyReady() {
     while (!pending_.empty() && pending_.begin()->first <= machine_.applied() + 1) {
         auto node = pending_.extract(pending_.begin());
         Pending& w = node.mapped();
+        pendingBytes_ -= w.body.size();
         if (node.key() == machine_.applied() + 1) {
             applyOne(w.conn, w.body, nullptr, w.fence);
         } else if (Connection* c = find(w.conn)) {
@@ -669,9 +676,11 @@ void Server::handleRead(Connection& c, const std::string& bytes, const Body& bod
     }
     if (min <= machine_.applied()) {
         answerRead(c, body, false);
-    } else if (wait == 0 || parked_.size() >= kMaxParked) {
+    } else if (wait == 0 || parked_.size() >= kMaxParked ||
+               parkedBytes_ + bytes.size() > config_.maxParkedBytes) {
         answerRead(c, body, true);
     } else {
+        parkedBytes_ += bytes.size();
         parked_.emplace(min, Parked{c.id, id,
                                     std::chrono::steady_clock::now() +
                                         std::chrono::milliseconds(wait),
@@ -700,6 +709,12 @@ void Server::answerRead(Connection& c, const Body& body, bool behind) {
     endFrame(c.out, at);
 }
 
+std::multimap<std::int64_t, Server::Parked>::iterator Server::unpark(
+    std::multimap<std::int64_t, Parked>::iterator it) {
+    parkedBytes_ -= it->second.body.size();
+    return parked_.erase(it);
+}
+
 void Server::serveParked(bool expireOnly) {
     if (parked_.empty()) return;
     if (!expireOnly) {
@@ -709,7 +724,7 @@ void Server::serveParked(bool expireOnly) {
                 Body body = Body::decode(it->second.body, config_.limits);
                 answerRead(*c, body, false);
             }
-            it = parked_.erase(it);
+            it = unpark(it);
         }
         return;
     }
@@ -717,11 +732,11 @@ void Server::serveParked(bool expireOnly) {
     for (auto it = parked_.begin(); it != parked_.end();) {
         Connection* c = find(it->second.conn);
         if (c == nullptr) {
-            it = parked_.erase(it);
+            it = unpark(it);
         } else if (it->second.deadline <= now) {
             Body body = Body::decode(it->second.body, config_.limits);
             answerRead(*c, body, true);
-            it = parked_.erase(it);
+            it = unpark(it);
         } else {
             ++it;
         }

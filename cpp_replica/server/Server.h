@@ -36,6 +36,10 @@ struct ServerConfig {
     /// times that snapshot's size (0: at every trigger).
     double snapshotLogRatio = 1.0;
     std::size_t maxBufferedWrites = 100000;
+    /// The reorder buffer and the parked reads are capped in bytes too: a write frame may be
+    /// about 128 KiB, so 100,000 of them would be gigabytes.
+    std::size_t maxBufferedBytes = std::size_t(256) << 20;
+    std::size_t maxParkedBytes = std::size_t(64) << 20;
     std::string dataDir;  ///< empty: in memory only (an install is then received in memory)
     int handshakeTimeoutMs = 5000;   ///< an unauthenticated connection is closed after this
     std::size_t maxConnections = 1024;  ///< further connections are accepted and closed at once
@@ -112,6 +116,7 @@ private:
                   std::int64_t fence);
     void answerRead(Connection& c, const Body& body, bool behind);
     void serveParked(bool expireOnly);
+    std::multimap<std::int64_t, Parked>::iterator unpark(std::multimap<std::int64_t, Parked>::iterator it);
     // Background snapshots (storage/Layout.h): a forked child writes the state at seq S while
     // the loop goes on; the covered log segments are deleted once the child succeeded.
     void maybeSnapshot();
@@ -186,6 +191,7 @@ private:
     std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
     std::map<std::int64_t, Pending> pending_;  // out-of-order writes by seq
     std::multimap<std::int64_t, Parked> parked_;  // reads waiting for min seq
+    std::size_t pendingBytes_ = 0, parkedBytes_ = 0;  // their bodies' sizes, summed
     std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> authFailures_;
     std::int64_t snapshotOffset_ = 0;    // this replica's trigger offset, from its id
     std::int64_t nextSnapshotAt_ = 0;    // seq at which the next snapshot is due

@@ -55,6 +55,10 @@ const char* kUsage =
     "                          within N ms (default 5000)\n"
     "  --max-connections N     connections served at once; more are accepted and closed at\n"
     "                          once with a log line (default 1024)\n"
+    "  --max-buffered-bytes N  bytes of writes held for a gap in the seqs (default 268435456);\n"
+    "                          a write past it (or past 100,000 writes) is dropped, logged\n"
+    "  --max-parked-bytes N    bytes of reads waiting for their min seq (default 67108864);\n"
+    "                          a read past it (or past 100,000 reads) is answered `behind`\n"
     "  --busy-poll-us N        after reading a frame, poll without sleeping for N us before\n"
     "                          blocking (default 30; 0: off): waking an idle CPU costs more\n"
     "  --help                  show this text\n"
@@ -119,6 +123,10 @@ int main(int argc, char** argv) {
             } else if (a == "--busy-poll-us") {
                 config.busyPollUs = std::stoi(value());
                 if (config.busyPollUs < 0 || config.busyPollUs > 1000000) throw std::invalid_argument("--busy-poll-us must be 0..1000000");
+            } else if (a == "--max-buffered-bytes") {
+                config.maxBufferedBytes = std::stoull(value());
+            } else if (a == "--max-parked-bytes") {
+                config.maxParkedBytes = std::stoull(value());
             } else if (a == "--max-frame-bytes") {
                 config.limits.maxFrameBytes = std::uint32_t(std::stoul(value()));
             } else {

@@ -144,3 +144,45 @@ def test_bytes_before_the_handshake_are_capped(launch) -> None:
     sock = connect(proc)
     send(sock, {"t": "hb", "id": 1})
     assert P.recv_frame(sock)["t"] == "hba"
+
+
+
+PAD = "y" * 4000  # an unknown key: ignored, but its bytes are held like any others
+
+
+def test_reorder_buffer_is_bounded_in_bytes(launch) -> None:
+    """Writes held for a missing seq count in bytes too (about 4 KB each here): past the cap a
+    write is dropped and logged, never acknowledged; the ones held apply once the gap fills."""
+    cap = 100_000
+    proc = launch(extra_args=["--max-buffered-bytes", str(cap)])
+    sock = connect(proc)
+    later = [dict(write(s, "create_post", {"actor": "ann", "text": f"p{s}"}), pad=PAD)
+             for s in range(2, 42)]
+    fits = cap // (len(P.encode_frame(later[0])) - 4)
+    assert 10 < fits < len(later)
+    send(sock, *later)  # seq 1 missing: they all wait, as far as the cap allows
+    wait_logged(proc, f"event=drop_write reason=reorder_buffer_full s={2 + fits} ")
+    send(sock, write(1, "create_user", {"username": "ann", "password_hash": "x"}))
+    acks = [P.recv_frame(sock) for _ in range(1 + fits)]
+    assert [a["s"] for a in acks] == list(range(1, 2 + fits))
+    send(sock, {"t": "hb", "id": 1})
+    assert P.recv_frame(sock)["s"] == 1 + fits  # the dropped ones were never applied
+
+
+def test_parked_reads_are_bounded_in_bytes(launch) -> None:
+    """Reads waiting for a seq count in bytes too: past the cap a read is answered `behind` at
+    once instead of being held."""
+    cap = 50_000
+    proc = launch(extra_args=["--max-parked-bytes", str(cap)])
+    sock = connect(proc)
+    reads = [{"t": "r", "id": i, "min": 100, "wait": 5000, "q": "state", "pad": PAD}
+             for i in range(1, 31)]
+    parked = cap // (len(P.encode_frame(reads[0])) - 4)
+    assert 5 < parked < len(reads)
+    send(sock, *reads)
+    sock.settimeout(1.0)
+    at_once = [P.recv_frame(sock) for _ in range(len(reads) - parked)]
+    assert [r["id"] for r in at_once] == list(range(parked + 1, len(reads) + 1))
+    assert all(r["r"]["code"] == "behind" for r in at_once)
+    with pytest.raises(TimeoutError):  # the first ones are held, waiting for seq 100
+        P.recv_frame(sock)

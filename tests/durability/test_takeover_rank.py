@@ -11,6 +11,7 @@ from) and called 2 and 3, the holders of the acknowledged write, diverged.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -76,13 +77,15 @@ def acked_seq_before(cluster) -> int:
     return int(events(cluster, "epoch_begin")[-2]["after_seq"])
 
 
-def only_replica_3_holds_the_acknowledged_posts(cluster) -> int:
+def only_replica_3_holds_the_acknowledged_posts(cluster, compacted: bool = False) -> int:
     """Coordinator 1 gets three posts acknowledged by replicas 1 and 3 (2 is down); its next
     write reaches replica 3 only. Coordinator 2 fences 1 and 2, records that its epoch begins
     after the three posts, and dies before it catches 2 up (its record is written here into
     the state dir, as it would have left it). Coordinator 3 then starts with only 2 and 3:
     replica 3's last write is overwritten, and the three acknowledged posts before it are on no
-    other replica there. Returns the seq of the last of them."""
+    other replica there. With `compacted`, replica 3 first compacts its log past what 2 holds
+    (coordinator 1's heartbeats say the posts are committed). Returns the seq of the last of
+    them."""
     seq = write_history(cluster, "alice", ["one"])
     wait_for(lambda: all(r["state"] == "up" and r["applied_seq"] == seq
                          for r in cluster.status()["replicas"]), timeout=10, what="converged")
@@ -92,6 +95,8 @@ def only_replica_3_holds_the_acknowledged_posts(cluster) -> int:
         for text in ("acked 1", "acked 2", "acked 3"):
             assert client.write("create_post", {"actor": "alice", "text": text}).reply["ok"]
     acked = seq + 3
+    if compacted:
+        wait_for(lambda: compacted_past(cluster, "3", seq + 1), timeout=10, what="3 compacted")
     cluster.kill_coordinator()
     rogue_write(cluster, "3", first_epoch, acked + 1, "create_post",
                 {"actor": "alice", "text": "never acknowledged"})
@@ -109,6 +114,12 @@ def only_replica_3_holds_the_acknowledged_posts(cluster) -> int:
         events(cluster, "epoch_begin")) >= 2 else None, timeout=15, what="epoch 3 begins")[0]
     assert int(begin["after_seq"]) == acked  # H includes the acknowledged posts
     return acked
+
+
+def compacted_past(cluster, rid: str, seq: int) -> bool:
+    """Replica rid's log no longer holds seq (a compaction to a snapshot at or after it)."""
+    text = (cluster.data_dir / f"replica-{rid}.log").read_text(errors="replace")
+    return any(int(s) >= seq for s in re.findall(r"event=compacted s=(\d+)", text))
 
 
 WANT = ["acked 3", "acked 2", "acked 1", "one"]
@@ -134,12 +145,17 @@ def test_when_that_part_of_its_log_is_compacted_its_stored_snapshot_serves(clust
     compaction waited for the commit, it stayed unwritable until replica 1 returned.)"""
     cluster = cluster_factory(replica_args=["--snapshot-every", "1",
                                             "--snapshot-log-ratio", "0"])
-    acked = only_replica_3_holds_the_acknowledged_posts(cluster)
+    acked = only_replica_3_holds_the_acknowledged_posts(cluster, compacted=True)
     wait_for(lambda: cluster.status()["writable"], timeout=30, what="writable without 1")
     transfer = [e for e in events(cluster, "state_transfer_start") if e["replica"] == "2"]
     assert transfer and transfer[0]["source"] == "3" and int(transfer[0]["seq"]) <= acked
+    wait_for(lambda: all(r["state"] == "up" for r in cluster.status()["replicas"]
+                         if r["id"] != "1"), timeout=20, what="2 and 3 up")
     for rid in ("2", "3"):
         assert post_texts(cluster, rid, "alice") == WANT, rid
+    # Replica 3, the only holder, was rebuilt only from a replica holding all of it (it used
+    # to be installed from 2's older snapshot first: lost when 2 had not copied from it yet).
+    assert all(int(e["seq"]) >= acked for e in events(cluster, "state_transfer_start", "3"))
     assert not [a for a in cluster.status()["alarms"] if "only replica 3 holds" in a]
     assert divergences(cluster) == []
     with cluster.client() as client:

@@ -204,10 +204,11 @@ class Recovery:
     def _only_copy_compacted(self, target: ReplicaLink, source: ReplicaLink, seq: int) -> None:
         """The writes target lacks are only in the agreed part of a replica being rebuilt, and
         that replica has neither the log nor a stored snapshot reaching back to them (its
-        compaction was forced: docs/failures.md). Said once, loudly."""
+        compaction was forced, or it keeps no snapshots: docs/failures.md). Said once, loudly."""
         alarm = (f"replica {target.id} needs seq {seq} on, which only replica {source.id} "
-                 "holds, in a log a snapshot compacted: it cannot be caught up until another "
-                 "replica holding those writes returns (docs/failures.md)")
+                 f"holds, and {source.id} has neither the log nor a stored snapshot reaching "
+                 "back to it: it cannot be caught up until another replica holding those "
+                 "writes returns (docs/failures.md)")
         if alarm not in self.c.alarms:
             self.c.alarms.append(alarm)
             event("only_copy_compacted", "error", replica=target.id, source=source.id,
@@ -219,14 +220,18 @@ class Recovery:
         return last if source.state == UP else min(last, source.valid_seq)
 
     async def _wait_source(self, target: ReplicaLink, need: int = 0, log: bool = False,
-                           up_first: bool = False) -> ReplicaLink:
+                           patient: bool = False) -> ReplicaLink:
+        """The source to use, once there is one: `no_source` after 10 s, or never while
+        `patient` (only a closed connection ends that wait)."""
         deadline = time.monotonic() + 10.0
         while True:
-            source = self._source(target, need, log, up_first)
+            source = self._source(target, need, log)
             if source is not None:
                 target.transfer["source"] = source.id
                 return source
-            if time.monotonic() > deadline:
+            if patient and not target.is_open:
+                raise RecoveryError("closed", f"replica {target.id} not connected")
+            if not patient and time.monotonic() > deadline:
                 raise RecoveryError("no_source", f"no up replica at seq >= {need}")
             await asyncio.sleep(0.02)
 
@@ -247,6 +252,7 @@ class Recovery:
         info = target.transfer
         info["phase"] = "log"
         nxt = target.acked_seq + 1
+        progress = time.monotonic()
         while True:
             if c.history.covers_after(nxt - 1) or nxt > c.sequencer.last_seq:
                 info["phase"] = "replay"
@@ -264,9 +270,13 @@ class Recovery:
                 raise
             reach = self._reach(source)  # never a stale suffix's records
             recs = [rec for rec in reply.get("recs") or [] if record_seq(rec) <= reach]
-            if not recs:
+            if not recs:  # the source has not applied nxt yet; it should, soon
+                if time.monotonic() - progress > RPC_TIMEOUT:
+                    raise RecoveryError("no_progress", f"replica {source.id} holds nothing "
+                                        f"from seq {nxt} (up to {reach} expected)")
                 await asyncio.sleep(0.005)
                 continue
+            progress = time.monotonic()
             first, last = record_seq(recs[0]), record_seq(recs[-1])
             if first != nxt or last != nxt + len(recs) - 1:
                 raise RecoveryError("bad_log", f"log_read from {nxt} gave {first}..{last}")
@@ -280,21 +290,25 @@ class Recovery:
             info["forwarded_to"] = last
 
     async def _open_snapshot(self, target: ReplicaLink) -> tuple[ReplicaLink, dict]:
-        """`snap_open` on the best source. With no replica up, one being rebuilt gives a
-        snapshot it stored within its agreed part, if it kept one (after a takeover it may hold
-        the only copy of acknowledged writes); otherwise wait for an up one."""
-        held = self._source(target, log=True, up_first=True)
+        """`snap_open` on the best source: an up replica. With none up, one being rebuilt
+        whose agreed part reaches further than the target's gives a snapshot it stored within
+        that part, if it kept one (after a takeover it may hold the only copy of acknowledged
+        writes). A target whose own agreed part no other replica reaches is never installed
+        from one: the others may need it as their source, so it waits for an up replica."""
+        mine = target.valid_seq if target.fenced_by_us and not target.diverged else 0
+        held = self._source(target, mine + 1, log=True, up_first=True)
         if held is not None and held.state != UP:
             try:
                 return held, await rpc(held, {"t": "snap_open", "at_most": held.valid_seq})
             except RecoveryError as exc:
                 if exc.code != "compacted":
                     raise
+        top = mine > 0 and self._source(target, mine + 1, log=True) is None
         try:
-            source = await self._wait_source(target)
+            source = await self._wait_source(target, patient=top)
         except RecoveryError:
-            if held is not None and held.state != UP and target.acked_seq < held.valid_seq:
-                self._only_copy_compacted(target, held, target.acked_seq + 1)
+            if held is not None and held.state != UP:
+                self._only_copy_compacted(target, held, mine + 1)
             raise
         return source, await rpc(source, {"t": "snap_open"})
 
@@ -353,6 +367,7 @@ class Recovery:
         if done.get("s") != snap["s"] or done.get("d") != snap["d"]:
             raise RecoveryError("bad_snapshot", f"installed {done.get('s')} differs")
         target.applied_seq = target.acked_seq = snap["s"]
+        target.valid_seq = snap["s"]  # what it agreed beyond that is gone: never served again
         target.digest = snap["d"]
         target.diverged = False
         event("state_transfer_end", replica=target.id, seq=snap["s"],
