@@ -4,8 +4,10 @@ a replica that is itself being rebuilt."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.coordinator.test_read_hedging import started_coordinator
-from webfront.coordinator.broadcaster import RECOVERING
+from webfront.coordinator.broadcaster import RECOVERING, UP
 
 
 def test_an_up_replica_is_preferred_to_one_being_rebuilt_that_reaches_as_far(tmp_path):
@@ -31,3 +33,52 @@ def test_a_log_is_never_forwarded_beyond_the_agreed_part_nor_the_last_seq(tmp_pa
         assert c.recovery._reach(rebuilt) == 7
         rebuilt.valid_seq = 12  # a replica without `le` that is ahead of the cluster
         assert c.recovery._reach(rebuilt) == 10
+
+
+def rebuilt_holding(link, valid_seq: int) -> None:
+    """link: fenced with our epoch, being rebuilt, its writes agreed up to valid_seq."""
+    link.state, link.receives_writes, link.valid_seq = RECOVERING, False, valid_seq
+    link.fenced_conn = link.conn
+
+
+def test_the_replica_holding_most_waits_for_one_that_holds_more_or_is_up(tmp_path):
+    """A state transfer never installs, on the replica whose agreed part reaches furthest, a
+    snapshot of one holding less: the others may still need to copy from it. Its wait ends
+    when one that holds more comes back (a holder that was away), or when one is up."""
+    with started_coordinator(tmp_path) as c:
+        top, other, third = c.links
+        rebuilt_holding(top, 12)
+        rebuilt_holding(other, 8)
+        third.state, third.receives_writes = RECOVERING, False  # down: not a source
+        third.conn.open = False
+        top.transfer = {}
+        waiting = c.loop.create_task(c.recovery._wait_as_top(top, 12))
+        c.loop.run_until_complete(asyncio.sleep(0.1))
+        assert not waiting.done()  # 8 < 12: never a source for it
+        other.valid_seq = 14  # back, holding more (as re-admitted): decide again
+        assert c.loop.run_until_complete(asyncio.wait_for(waiting, 1)) is None
+        other.valid_seq = 8
+        waiting = c.loop.create_task(c.recovery._wait_as_top(top, 12))
+        c.loop.run_until_complete(asyncio.sleep(0.1))
+        assert not waiting.done()
+        other.state, other.receives_writes, other.acked_seq = UP, True, 12  # caught up from top
+        assert c.loop.run_until_complete(asyncio.wait_for(waiting, 1)) is other
+
+
+def test_a_heartbeat_at_an_overwritten_seq_is_not_a_divergence(tmp_path):
+    """A replica whose last write a newer epoch overwrote reports a digest other than the
+    agreed one at that seq while it waits to be rebuilt: expected, not an alarm. The same
+    digest from a replica written by the epoch that owns the seq is a divergence."""
+    with started_coordinator(tmp_path) as c:
+        c.epochs.begin(1, 1)
+        c.epochs.begin(2, 6)  # epoch 2 (ours) overwrote seq 6 on
+        c.sequencer.epoch = 2
+        c.history.digests[6] = b"A" * 16
+        stale, written = c.links[0], c.links[1]
+        stale.state, stale.receives_writes = RECOVERING, False
+        c.monitor.on_heartbeat_reply(stale, {"id": 1, "s": 6, "e": 2, "d": b"B" * 16, "le": 1})
+        assert not stale.diverged and not c.alarms
+        written.conn.transport.abort = lambda: None  # taken down: the stand-in just closes
+        c.monitor.ensure_connecting = lambda link: None  # and nothing dials it again
+        c.monitor.on_heartbeat_reply(written, {"id": 1, "s": 6, "e": 2, "d": b"B" * 16, "le": 2})
+        assert written.diverged and "replica 2 diverged at seq 6" in c.alarms[0]

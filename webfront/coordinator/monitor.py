@@ -126,8 +126,10 @@ class Monitor:
                 link.digest = digest
             known = self.c.history.digests.get(link.applied_seq)
             # A replica already found diverged keeps its digest until the state transfer
-            # installs the snapshot: the same divergence, not a second one.
-            if known is not None and known != digest and not link.diverged:
+            # installs the snapshot: the same divergence, not a second one. One whose last
+            # writes a newer epoch overwrote differs there by design: it is being rebuilt.
+            if known is not None and known != digest and not link.diverged and \
+                    not self.c.epochs.stale_suffix(link.applied_seq, link.last_epoch):
                 self.c.divergence(link, link.applied_seq, "heartbeat digest differs")
                 return
         if link.state == SUSPECT:

@@ -219,20 +219,33 @@ class Recovery:
         last = self.c.sequencer.last_seq
         return last if source.state == UP else min(last, source.valid_seq)
 
-    async def _wait_source(self, target: ReplicaLink, need: int = 0, log: bool = False,
-                           patient: bool = False) -> ReplicaLink:
-        """The source to use, once there is one: `no_source` after 10 s, or never while
-        `patient` (only a closed connection ends that wait)."""
+    async def _wait_source(self, target: ReplicaLink, need: int = 0,
+                           log: bool = False) -> ReplicaLink:
+        """The source to use, once there is one; `no_source` after 10 s."""
         deadline = time.monotonic() + 10.0
         while True:
             source = self._source(target, need, log)
             if source is not None:
                 target.transfer["source"] = source.id
                 return source
-            if patient and not target.is_open:
-                raise RecoveryError("closed", f"replica {target.id} not connected")
-            if not patient and time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 raise RecoveryError("no_source", f"no up replica at seq >= {need}")
+            await asyncio.sleep(0.02)
+
+    async def _wait_as_top(self, target: ReplicaLink, mine: int) -> ReplicaLink | None:
+        """For a target whose agreed part (up to `mine`) no other replica reaches: wait, as
+        long as it takes, for an up replica (returned), or for one that reaches further
+        (None: decide again), e.g. a holder that was away and is back."""
+        target.transfer["source"] = None
+        while True:
+            if not target.is_open:
+                raise RecoveryError("closed", f"replica {target.id} not connected")
+            source = self._source(target)
+            if source is not None:
+                target.transfer["source"] = source.id
+                return source
+            if self._source(target, mine + 1, log=True) is not None:
+                return None
             await asyncio.sleep(0.02)
 
     async def _drain(self, target: ReplicaLink) -> None:
@@ -296,20 +309,26 @@ class Recovery:
         writes). A target whose own agreed part no other replica reaches is never installed
         from one: the others may need it as their source, so it waits for an up replica."""
         mine = target.valid_seq if target.fenced_by_us and not target.diverged else 0
-        held = self._source(target, mine + 1, log=True, up_first=True)
-        if held is not None and held.state != UP:
-            try:
-                return held, await rpc(held, {"t": "snap_open", "at_most": held.valid_seq})
-            except RecoveryError as exc:
-                if exc.code != "compacted":
-                    raise
-        top = mine > 0 and self._source(target, mine + 1, log=True) is None
-        try:
-            source = await self._wait_source(target, patient=top)
-        except RecoveryError:
+        while True:
+            held = self._source(target, mine + 1, log=True, up_first=True)
             if held is not None and held.state != UP:
-                self._only_copy_compacted(target, held, mine + 1)
-            raise
+                try:
+                    return held, await rpc(held, {"t": "snap_open", "at_most": held.valid_seq})
+                except RecoveryError as exc:
+                    if exc.code != "compacted":
+                        raise
+            if mine > 0 and held is None:
+                source = await self._wait_as_top(target, mine)
+                if source is None:
+                    continue
+                break
+            try:
+                source = await self._wait_source(target)
+            except RecoveryError:
+                if held is not None and held.state != UP:
+                    self._only_copy_compacted(target, held, mine + 1)
+                raise
+            break
         return source, await rpc(source, {"t": "snap_open"})
 
     async def _state_transfer(self, target: ReplicaLink) -> None:
