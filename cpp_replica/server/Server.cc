@@ -419,6 +419,7 @@ void Server::handleFrame(Connection& c, const std::string& bytes) {
             {"inst_begin", &Server::handleInstBegin},
             {"inst_data", &Server::handleInstData},
             {"inst_end", &Server::handleInstEnd},
+            {"inst_abort", &Server::handleInstAbort},
         };
         for (const auto& [type, handler] : kHandlers) {
             if (t == type) {
@@ -1411,6 +1412,12 @@ std::string Server::finishInstall() {
     logLine("info", "event=install_done s=" + std::to_string(in.seq) + " replaced_applied=" +
                         std::to_string(fresh.applied()));
     return "";
+}
+
+void Server::handleInstAbort(Connection& c, const std::string& /*bytes*/, const Body& /*body*/) {
+    // The coordinator lost the source: without this the unfinished install would keep
+    // refusing reads, log_read and snap_open (`installing`) until the connection closed.
+    if (install_ && install_->conn == c.id) abortInstall("abandoned by the coordinator");
 }
 
 void Server::abortInstall(const std::string& reason) {

@@ -152,6 +152,7 @@ private:
     void handleInstBegin(Connection& c, const std::string& bytes, const Body& body);
     void handleInstData(Connection& c, const std::string& bytes, const Body& body);
     void handleInstEnd(Connection& c, const std::string& bytes, const Body& body);
+    void handleInstAbort(Connection& c, const std::string& bytes, const Body& body);
     /// Verifies the received snapshot and makes it the replica's state; returns "" or the
     /// reason it was refused (the old state is then kept).
     std::string finishInstall();

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.coordinator.test_read_hedging import started_coordinator
+from webfront.coordinator import recovery
 from webfront.coordinator.broadcaster import RECOVERING, UP
 
 
@@ -82,3 +85,29 @@ def test_a_heartbeat_at_an_overwritten_seq_is_not_a_divergence(tmp_path):
         c.monitor.ensure_connecting = lambda link: None  # and nothing dials it again
         c.monitor.on_heartbeat_reply(written, {"id": 1, "s": 6, "e": 2, "d": b"B" * 16, "le": 2})
         assert written.diverged and "replica 2 diverged at seq 6" in c.alarms[0]
+
+
+def test_a_transfer_that_loses_its_source_drops_the_targets_install(tmp_path, monkeypatch):
+    """The target of a failed transfer is told to drop its unfinished install (`inst_abort`):
+    left open, it answered `installing` to everyone who wanted to copy from it."""
+    with started_coordinator(tmp_path) as c:
+        source, target, _ = c.links
+        target.state, target.receives_writes, target.transfer = RECOVERING, False, {}
+
+        async def fake_rpc(link, body, timeout=10.0):
+            if body["t"] == "snap_open":
+                return {"x": 1, "s": 5, "e": 1, "d": bytes(16), "size": 600_000, "h": 7}
+            if body["t"] == "inst_begin":
+                return {"t": "inst_ok"}
+            raise recovery.RecoveryError("closed", f"replica {link.id} connection lost")
+
+        monkeypatch.setattr(recovery, "rpc", fake_rpc)
+        with pytest.raises(recovery.RecoveryError):
+            c.loop.run_until_complete(c.recovery._state_transfer(target))
+        for link in (source, target):
+            link.flush()
+
+        def sent(link):
+            return [f["t"] for f in link.conn.transport.frames]
+
+        assert sent(target)[-1] == "inst_abort" and sent(source)[-1] == "snap_close"

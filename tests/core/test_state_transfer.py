@@ -212,3 +212,28 @@ def test_log_read_compacted_and_bounds(launch, tmp_path: Path) -> None:
     assert call(sa, {"t": "snap_open", "id": 2})["t"] == "snap_info"
     assert call(sa, {"t": "snap_open", "id": 3})["code"] == "busy"
     assert call(sa, {"t": "snap_read", "id": 4, "x": 99, "off": 0, "len": 10})["code"] == "unknown_transfer"
+
+
+def test_an_abandoned_install_is_dropped_on_inst_abort(launch, tmp_path: Path) -> None:
+    """A transfer whose source was lost mid-way: the coordinator drops the target's unfinished
+    install, which otherwise refused reads and log_read (`installing`) until the connection
+    closed, and the target keeps its own state."""
+    source = launch(data_dir=tmp_path / "a")
+    sa = connect(source)
+    seed_many(sa, 1, 30)
+    info, data = read_snapshot(sa)
+    target = launch(id="r2", data_dir=tmp_path / "b")
+    sb = connect(target)
+    own = seed_many(sb, 1, 3, user="bob")[-1]["d"]
+    begin = {"t": "inst_begin", "id": 10, "s": info["s"], "e": info["e"], "d": info["d"],
+             "size": len(data), "h": info["h"]}
+    assert call(sb, begin)["t"] == "inst_ok"
+    chunk = data[:CHUNK]
+    assert call(sb, {"t": "inst_data", "id": 11, "off": 0, "data": chunk, "h": xxh3_64(chunk)})["t"] == "inst_ok"
+    assert call(sb, {"t": "log_read", "id": 12, "from": 1, "max": 100})["code"] == "installing"
+    send(sb, {"t": "inst_abort"})
+    page = call(sb, {"t": "log_read", "id": 13, "from": 1, "max": 100000})
+    assert page["t"] == "log_data" and len(page["recs"]) == 3
+    assert call(sb, {"t": "hb", "id": 14})["d"] == own
+    assert not (tmp_path / "b" / "install.tmp").exists()
+    assert target.logged("event=install_aborted reason=\"abandoned by the coordinator\"")

@@ -13,7 +13,9 @@ Everything goes through the connections the coordinator already holds (docs/prot
    agreed part reaches furthest, asked for a snapshot it stored at or below that part:
    `at_most`), `inst_begin` on the target, then `snap_read` ->
    `inst_data` with several chunks in flight (chunk hashes checked by the target), `inst_end`,
-   and the target's digest must equal the source's at S. Then back to 1 from S+1.
+   and the target's digest must equal the source's at S. Then back to 1 from S+1. A transfer
+   that fails after `inst_begin` drops the target's unfinished install (`inst_abort`): left
+   open, it would refuse to serve as a source to anyone.
 3. `replay`: the buffered writes after the target's seq are queued to it with new writes behind
    them (Monitor.hand_over); it is `up` once it acked the last of them.
 
@@ -341,9 +343,11 @@ class Recovery:
         info.update(snapshot_seq=snap["s"], bytes=0, bytes_total=size)
         event("state_transfer_start", replica=target.id, source=source.id, seq=snap["s"],
               bytes=size, msg=f"replica {target.id}: state transfer from {source.id}")
+        began = False
         try:
             await rpc(target, {"t": "inst_begin", "s": snap["s"], "e": snap["e"],
                                "d": snap["d"], "size": size, "h": snap["h"]})
+            began = True
             reads: deque[tuple[int, asyncio.Task]] = deque()
             installs: deque[asyncio.Task] = deque()
             offsets = iter(range(0, size, CHUNK))
@@ -381,8 +385,11 @@ class Recovery:
                 for task in installs:
                     task.cancel()
             done = await rpc(target, {"t": "inst_end"}, timeout=60.0)
+            began = False
         finally:
             source.queue(encode_frame({"t": "snap_close", "x": xid}))
+            if began and target.is_open:  # unfinished: it would refuse to serve as a source
+                target.queue(encode_frame({"t": "inst_abort"}))
         if done.get("s") != snap["s"] or done.get("d") != snap["d"]:
             raise RecoveryError("bad_snapshot", f"installed {done.get('s')} differs")
         target.applied_seq = target.acked_seq = snap["s"]
