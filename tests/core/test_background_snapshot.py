@@ -116,8 +116,9 @@ def test_heartbeats_answered_while_a_large_snapshot_is_written(launch, tmp_path:
           f"p50={rtts_during[len(rtts_during) // 2] * 1e3:.1f} ms max={rtts_during[-1] * 1e3:.1f} ms; "
           f"snapshots {snapshots_done(proc)}")
     # The monitor declares a replica down after 3 missed 100 ms heartbeats; a synchronous
-    # snapshot of this state stalled the loop for several hundred ms.
-    assert rtts_during[-1] < 0.05, rtts_during[-5:]
+    # snapshot of this state stalled the loop for several hundred ms. 100 ms leaves room for a
+    # slower machine or a sanitizer build (an ASan build on a slower machine: 54 ms once).
+    assert rtts_during[-1] < 0.1, rtts_during[-5:]
     assert snapshots_done(proc)[0] % 50 == 20  # id r1: (seq + 30) % 50 == 0; later ones late
 
 
