@@ -497,7 +497,7 @@ void Server::handleHeartbeat(Connection& c, const std::string& /*bytes*/, const 
         if (!cv || !ev) throw FrameError("malformed", "hb: c and e must be integers");
         if (*ev == epochs_.get() && *cv > committed_) {
             committed_ = *cv;
-            if (!retained_.empty() && retained_.front() <= committed_) compact();
+            compact();
         }
     }
     std::size_t at = beginFrame(frameOut(c));

@@ -80,7 +80,7 @@ class Monitor:
         c = self.c
         writing = c.started and not c.fenced
         committed = c.broadcaster.majority_acked(c.sequencer.last_seq) if writing else 0
-        for link in self.c.links:
+        for link in c.links:
             if not link.is_open:
                 continue
             if link.hb_outstanding and not link.rx and link.transfer is None:

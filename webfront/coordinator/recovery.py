@@ -186,7 +186,7 @@ class Recovery:
         acknowledged writes may be on a replica that also holds a stale suffix. Such a source
         serves its log up to there, or a stored snapshot at or below it (`_state_transfer`).
         An up one is preferred at a tie, or always with `up_first`."""
-        best, rank = None, (False, 0)
+        best, rank, best_has = None, (False, 0), 0
         for link in self.c.links:
             if link is target or not link.is_open or link.diverged:
                 continue
@@ -198,10 +198,8 @@ class Recovery:
                 continue
             key = (link.state == UP, has) if up_first else (has, link.state == UP)
             if best is None or key > rank:
-                best, rank = link, key
-        if best is None or (best.acked_seq if best.state == UP else best.valid_seq) < need:
-            return None
-        return best
+                best, rank, best_has = link, key, has
+        return best if best is not None and best_has >= need else None
 
     def _only_copy_compacted(self, target: ReplicaLink, source: ReplicaLink, seq: int) -> None:
         """The writes target lacks are only in the agreed part of a replica being rebuilt, and
@@ -321,17 +319,16 @@ class Recovery:
                         raise
             if mine > 0 and held is None:
                 source = await self._wait_as_top(target, mine)
-                if source is None:
+                if source is None:  # one holding more is back: decide again
                     continue
-                break
-            try:
-                source = await self._wait_source(target)
-            except RecoveryError:
-                if held is not None and held.state != UP:
-                    self._only_copy_compacted(target, held, mine + 1)
-                raise
-            break
-        return source, await rpc(source, {"t": "snap_open"})
+            else:
+                try:
+                    source = await self._wait_source(target)
+                except RecoveryError:
+                    if held is not None and held.state != UP:
+                        self._only_copy_compacted(target, held, mine + 1)
+                    raise
+            return source, await rpc(source, {"t": "snap_open"})
 
     async def _state_transfer(self, target: ReplicaLink) -> None:
         c = self.c
