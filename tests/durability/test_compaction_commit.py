@@ -22,6 +22,13 @@ def snapshot_files(cluster, rid: str) -> list[int]:
                   for p in (cluster.data_dir / f"replica-{rid}").glob("snapshot-*.snap"))
 
 
+def snapshots_taken_in(cluster, rid: str) -> set[int]:
+    """Seqs of the snapshots replica rid has taken in: its child wrote the file, and it reaped
+    the child and compacted (a file is on disk a moment before that)."""
+    text = (cluster.data_dir / f"replica-{rid}.log").read_text(errors="replace")
+    return {int(s) for s in re.findall(r"event=snapshot s=(\d+) ms=", text)}
+
+
 def compactions(cluster, rid: str) -> list[tuple[int, int]]:
     """(snapshot seq, committed seq) of each compaction in replica rid's log."""
     text = (cluster.data_dir / f"replica-{rid}.log").read_text(errors="replace")
@@ -60,7 +67,9 @@ def test_with_no_majority_up_nothing_is_committed_and_the_log_is_kept(cluster_fa
     cluster.stop_replica(2)
     cluster.stop_replica(3)
     write_history(cluster, "bob", [f"post {i}" for i in range(90)])
-    wait_for(lambda: len(snapshot_files(cluster, "1")) >= 3, timeout=10, what="snapshots")
+    wait_for(lambda: len(snapshot_files(cluster, "1")) >= 3
+             and snapshot_files(cluster, "1")[-1] in snapshots_taken_in(cluster, "1"),
+             timeout=10, what="snapshots taken in")
     assert len(snapshot_files(cluster, "1")) <= 4
     done = compactions(cluster, "1")
     assert done and all(c <= committed for _, c in done), done
