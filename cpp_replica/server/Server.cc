@@ -51,8 +51,8 @@ constexpr std::size_t kMaxOpenSnapshots = 2;           // per connection
 constexpr std::uint32_t kMaxBatchedAcks = 512;          // per `as` frame
 constexpr std::size_t kMaxBatchedAckBytes = 256u << 10; // replies per `as` frame
 constexpr std::size_t kMaxPreAuthBytes = 64u << 10;    // buffered before the handshake is done
-// Snapshots kept beyond the compacted one while the commit lags (policy `first` with no
-// majority up, or a coordinator that sends no committed seq): disk stays bounded.
+// Snapshots kept beyond the compacted one while the commit lags (policy `first` with no majority
+// up, or a coordinator that sends no committed seq): disk stays bounded.
 constexpr std::size_t kMaxRetainedSnapshots = 3;
 constexpr std::size_t kMaxOutBytes = 64u << 20;        // unsent replies before we drop a reader
 constexpr std::size_t kMaxReadPerTurn = 4u << 20;      // from one connection per loop turn
@@ -864,9 +864,14 @@ bool Server::reapSnapshot(bool block) {
 
 void Server::compact() {
     if (snapshots_ == nullptr || retained_.empty()) return;
-    std::int64_t to = compactedThrough_;
-    for (std::int64_t s : retained_)
-        if (s <= committed_) to = s;
+    // Up to the snapshot before the newest committed one, which stays with the log after it:
+    // a newest snapshot found damaged at start is passed over for it (main.cc), as etcd does.
+    std::int64_t to = compactedThrough_, newest = compactedThrough_;
+    for (std::int64_t s : retained_) {
+        if (s > committed_) break;
+        to = newest;
+        newest = s;
+    }
     bool forced = false;
     if (retained_.size() > kMaxRetainedSnapshots) {
         std::int64_t cap = retained_[retained_.size() - kMaxRetainedSnapshots - 1];

@@ -208,8 +208,15 @@ int main(int argc, char** argv) {
             auto restore = [&](const replica::ByteSource& payload, std::uint64_t size) {
                 machine.restore(payload, size);
             };
+            std::vector<replica::SkippedSnapshot> damaged;
             if (auto snap = snapshots->loadLatest(restore)) {
                 newestSnapshotBytes = snap->fileSize;
+                damaged = std::move(snap->skipped);
+                for (const auto& d : damaged)
+                    replica::logLine("error", "event=snapshot_damaged path=" + d.path +
+                                                  " reason=\"" + d.reason + "\" msg=\"starting from "
+                                                  "the snapshot at " + std::to_string(snap->seq) +
+                                                  " and the log after it\"");
                 replica::logLine("info", "event=snapshot_loaded s=" + std::to_string(snap->seq));
             }
             log = std::make_unique<replica::FileLog>(
@@ -224,6 +231,9 @@ int main(int argc, char** argv) {
                 ++replayed;
                 replayedBytes += body.size();
             });
+            // Only now, with the state rebuilt from the older snapshot and the log: a failed
+            // replay (a log gap) leaves the data dir as it was found.
+            for (const auto& d : damaged) snapshots->setAside(d.path);
             // Segments the oldest snapshot covers, left by a crash between a compaction's two
             // steps: never read again (log_read at or before that snapshot is `compacted`).
             snapshotSeqs = snapshots->seqs();

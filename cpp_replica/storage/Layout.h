@@ -57,9 +57,11 @@ namespace replica {
 /// which reopens the newest segment truncated) a segment is a plain file that grows: correct,
 /// slower to sync, until the next roll.
 ///
-/// Recovery: restore the newest snapshot (if any: its checksum verified first, then decoded
-/// from the file in 1 MiB pieces, never held whole), then replay every log record with a higher
-/// seq, in order. In the newest segment the records end at the first all-zero header or bad
+/// Recovery: restore the newest intact snapshot (if any: its checksum verified first, then
+/// decoded from the file in 1 MiB pieces, never held whole), then replay every log record with a
+/// higher seq, in order. A damaged newer one is passed over (`event=snapshot_damaged`) and,
+/// once the replay succeeded, renamed snapshot-<seq>.snap.damaged; with none intact the start is
+/// refused, nothing renamed. In the newest segment the records end at the first all-zero header or bad
 /// record; what follows is dropped (a warning unless it is all zeros) provided no good record
 /// with a higher seq follows it: that is a torn write, the crash came mid-append, before the
 /// fsync and so before any ack. Any other bad record refuses the start with an error naming the
@@ -76,10 +78,12 @@ namespace replica {
 /// snapshot.tmp (never a second copy of the state in memory), fsyncs, renames it to
 /// snapshot-S, fsyncs the dir and _exit()s, touching none of the parent's sockets (it closes
 /// its copies first) and dying with the parent (PR_SET_PDEATHSIG). The parent keeps
-/// serving. Compaction: once a snapshot at S is durable and S is at or below the committed seq
+/// serving. Compaction: once a snapshot at N is durable and N is at or below the committed seq
 /// of the coordinator's heartbeats (`c`, docs/replication.md "Compaction waits for the
-/// commit"), or more than 3 snapshots wait, the older snapshots and the segments before S+1 are
-/// deleted (snapshots first), and only then does log_read at or before S answer `compacted`. A
+/// commit"), the snapshots older than S, the one before N, and the segments before S+1 are
+/// deleted (snapshots first), and only then does log_read at or before S answer `compacted`;
+/// snapshot-S and the log after it stay as the fallback of recovery. More than 3 snapshots
+/// past S force compaction to the oldest of the 4 newest. A
 /// failed child
 /// deletes nothing (retried at the next trigger); one child at a time; an install kills a
 /// running child first. So a crash at any moment leaves the old snapshot + the whole log, or

@@ -214,21 +214,37 @@ std::uint64_t SnapshotStore::fileSize(std::int64_t seq) const {
 
 std::optional<LoadedSnapshot> SnapshotStore::loadLatest(const Decoder& decode) const {
     auto all = listSnapshots(dir_);
-    if (all.empty()) return std::nullopt;
-    const std::int64_t seq = all.back().first;
-    const std::string& path = all.back().second;
-    ReadOnlyFile file(path);
-    const int fd = file.fd;
-    std::uint64_t size = 0;
-    const std::uint64_t sum = readHeader(fd, path, size), payloadAt = kPayloadAt;
-    // Verified whole before anything is decoded: a damaged file is named as such, never
-    // half-restored. Reading it twice costs a second pass over the page cache; holding it whole
-    // cost its size in memory.
-    if (pump(fileSource(fd, payloadAt, size - payloadAt, path)) != sum)
-        throw StorageError("corrupt snapshot " + path + " at offset " + std::to_string(payloadAt) +
-                           ": checksum mismatch");
-    decode(fileSource(fd, payloadAt, size - payloadAt, path), size - payloadAt);
-    return LoadedSnapshot{seq, size};
+    std::vector<SkippedSnapshot> skipped;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+        const auto& [seq, path] = *it;
+        ReadOnlyFile file(path);
+        const int fd = file.fd;
+        std::uint64_t size = 0;
+        try {
+            const std::uint64_t sum = readHeader(fd, path, size);
+            // Verified whole before anything is decoded: a damaged file is named as such, never
+            // half-restored. Reading it twice costs a second pass over the page cache; holding
+            // it whole cost its size in memory.
+            if (pump(fileSource(fd, kPayloadAt, size - kPayloadAt, path)) != sum)
+                throw StorageError("corrupt snapshot " + path + " at offset " +
+                                   std::to_string(kPayloadAt) + ": checksum mismatch");
+        } catch (const StorageError& e) {
+            skipped.push_back({path, e.what()});
+            continue;
+        }
+        decode(fileSource(fd, kPayloadAt, size - kPayloadAt, path), size - kPayloadAt);
+        return LoadedSnapshot{seq, size, std::move(skipped)};
+    }
+    if (skipped.empty()) return std::nullopt;
+    throw StorageError(skipped.front().reason +
+                       (skipped.size() > 1 ? "; no older snapshot is intact either" : ""));
+}
+
+void SnapshotStore::setAside(const std::string& path) const {
+    const std::string aside = path + ".damaged";
+    if (::rename(path.c_str(), aside.c_str()) != 0)
+        throw StorageError("rename " + path + ": " + std::strerror(errno));
+    syncDirectory(dir_);
 }
 
 }  // namespace replica

@@ -12,10 +12,17 @@
 
 namespace replica {
 
+/// A snapshot loadLatest() found damaged and passed over for an older one.
+struct SkippedSnapshot {
+    std::string path;
+    std::string reason;  ///< the StorageError's message
+};
+
 /// The snapshot loadLatest() restored.
 struct LoadedSnapshot {
     std::int64_t seq;
     std::uint64_t fileSize;  ///< header + payload
+    std::vector<SkippedSnapshot> skipped;  ///< newer ones that were damaged, newest first
 };
 
 /// A stored snapshot opened for reading, to hand it out for a state transfer: the caller owns
@@ -70,16 +77,22 @@ public:
     /// transfer's target checks it against `hash`). Throws StorageError.
     OpenedSnapshot open(std::int64_t seq) const;
 
+    /// Renames a damaged snapshot file to <name>.damaged: never listed again, kept for a look.
+    void setAside(const std::string& path) const;
+
     /// Whether a snapshot file for exactly `seq` exists (not verified).
     bool has(std::int64_t seq) const;
     /// The size in bytes of the snapshot file for `seq` (0 when there is none).
     std::uint64_t fileSize(std::int64_t seq) const;
 
-    /// Verifies the newest snapshot's checksum, then hands its payload to `decode` as a source
-    /// reading the file (a large state is never held whole as bytes: the file is read twice,
-    /// in pieces of 1 MiB). Returns its seq and size; nullopt when there is none. Throws
-    /// StorageError naming the file when it is damaged (before `decode` is called) or cannot
-    /// be read; what `decode` throws passes through.
+    /// Restores the newest intact snapshot. Checksums are verified newest first, and the
+    /// payload of the first that passes goes to `decode`, as a source reading the file (a large
+    /// state is never held whole: the file is read twice, in pieces of 1 MiB). A newer one that
+    /// is damaged or unreadable is passed over and listed in `skipped`; the log from the older
+    /// one on is kept for that (compaction keeps the snapshot before the newest, Layout.h), and
+    /// the caller sets the damaged ones aside once the log has replayed. nullopt when there is
+    /// no snapshot. Throws StorageError naming the newest file when none is intact; what
+    /// `decode` throws passes through.
     std::optional<LoadedSnapshot> loadLatest(const Decoder& decode) const;
 
 private:

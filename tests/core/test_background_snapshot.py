@@ -181,27 +181,31 @@ def test_log_dropped_only_after_the_snapshot_is_durable(launch, tmp_path: Path) 
         os.kill(pid, signal.SIGCONT)
     last = first + 2 * every - 1
     wait_logged(proc, f"event=snapshot s={first} ", timeout=20)
-    assert base not in snapshot_seqs(data) and first in snapshot_seqs(data)  # older one gone only now
-    assert segments(data)[0] == first + 1
-    err = call(sock, {"t": "log_read", "id": 3, "from": base + 1, "max": 1000})
-    assert (err["t"], err["code"]) == ("err", "compacted")
-    assert call(sock, {"t": "log_read", "id": 4, "from": first + 1, "max": 1000})["t"] == "log_data"
+    # Committed and durable: compacted to base, the snapshot before it (kept as a fallback, with
+    # the log after it), which was already the oldest: nothing to delete yet.
+    assert snapshot_seqs(data) == [base, first]
+    assert call(sock, {"t": "log_read", "id": 4, "from": base + 1, "max": 1000})["t"] == "log_data"
     # The trigger at first + every passed while that child ran: the next snapshot starts as soon
     # as it is reaped, at `last`. A child that dies (here: killed) fails the snapshot: nothing is
     # deleted, and the next trigger tries again.
     pid = child_pid(proc, last)
     os.kill(pid, signal.SIGKILL)
     wait_logged(proc, f"event=snapshot_failed s={last} ")
-    assert snapshot_seqs(data) == [first] and segments(data)[0] == first + 1
+    assert snapshot_seqs(data) == [base, first] and segments(data)[0] <= base + 1
     assert not (data / "snapshot.tmp").exists()
     retry = last + 1 + (every - (last + 1 + 12) % every) % every
     for s in range(last + 1, retry + 1):
         call(sock, post(s))
     wait_logged(proc, f"event=snapshot s={retry} ", timeout=20)
     assert snapshots_done(proc) == [first, retry]
-    assert snapshot_seqs(data) == [first, retry]  # retry not committed yet
+    assert snapshot_seqs(data) == [base, first, retry]  # retry not committed yet
+    # Committed: compacted to first, the snapshot before retry; base and the log before first
+    # go only now.
     assert call(sock, {"t": "hb", "id": 5, "c": retry, "e": 1})["t"] == "hba"
-    assert snapshot_seqs(data) == [retry] and segments(data) == [retry + 1]
+    assert snapshot_seqs(data) == [first, retry] and segments(data)[0] == first + 1
+    err = call(sock, {"t": "log_read", "id": 3, "from": first, "max": 1000})
+    assert (err["t"], err["code"]) == ("err", "compacted")
+    assert call(sock, {"t": "log_read", "id": 6, "from": first + 1, "max": 1})["t"] == "log_data"
 
 
 def test_replicas_with_different_ids_snapshot_at_different_seqs(launch, tmp_path: Path) -> None:
@@ -220,10 +224,10 @@ def test_replicas_with_different_ids_snapshot_at_different_seqs(launch, tmp_path
     done = {p.id: snapshots_done(p) for p in procs}
     # frac(k x golden ratio) of the interval: ids 1, 2, 3 trigger at (seq + 61|23|85) % 100 == 0.
     assert done == {"1": [39, 139, 239], "2": [77, 177, 277], "3": [15, 115, 215]}
-    for sock in socks:  # all of it committed: each compacts to its newest snapshot
+    for sock in socks:  # all of it committed: each compacts to the snapshot before its newest
         assert call(sock, {"t": "hb", "id": 9, "c": 300, "e": 1})["t"] == "hba"
     for p in procs:
-        assert snapshot_seqs(tmp_path / p.id) == [done[p.id][-1]]
+        assert snapshot_seqs(tmp_path / p.id) == done[p.id][-2:]
     seqs = sorted(s for v in done.values() for s in v)
     assert min(b - a for a, b in itertools.pairwise(seqs)) >= 23
     # Snapshots change nothing the replicas compare: same digest at every seq.
@@ -275,8 +279,10 @@ def test_recovery_after_a_crash_around_a_snapshot(launch, tmp_path: Path, compac
     assert (err["t"], err["code"]) == ("err", "compacted")
     page = call(sock, {"t": "log_read", "id": 2, "from": kept + 1, "max": 1 << 20})
     assert [msgpack.unpackb(r)["s"] for r in page["recs"]] == list(range(kept + 1, 31))
+    # Committed: compacted to 10 if it is there (the snapshot before 20), else nothing to do.
     assert call(sock, {"t": "hb", "id": 3, "c": 30, "e": 1})["t"] == "hba"
-    assert snapshot_seqs(data) == [20] and segments(data) == [21]
+    assert snapshot_seqs(data) == ([20] if compacted else [10, 20])
+    assert segments(data) == ([21] if compacted else [1, 21])
 
 
 def test_snapshots_wait_until_the_log_is_as_large_as_the_last_one(launch, tmp_path: Path) -> None:

@@ -63,25 +63,27 @@ def test_log_is_kept_until_the_coordinator_says_a_snapshot_is_committed(launch, 
     # A committed seq from a coordinator of another epoch than the stored one is not ours.
     heartbeat(sock, committed=19, epoch=2)
     assert log_reads_from(sock, 1)
-    # Committed 12: compacted to 10, the newest snapshot at or below it.
+    # Committed 12: compacted to 3, the snapshot before 10 (the newest at or below it). 10
+    # stays with the log after it: the start falls back on it if 17 is found damaged.
     heartbeat(sock, committed=12)
+    assert snapshot_files(tmp_path / "a") == [3, 10, 17]
+    assert not log_reads_from(sock, 3) and log_reads_from(sock, 4)
+    assert proc.logged("event=compacted s=3 committed=12")
+    heartbeat(sock, committed=11)  # an older committed seq changes nothing
+    assert log_reads_from(sock, 4)
+    heartbeat(sock, committed=19)
     assert snapshot_files(tmp_path / "a") == [10, 17]
     assert not log_reads_from(sock, 10) and log_reads_from(sock, 11)
-    assert proc.logged("event=compacted s=10 committed=12")
-    heartbeat(sock, committed=11)  # an older committed seq changes nothing
-    assert log_reads_from(sock, 11)
-    heartbeat(sock, committed=19)
-    assert snapshot_files(tmp_path / "a") == [17]
-    assert not log_reads_from(sock, 17) and log_reads_from(sock, 18)
 
 
 def test_a_restart_keeps_what_was_not_compacted(launch, tmp_path: Path):
     proc, sock, digests = seeded(launch, tmp_path / "a")
-    heartbeat(sock, committed=5)  # compacted to 3
+    heartbeat(sock, committed=12)  # compacted to 3
     sock.close()
     assert proc.stop() == 0
     again = launch(data_dir=tmp_path / "a", extra_args=SNAPSHOT_EVERY)
     assert again.logged("event=snapshot_loaded s=17")  # restored from the newest
+    assert snapshot_files(tmp_path / "a") == [3, 10, 17]
     sock = connect(again)
     assert not log_reads_from(sock, 3) and log_reads_from(sock, 4)  # the log back to 3 is kept
     assert call(sock, {"t": "hb", "id": 1})["d"] == digests[19]

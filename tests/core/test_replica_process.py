@@ -213,8 +213,10 @@ def test_snapshot_then_restart(launch, tmp_path: Path) -> None:
     acks = seed(sock, 20)
     commit(sock, 21)
     proc.stop()
-    assert list(data.glob("snapshot-*.snap"))
-    assert len(list((data / "log").glob("*.log"))) == 1
+    # Compacted to the snapshot before the newest committed one: both stay, and the log from
+    # the older one on (a fallback if the newest is found damaged at start).
+    older, _newest = sorted(data.glob("snapshot-*.snap"))
+    assert min(int(p.stem) for p in (data / "log").glob("*.log")) == seq_of(older) + 1
     again = launch(data_dir=data)
     ready = P.connect(again.address, b"", "coordinator")[1]
     assert (ready["s"], ready["d"]) == (21, acks[-1]["d"])
@@ -249,25 +251,63 @@ def test_corrupt_middle_refuses_start(replica_binary: str, tmp_path: Path) -> No
     assert str(segment) in str(info.value) and "offset 0" in str(info.value)
 
 
-@pytest.mark.parametrize("where, expected", [(-20, "checksum mismatch"), (2, "bad header")])
-def test_corrupt_snapshot_refuses_start_and_is_left_as_it_is(
-        replica_binary: str, tmp_path: Path, where: int, expected: str) -> None:
-    """A damaged snapshot is named, with what is wrong, and nothing is restored from it (the
-    log before it is gone: guessing would lose acknowledged writes)."""
-    data = tmp_path / "r1"
-    proc = start_replica(replica_binary, data_dir=data, extra_args=["--snapshot-every", "7"])
-    sock = connect(proc)
-    seed(sock, 20)
-    commit(sock, 21)
-    proc.stop()
-    (snapshot,) = data.glob("snapshot-*.snap")
-    raw = bytearray(snapshot.read_bytes())
+def damage(path: Path, where: int) -> bytes:
+    raw = bytearray(path.read_bytes())
     raw[where] ^= 0xFF
-    snapshot.write_bytes(bytes(raw))
+    path.write_bytes(bytes(raw))
+    return bytes(raw)
+
+
+def snapshots_after_commit(launch, data: Path) -> tuple[list[Path], list[dict]]:
+    """A replica (snapshots every 7 writes) that holds 1..21 and was told 21 is committed: it
+    compacted to the snapshot before the newest committed one, and is stopped."""
+    proc = launch(id="r1", data_dir=data, extra_args=["--snapshot-every", "7"])
+    sock = connect(proc)
+    acks = seed(sock, 20)
+    wait_snapshots_idle(proc)
+    commit(sock, 21)
+    assert proc.stop() == 0
+    snapshots = sorted(data.glob("snapshot-*.snap"))
+    assert len(snapshots) == 2, snapshots  # the newest committed one and the one before it
+    return snapshots, acks
+
+
+def seq_of(snapshot: Path) -> int:
+    return int(snapshot.name[len("snapshot-"):-len(".snap")])
+
+
+@pytest.mark.parametrize("where, expected", [(-20, "checksum mismatch"), (2, "bad header")])
+def test_damaged_snapshots_refuse_start_and_are_left_as_they_are(
+        launch, tmp_path: Path, where: int, expected: str) -> None:
+    """With no intact snapshot, the newest is named, with what is wrong, and nothing is restored
+    or renamed (the log before the oldest is gone: guessing would lose acknowledged writes)."""
+    data = tmp_path / "r1"
+    snapshots, _ = snapshots_after_commit(launch, data)
+    damaged = {path: damage(path, where) for path in snapshots}
     with pytest.raises(RuntimeError) as info:
-        start_replica(replica_binary, data_dir=data)
-    assert f"corrupt snapshot {snapshot}" in str(info.value) and expected in str(info.value)
-    assert snapshot.read_bytes() == bytes(raw)
+        launch(id="r1", data_dir=data)
+    error = str(info.value)
+    assert f"corrupt snapshot {snapshots[-1]}" in error and expected in error, error
+    assert "no older snapshot is intact either" in error
+    assert all(path.read_bytes() == raw for path, raw in damaged.items())
+    assert not list(data.glob("*.damaged"))
+
+
+@pytest.mark.parametrize("where", [-20, 2])
+def test_a_damaged_newest_snapshot_is_passed_over_for_the_one_before(
+        launch, tmp_path: Path, where: int) -> None:
+    """The newest snapshot damaged: the replica starts from the one before it and the log after
+    that one (compaction keeps both), says so, and sets the damaged file aside, unchanged."""
+    data = tmp_path / "r1"
+    (older, newest), acks = snapshots_after_commit(launch, data)
+    raw = damage(newest, where)
+    again = launch(id="r1", data_dir=data)
+    assert again.logged(f"event=snapshot_damaged path={newest}")
+    assert again.logged(f"event=snapshot_loaded s={seq_of(older)}")
+    ready = P.connect(again.address, b"", "coordinator")[1]
+    assert (ready["s"], ready["d"]) == (21, acks[-1]["d"])
+    assert sorted(data.glob("snapshot-*.snap")) == [older]
+    assert Path(f"{newest}.damaged").read_bytes() == raw
 
 
 def test_stale_epoch_refused(launch, tmp_path: Path) -> None:
