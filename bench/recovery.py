@@ -46,7 +46,7 @@ import msgpack
 
 from bench import common, loadgen
 from webfront.cluster import find_replica_server
-from webfront.protocol import connect, frame_bytes
+from webfront.protocol import connect, encode_frame, frame_bytes, recv_frame
 from webfront.replica_process import start_replica
 
 # fill sends BATCH frames per sendall and keeps at most WINDOW writes unacknowledged, which
@@ -135,6 +135,17 @@ def fill(addr: tuple[str, int], n: int, text_len: int = 80) -> float:
     return time.perf_counter() - t0
 
 
+def commit(addr: tuple[str, int], seq: int) -> None:
+    """Says seq is committed, as the coordinator's heartbeats do, so the replica compacts its
+    log as it would in a cluster (docs/replication.md, "Compaction waits for the commit"); a
+    snapshot still being written is compacted to when the stop reaps it."""
+    sock, _ = connect(addr, b"", "coordinator", timeout=10)
+    with sock:
+        sock.sendall(encode_frame({"t": "hb", "id": 1, "c": seq, "e": 1}))
+        if recv_frame(sock).get("t") != "hba":
+            raise RuntimeError("the replica did not answer the heartbeat")
+
+
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -156,12 +167,14 @@ class RestartRun:
 
 def measure_restart(binary: str, n: int, snapshot_every: int | None, text_len: int = 80,
                     restarts: int = 1, stop: signal.Signals = signal.SIGTERM) -> RestartRun:
-    """Fills a fresh replica with n writes, stops it with `stop`, and times `restarts` restarts
-    on its data dir (each one stopped with `stop` again once it has answered a handshake)."""
+    """Fills a fresh replica with n writes, says they are committed, stops it with `stop`, and
+    times `restarts` restarts on its data dir (each one stopped with `stop` again once it has
+    answered a handshake)."""
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
         data = Path(tmp) / "replica"
         with replica(binary, data, snapshot_every, stop) as (addr, _):
             fill_s = fill(addr, n, text_len)
+            commit(addr, n)
         size = du(data)
         times, applied = [], []
         for _ in range(restarts):
