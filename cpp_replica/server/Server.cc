@@ -875,7 +875,7 @@ void Server::compact() {
     bool forced = false;
     if (retained_.size() > kMaxRetainedSnapshots) {
         std::int64_t cap = retained_[retained_.size() - kMaxRetainedSnapshots - 1];
-        forced = cap > to;
+        forced = cap > committed_;  // else only the fallback snapshot went early: no warning
         to = std::max(to, cap);
     }
     if (to <= compactedThrough_) return;

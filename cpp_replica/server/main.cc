@@ -231,8 +231,15 @@ int main(int argc, char** argv) {
                 ++replayed;
                 replayedBytes += body.size();
             });
+            // A log that ends before a damaged snapshot's seq would start this replica behind a
+            // state it held (and may have acked): refused, as a log gap is.
+            for (const auto& d : damaged)
+                if (machine.applied() < d.seq)
+                    throw replica::StorageError(
+                        d.reason + "; the snapshot before it and the log after that reach only seq " +
+                        std::to_string(machine.applied()));
             // Only now, with the state rebuilt from the older snapshot and the log: a failed
-            // replay (a log gap) leaves the data dir as it was found.
+            // replay leaves the data dir as it was found.
             for (const auto& d : damaged) snapshots->setAside(d.path);
             // Segments the oldest snapshot covers, left by a crash between a compaction's two
             // steps: never read again (log_read at or before that snapshot is `compacted`).

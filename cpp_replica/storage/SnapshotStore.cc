@@ -217,22 +217,22 @@ std::optional<LoadedSnapshot> SnapshotStore::loadLatest(const Decoder& decode) c
     std::vector<SkippedSnapshot> skipped;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
         const auto& [seq, path] = *it;
-        ReadOnlyFile file(path);
-        const int fd = file.fd;
+        std::optional<ReadOnlyFile> file;
         std::uint64_t size = 0;
         try {
-            const std::uint64_t sum = readHeader(fd, path, size);
+            file.emplace(path);
+            const std::uint64_t sum = readHeader(file->fd, path, size);
             // Verified whole before anything is decoded: a damaged file is named as such, never
             // half-restored. Reading it twice costs a second pass over the page cache; holding
             // it whole cost its size in memory.
-            if (pump(fileSource(fd, kPayloadAt, size - kPayloadAt, path)) != sum)
+            if (pump(fileSource(file->fd, kPayloadAt, size - kPayloadAt, path)) != sum)
                 throw StorageError("corrupt snapshot " + path + " at offset " +
                                    std::to_string(kPayloadAt) + ": checksum mismatch");
         } catch (const StorageError& e) {
-            skipped.push_back({path, e.what()});
+            skipped.push_back({seq, path, e.what()});
             continue;
         }
-        decode(fileSource(fd, kPayloadAt, size - kPayloadAt, path), size - kPayloadAt);
+        decode(fileSource(file->fd, kPayloadAt, size - kPayloadAt, path), size - kPayloadAt);
         return LoadedSnapshot{seq, size, std::move(skipped)};
     }
     if (skipped.empty()) return std::nullopt;

@@ -14,6 +14,7 @@ namespace replica {
 
 /// A snapshot loadLatest() found damaged and passed over for an older one.
 struct SkippedSnapshot {
+    std::int64_t seq;
     std::string path;
     std::string reason;  ///< the StorageError's message
 };

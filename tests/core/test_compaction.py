@@ -102,6 +102,22 @@ def test_past_three_retained_snapshots_the_oldest_is_compacted_anyway(launch, tm
     assert not log_reads_from(sock, 10) and log_reads_from(sock, 11)
 
 
+def test_the_kept_fallback_snapshot_does_not_count_as_forced(launch, tmp_path: Path):
+    """Compacted to 3 at committed 12, the committed snapshot 10 is kept as the fallback: when
+    snapshots 24 and 31 make four past 3, compacting to 10 goes no further than the commit, so
+    it is an ordinary compaction, not a forced one (which warns)."""
+    proc, sock, _ = seeded(launch, tmp_path / "a")
+    heartbeat(sock, committed=12)
+    assert snapshot_files(tmp_path / "a") == [3, 10, 17]
+    for s in range(20, 33):
+        assert call(sock, write(s, "create_post", {"actor": "alice", "text": "t"}))["t"] == "a"
+        wait_snapshots_idle(proc)
+    assert snapshots_done(proc)[-2:] == [24, 31]
+    assert snapshot_files(tmp_path / "a") == [10, 17, 24, 31]
+    assert proc.logged("event=compacted s=10 committed=12")
+    assert not proc.logged("forced=1")
+
+
 def test_snap_open_at_most_hands_out_a_stored_snapshot(launch, tmp_path: Path):
     """A replica whose writes after seq V are not agreed can still give another replica its
     state up to V: its stored snapshot at or below V, then its log up to V."""

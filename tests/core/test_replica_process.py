@@ -293,6 +293,25 @@ def test_damaged_snapshots_refuse_start_and_are_left_as_they_are(
     assert not list(data.glob("*.damaged"))
 
 
+def test_a_fallback_whose_log_ends_before_the_damaged_snapshot_refuses_start(
+        launch, tmp_path: Path) -> None:
+    """The snapshot before a damaged one restores, but its log is gone (say a backup copied
+    without it): starting would put this replica behind a state it held. Refused, nothing
+    renamed."""
+    import shutil
+
+    data = tmp_path / "r1"
+    (older, newest), _ = snapshots_after_commit(launch, data)
+    raw = damage(newest, -20)
+    shutil.rmtree(data / "log")
+    with pytest.raises(RuntimeError) as info:
+        launch(id="r1", data_dir=data)
+    error = str(info.value)
+    assert f"corrupt snapshot {newest}" in error, error
+    assert f"reach only seq {seq_of(older)}" in error, error
+    assert newest.read_bytes() == raw and not list(data.glob("*.damaged"))
+
+
 @pytest.mark.parametrize("where", [-20, 2])
 def test_a_damaged_newest_snapshot_is_passed_over_for_the_one_before(
         launch, tmp_path: Path, where: int) -> None:
