@@ -138,7 +138,8 @@ def fill(addr: tuple[str, int], n: int, text_len: int = 80) -> float:
 def commit(addr: tuple[str, int], seq: int) -> None:
     """Says seq is committed, as the coordinator's heartbeats do, so the replica compacts its
     log as it would in a cluster (docs/replication.md, "Compaction waits for the commit"); a
-    snapshot still being written is compacted to when the stop reaps it."""
+    snapshot still being written is compacted to when a SIGTERM stop reaps it (a SIGKILL takes
+    the child with it)."""
     sock, _ = connect(addr, b"", "coordinator", timeout=10)
     with sock:
         sock.sendall(encode_frame({"t": "hb", "id": 1, "c": seq, "e": 1}))

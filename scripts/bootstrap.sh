@@ -5,23 +5,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(cmake g++ libmsgpack-cxx-dev libxxhash-dev libssl-dev python3-venv python3-dev)
+APT_PACKAGES=(cmake g++ libmsgpack-cxx-dev libxxhash-dev libssl-dev)
 if [[ "${WITH_BROWSER:-0}" == 1 ]]; then APT_PACKAGES+=(chromium); fi
 if [[ "${WITH_SANITIZERS:-0}" == 1 ]]; then APT_PACKAGES+=(clang libclang-rt-14-dev); fi
 
-source scripts/debian-packages.sh
-ensure_debian_packages bootstrap "${APT_PACKAGES[@]}"
-
-# The venv's interpreter: $PYTHON if set, else Debian's python3.11, else the first python3 on
-# PATH. Debian builds its interpreter with PGO and LTO; a python3 built from source without
-# --enable-optimizations (pyenv's default) runs the coordinator's write path about 10-15%
-# slower (docs/benchmarks.md, "The interpreter"). An existing .venv is kept: remove it to switch.
+# The interpreter of a new venv: $PYTHON if set, else Debian's python3.11, else the first
+# python3 on PATH. Debian builds its interpreter with PGO and LTO; a python3 built from source
+# without --enable-optimizations (pyenv's default) runs the coordinator's write path about
+# 10-15% slower (docs/benchmarks.md, "The interpreter"). An existing .venv is kept: remove it to
+# switch. Debian's interpreter needs its own venv and header packages (the module is built
+# against it); they are named by version, as python3-venv may mean another Python.
+python=""
 if [[ ! -x .venv/bin/python ]]; then
     python=${PYTHON:-}
     if [[ -z $python ]]; then
         python=python3
         if [[ -x /usr/bin/python3.11 ]]; then python=/usr/bin/python3.11; fi
     fi
+fi
+case $python in
+    /usr/bin/python3.11) APT_PACKAGES+=(python3.11-venv python3.11-dev) ;;
+    python3) APT_PACKAGES+=(python3-venv) ;;
+esac
+
+source scripts/debian-packages.sh
+ensure_debian_packages bootstrap "${APT_PACKAGES[@]}"
+
+if [[ -n $python ]]; then
     "$python" -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null

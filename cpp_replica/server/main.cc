@@ -209,7 +209,9 @@ int main(int argc, char** argv) {
                 machine.restore(payload, size);
             };
             std::vector<replica::SkippedSnapshot> damaged;
+            std::int64_t restoredSeq = 0;
             if (auto snap = snapshots->loadLatest(restore)) {
+                restoredSeq = snap->seq;
                 newestSnapshotBytes = snap->fileSize;
                 damaged = std::move(snap->skipped);
                 for (const auto& d : damaged)
@@ -236,8 +238,8 @@ int main(int argc, char** argv) {
             for (const auto& d : damaged)
                 if (machine.applied() < d.seq)
                     throw replica::StorageError(
-                        d.reason + "; the snapshot before it and the log after that reach only seq " +
-                        std::to_string(machine.applied()));
+                        d.reason + "; the snapshot restored (at " + std::to_string(restoredSeq) +
+                        ") and the log after it reach only seq " + std::to_string(machine.applied()));
             // Only now, with the state rebuilt from the older snapshot and the log: a failed
             // replay leaves the data dir as it was found.
             for (const auto& d : damaged) snapshots->setAside(d.path);

@@ -308,7 +308,22 @@ def test_a_fallback_whose_log_ends_before_the_damaged_snapshot_refuses_start(
         launch(id="r1", data_dir=data)
     error = str(info.value)
     assert f"corrupt snapshot {newest}" in error, error
-    assert f"reach only seq {seq_of(older)}" in error, error
+    assert f"(at {seq_of(older)}) and the log after it reach only seq {seq_of(older)}" in error, error
+    assert newest.read_bytes() == raw and not list(data.glob("*.damaged"))
+
+
+def test_a_damaged_only_snapshot_refuses_start(launch, tmp_path: Path) -> None:
+    """One snapshot only (as after a state transfer's install), damaged: nothing to fall back
+    to. Refused, naming it, nothing renamed."""
+    data = tmp_path / "r1"
+    (older, newest), _ = snapshots_after_commit(launch, data)
+    older.unlink()
+    raw = damage(newest, -20)
+    with pytest.raises(RuntimeError) as info:
+        launch(id="r1", data_dir=data)
+    error = str(info.value)
+    assert f"corrupt snapshot {newest}" in error and "checksum mismatch" in error, error
+    assert "no older snapshot" not in error
     assert newest.read_bytes() == raw and not list(data.glob("*.damaged"))
 
 
