@@ -196,12 +196,20 @@ def test_log_dropped_only_after_the_snapshot_is_durable(launch, tmp_path: Path) 
     retry = last + 1 + (every - (last + 1 + 12) % every) % every
     for s in range(last + 1, retry + 1):
         call(sock, post(s))
+    # Committed before it is durable: compacting to first (the snapshot before retry) waits
+    # for retry's child, so base and the log after it stay while that child is stuck.
+    pid = child_pid(proc, retry)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert call(sock, {"t": "hb", "id": 5, "c": retry, "e": 1})["t"] == "hba"
+        assert snapshot_seqs(data) == [base, first] and segments(data)[0] <= base + 1
+        assert not proc.logged(f"event=snapshot s={retry} ")
+    finally:
+        os.kill(pid, signal.SIGCONT)
     wait_logged(proc, f"event=snapshot s={retry} ", timeout=20)
     assert snapshots_done(proc) == [first, retry]
-    assert snapshot_seqs(data) == [base, first, retry]  # retry not committed yet
-    # Committed: compacted to first, the snapshot before retry; base and the log before first
-    # go only now.
-    assert call(sock, {"t": "hb", "id": 5, "c": retry, "e": 1})["t"] == "hba"
+    # Durable and committed: compacted to first when the child was reaped; base and the log
+    # before first go only now.
     assert snapshot_seqs(data) == [first, retry] and segments(data)[0] == first + 1
     err = call(sock, {"t": "log_read", "id": 3, "from": first, "max": 1000})
     assert (err["t"], err["code"]) == ("err", "compacted")
