@@ -21,6 +21,7 @@ import pytest
 from tests.core.test_replica_process import (
     connect,
     send,
+    snapshot_seqs,
     snapshots_done,
     wait_logged,
     wait_snapshots_idle,
@@ -85,10 +86,6 @@ def gone(pid: int, timeout: float = 5.0) -> bool:
 
 def segments(data: Path) -> list[int]:
     return sorted(int(p.stem) for p in (data / "log").glob("*.log"))
-
-
-def snapshot_seqs(data: Path) -> list[int]:
-    return sorted(int(p.name[len("snapshot-"):-len(".snap")]) for p in data.glob("snapshot-*.snap"))
 
 
 def test_heartbeats_answered_while_a_large_snapshot_is_written(launch, tmp_path: Path) -> None:

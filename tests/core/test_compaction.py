@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.core.test_replica_process import (
     connect,
     send,
+    snapshot_seqs,
     snapshots_done,
     wait_snapshots_idle,
     write,
@@ -37,10 +38,6 @@ def heartbeat(sock, committed: int, epoch: int = 1) -> None:
     assert call(sock, {"t": "hb", "id": 7, "c": committed, "e": epoch})["t"] == "hba"
 
 
-def snapshot_files(data_dir: Path) -> list[int]:
-    return sorted(int(p.name[len("snapshot-"):-len(".snap")]) for p in data_dir.glob("snapshot-*.snap"))
-
-
 def seeded(launch, data_dir: Path, last: int = 19):
     """A replica (id r1: snapshots at 3, 10, 17, ... with --snapshot-every 7) holding 1..last."""
     proc = launch(data_dir=data_dir, extra_args=SNAPSHOT_EVERY)
@@ -58,7 +55,7 @@ def seeded(launch, data_dir: Path, last: int = 19):
 def test_log_is_kept_until_the_coordinator_says_a_snapshot_is_committed(launch, tmp_path: Path):
     proc, sock, _ = seeded(launch, tmp_path / "a")
     # No committed seq yet: every snapshot and the whole log stay.
-    assert snapshot_files(tmp_path / "a") == [3, 10, 17]
+    assert snapshot_seqs(tmp_path / "a") == [3, 10, 17]
     assert log_reads_from(sock, 1)
     # A committed seq from a coordinator of another epoch than the stored one is not ours.
     heartbeat(sock, committed=19, epoch=2)
@@ -66,13 +63,13 @@ def test_log_is_kept_until_the_coordinator_says_a_snapshot_is_committed(launch, 
     # Committed 12: compacted to 3, the snapshot before 10 (the newest at or below it). 10
     # stays with the log after it: the start falls back on it if 17 is found damaged.
     heartbeat(sock, committed=12)
-    assert snapshot_files(tmp_path / "a") == [3, 10, 17]
+    assert snapshot_seqs(tmp_path / "a") == [3, 10, 17]
     assert not log_reads_from(sock, 3) and log_reads_from(sock, 4)
     assert proc.logged("event=compacted s=3 committed=12")
     heartbeat(sock, committed=11)  # an older committed seq changes nothing
     assert log_reads_from(sock, 4)
     heartbeat(sock, committed=19)
-    assert snapshot_files(tmp_path / "a") == [10, 17]
+    assert snapshot_seqs(tmp_path / "a") == [10, 17]
     assert not log_reads_from(sock, 10) and log_reads_from(sock, 11)
 
 
@@ -83,7 +80,7 @@ def test_a_restart_keeps_what_was_not_compacted(launch, tmp_path: Path):
     assert proc.stop() == 0
     again = launch(data_dir=tmp_path / "a", extra_args=SNAPSHOT_EVERY)
     assert again.logged("event=snapshot_loaded s=17")  # restored from the newest
-    assert snapshot_files(tmp_path / "a") == [3, 10, 17]
+    assert snapshot_seqs(tmp_path / "a") == [3, 10, 17]
     sock = connect(again)
     assert not log_reads_from(sock, 3) and log_reads_from(sock, 4)  # the log back to 3 is kept
     assert call(sock, {"t": "hb", "id": 1})["d"] == digests[19]
@@ -92,12 +89,12 @@ def test_a_restart_keeps_what_was_not_compacted(launch, tmp_path: Path):
 def test_past_three_retained_snapshots_the_oldest_is_compacted_anyway(launch, tmp_path: Path):
     """Disk stays bounded while the commit lags (policy first with no majority up)."""
     proc, sock, _ = seeded(launch, tmp_path / "a", last=25)  # snapshots 3, 10, 17, 24
-    assert snapshot_files(tmp_path / "a") == [3, 10, 17, 24]  # the first is the compacted one
+    assert snapshot_seqs(tmp_path / "a") == [3, 10, 17, 24]  # the first is the compacted one
     for s in range(26, 33):
         assert call(sock, write(s, "create_post", {"actor": "alice", "text": "t"}))["t"] == "a"
         wait_snapshots_idle(proc)
     assert snapshots_done(proc)[-1] == 31
-    assert snapshot_files(tmp_path / "a") == [10, 17, 24, 31]
+    assert snapshot_seqs(tmp_path / "a") == [10, 17, 24, 31]
     assert proc.logged('event=compacted s=10 committed=0 forced=1')
     assert not log_reads_from(sock, 10) and log_reads_from(sock, 11)
 
@@ -108,12 +105,12 @@ def test_the_kept_fallback_snapshot_does_not_count_as_forced(launch, tmp_path: P
     it is an ordinary compaction, not a forced one (which warns)."""
     proc, sock, _ = seeded(launch, tmp_path / "a")
     heartbeat(sock, committed=12)
-    assert snapshot_files(tmp_path / "a") == [3, 10, 17]
+    assert snapshot_seqs(tmp_path / "a") == [3, 10, 17]
     for s in range(20, 33):
         assert call(sock, write(s, "create_post", {"actor": "alice", "text": "t"}))["t"] == "a"
         wait_snapshots_idle(proc)
     assert snapshots_done(proc)[-2:] == [24, 31]
-    assert snapshot_files(tmp_path / "a") == [10, 17, 24, 31]
+    assert snapshot_seqs(tmp_path / "a") == [10, 17, 24, 31]
     assert proc.logged("event=compacted s=10 committed=12")
     assert not proc.logged("forced=1")
 

@@ -276,6 +276,11 @@ def seq_of(snapshot: Path) -> int:
     return int(snapshot.name[len("snapshot-"):-len(".snap")])
 
 
+def snapshot_seqs(data_dir: Path) -> list[int]:
+    """The seqs of the snapshot files in a data dir, oldest first."""
+    return sorted(seq_of(p) for p in data_dir.glob("snapshot-*.snap"))
+
+
 @pytest.mark.parametrize("where, expected", [(-20, "checksum mismatch"), (2, "bad header")])
 def test_damaged_snapshots_refuse_start_and_are_left_as_they_are(
         launch, tmp_path: Path, where: int, expected: str) -> None:

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.conftest import wait_for
+from tests.core.test_replica_process import snapshot_seqs
 from tests.durability.test_divergence import write_history
 
 pytestmark = pytest.mark.timeout(90)
@@ -19,8 +20,7 @@ SNAPSHOTS = ["--snapshot-every", "20", "--snapshot-log-ratio", "0"]
 
 
 def snapshot_files(cluster, rid: str) -> list[int]:
-    return sorted(int(p.name[len("snapshot-"):-len(".snap")])
-                  for p in (cluster.data_dir / f"replica-{rid}").glob("snapshot-*.snap"))
+    return snapshot_seqs(cluster.data_dir / f"replica-{rid}")
 
 
 def snapshots_taken_in(cluster, rid: str) -> set[int]:
