@@ -233,13 +233,14 @@ int main(int argc, char** argv) {
                 ++replayed;
                 replayedBytes += body.size();
             });
-            // A log that ends before a damaged snapshot's seq would start this replica behind a
-            // state it held (and may have acked): refused, as a log gap is.
-            for (const auto& d : damaged)
-                if (machine.applied() < d.seq)
-                    throw replica::StorageError(
-                        d.reason + "; the snapshot restored (at " + std::to_string(restoredSeq) +
-                        ") and the log after it reach only seq " + std::to_string(machine.applied()));
+            // A log that ends before the newest damaged snapshot's seq (they are listed newest
+            // first) would start this replica behind a state it held (and may have acked):
+            // refused, as a log gap is.
+            if (!damaged.empty() && machine.applied() < damaged.front().seq)
+                throw replica::StorageError(
+                    damaged.front().reason + "; the snapshot restored (at " +
+                    std::to_string(restoredSeq) + ") and the log after it reach only seq " +
+                    std::to_string(machine.applied()));
             // Only now, with the state rebuilt from the older snapshot and the log: a failed
             // replay leaves the data dir as it was found.
             for (const auto& d : damaged) snapshots->setAside(d.path);
